@@ -1,0 +1,1 @@
+"""LLM annotation (round 0): local causal LMs and OpenAI-compatible servers."""
