@@ -1,0 +1,214 @@
+"""Per-round learners: a fresh classifier trained on the two pseudo-labeled sets with a chosen risk.
+
+A learner is what one refinement round trains. The loop in :mod:`silr.refine` only needs:
+
+* ``fit(X, pseudo, weights, *, risk, val_mask, seed) -> self``
+* ``decision_function(X) -> np.ndarray`` (real scores, higher = positive)
+* ``history_`` (per-epoch train/validation risk) and ``best_epoch_``
+* ``config() -> dict`` and ``state_dict() -> dict[str, torch.Tensor]`` for saving, and
+  ``from_state(config, state)`` to reload without pickle.
+
+:class:`HeadLearner` trains a linear or small MLP head on feature arrays (dense numpy or scipy sparse).
+The epoch kept is the one with the lowest risk on the held-out share of the pseudo-labeled corpus;
+no gold label is used.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from silr.risks import DEFAULT_SLOPE, UUWeights, batch_risk
+
+__all__ = ["Learner", "HeadLearner", "auto_batch_size"]
+
+
+@runtime_checkable
+class Learner(Protocol):
+    history_: list[dict]
+    best_epoch_: int
+
+    def fit(self, X, pseudo: np.ndarray, weights: UUWeights, *, risk: str, val_mask: np.ndarray, seed: int): ...
+
+    def decision_function(self, X) -> np.ndarray: ...
+
+    def config(self) -> dict: ...
+
+    def state_dict(self) -> dict[str, torch.Tensor]: ...
+
+
+def auto_batch_size(n: int) -> int:
+    """Mini-batch size: 256 for small corpora, growing so an epoch is at most ~64 steps on large ones."""
+    return int(max(256, math.ceil(n / 64)))
+
+
+def _to_tensor(X, rows: np.ndarray | None = None) -> torch.Tensor:
+    """Rows of a dense or sparse matrix as a float32 tensor (sparse rows become a sparse COO tensor)."""
+    Xr = X if rows is None else X[rows]
+    if sp.issparse(Xr):
+        coo = Xr.tocoo()
+        idx = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+        return torch.sparse_coo_tensor(idx, torch.from_numpy(coo.data.astype(np.float32)), coo.shape).coalesce()
+    return torch.from_numpy(np.ascontiguousarray(Xr, dtype=np.float32))
+
+
+class _Head(nn.Module):
+    def __init__(self, n_features: int, hidden: int, mean: torch.Tensor, scale: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("scale", scale)
+        self.hidden = hidden
+        if hidden:
+            self.inp = nn.Linear(n_features, hidden)
+            self.out = nn.Linear(hidden, 1)
+        else:
+            self.out = nn.Linear(n_features, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_sparse:
+            # sparse features (TF-IDF) are used as they are; standardisation would densify them
+            h = torch.sparse.mm(x, (self.inp if self.hidden else self.out).weight.t()) + (
+                self.inp if self.hidden else self.out
+            ).bias
+            if self.hidden:
+                h = self.out(torch.relu(h))
+            return h.squeeze(-1)
+        x = (x - self.mean) / self.scale
+        if self.hidden:
+            x = torch.relu(self.inp(x))
+        return self.out(x).squeeze(-1)
+
+
+class HeadLearner:
+    """A linear (``hidden=0``) or one-hidden-layer MLP head trained with AdamW under a UU/PN risk.
+
+    Parameters
+    ----------
+    hidden : int
+        Hidden units; 0 gives a linear head.
+    epochs, lr, weight_decay, batch_size :
+        Optimisation. ``batch_size=None`` picks :func:`auto_batch_size`. The defaults (AdamW, lr 1e-2,
+        60 epochs) come from the calibration in PAPER.md section 7: lr 1e-3 / 20 epochs under-trains.
+    slope : float
+        Negative slope of the robust risk's leaky ReLU.
+    standardize : bool
+        Standardise dense features with the corpus mean and standard deviation (stored in the head).
+    """
+
+    def __init__(
+        self,
+        *,
+        hidden: int = 0,
+        epochs: int = 60,
+        lr: float = 1e-2,
+        weight_decay: float = 1e-4,
+        batch_size: int | None = None,
+        slope: float = DEFAULT_SLOPE,
+        standardize: bool = True,
+    ):
+        self.hidden = hidden
+        self.epochs = epochs
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.slope = slope
+        self.standardize = standardize
+
+    # -- training -------------------------------------------------------------------------------
+    def fit(self, X, pseudo, weights: UUWeights, *, risk: str, val_mask: np.ndarray, seed: int = 0):
+        pseudo = np.asarray(pseudo).astype(np.int64)
+        val_mask = np.asarray(val_mask, dtype=bool)
+        train_idx = np.flatnonzero(~val_mask)
+        val_idx = np.flatnonzero(val_mask)
+        gen = torch.Generator().manual_seed(int(seed))
+        torch.manual_seed(int(seed))
+        n_features = X.shape[1]
+        if self.standardize and not sp.issparse(X):
+            Xt = np.asarray(X[train_idx], dtype=np.float64)
+            mean = torch.from_numpy(Xt.mean(0).astype(np.float32))
+            scale = torch.from_numpy(np.maximum(Xt.std(0), 1e-6).astype(np.float32))
+        else:
+            mean, scale = torch.zeros(n_features), torch.ones(n_features)
+        self.module_ = _Head(n_features, self.hidden, mean, scale)
+        opt = torch.optim.AdamW(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        bs = self.batch_size or auto_batch_size(train_idx.size)
+        dense = not sp.issparse(X)
+        X_train = _to_tensor(X, train_idx) if dense else X[train_idx].tocsr()
+        s_train = torch.from_numpy(pseudo[train_idx])
+        X_val = _to_tensor(X, val_idx) if val_idx.size else None
+        s_val = torch.from_numpy(pseudo[val_idx])
+
+        self.history_ = []
+        best = (math.inf, 0, None)
+        for epoch in range(1, self.epochs + 1):
+            self.module_.train()
+            perm = torch.randperm(train_idx.size, generator=gen)
+            total, steps = 0.0, 0
+            for start in range(0, train_idx.size, bs):
+                b = perm[start : start + bs]
+                xb = X_train[b] if dense else _to_tensor(X_train, b.numpy())
+                loss = batch_risk(risk, self.module_(xb), s_train[b], weights, slope=self.slope)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach())
+                steps += 1
+            rec = {"epoch": epoch, "train_loss": total / max(steps, 1)}
+            if X_val is not None:
+                with torch.no_grad():
+                    self.module_.eval()
+                    rec["val_loss"] = float(batch_risk(risk, self.module_(X_val), s_val, weights, slope=self.slope))
+                crit = rec["val_loss"]
+            else:
+                crit = rec["train_loss"]
+            self.history_.append(rec)
+            if crit < best[0]:
+                best = (crit, epoch, {k: v.detach().clone() for k, v in self.module_.state_dict().items()})
+        self.best_epoch_ = best[1]
+        self.module_.load_state_dict(best[2])
+        self.module_.eval()
+        return self
+
+    # -- inference ------------------------------------------------------------------------------
+    def decision_function(self, X, *, batch_size: int = 65536) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for start in range(0, X.shape[0], batch_size):
+                rows = np.arange(start, min(start + batch_size, X.shape[0]))
+                out.append(self.module_(_to_tensor(X, rows)).numpy())
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+    # -- persistence (no pickle) ------------------------------------------------------------------
+    def config(self) -> dict:
+        return {
+            "kind": "head",
+            "hidden": self.hidden,
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "batch_size": self.batch_size,
+            "slope": self.slope,
+            "standardize": self.standardize,
+            "n_features": int(self.module_.mean.numel()),
+            "best_epoch": self.best_epoch_,
+        }
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
+
+    @classmethod
+    def from_state(cls, config: dict, state: dict[str, torch.Tensor]) -> "HeadLearner":
+        keys = ("hidden", "epochs", "lr", "weight_decay", "batch_size", "slope", "standardize")
+        self = cls(**{k: config[k] for k in keys})
+        n = int(config["n_features"])
+        self.module_ = _Head(n, self.hidden, torch.zeros(n), torch.ones(n))
+        self.module_.load_state_dict(state)
+        self.module_.eval()
+        self.best_epoch_ = int(config.get("best_epoch", 0))
+        self.history_ = []
+        return self

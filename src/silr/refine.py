@@ -1,0 +1,506 @@
+"""The self-iterative refinement loop (Asano et al., NeurIPS 2025), as a scikit-learn style estimator.
+
+Round 0 is the given pseudo-labels (from an LLM). Each round ``r = 1..R``:
+
+1. estimate the class priors ``(pi, theta_p, theta_n)`` of the current labels from the labeled sample
+   and the corpus (:func:`silr.priors.estimate_priors`); refuse to go on if they are inverted or too close;
+2. train a fresh learner on the corpus split into P~ / N~ by the current labels with the chosen risk,
+   keeping the epoch with the lowest risk on a held-out share of the corpus (no gold labels);
+3. relabel the whole corpus (and the labeled rows, to estimate the next round's priors).
+
+Relabeling uses the running mean of every round's standardised scores by default (``aggregate=
+"running_mean"``): after round 1 the split is a deterministic function of the features the next
+learner sees, and labeling by the last classifier alone drifts (PAPER.md section 7).
+
+After the loop the estimated accuracy of every round's labels (round 0 included) is read off the labeled
+sample, and the best is handed back (``selection="estimated_accuracy"``), so the refined labels are not
+knowingly worse than the LLM's.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from silr.learners import HeadLearner
+from silr.priors import DEFAULT_MIN_GAP, PriorEstimate, PriorEstimationError, check_usable, estimate_priors
+from silr.risks import DEFAULT_SLOPE, RISKS, UUWeights
+
+__all__ = ["SelfIterativeRefiner", "RefinementError", "AGGREGATES", "SELECTIONS"]
+
+AGGREGATES = ("running_mean", "last")
+SELECTIONS = ("paired", "estimated_accuracy", "last")
+
+
+class RefinementError(ValueError):
+    """The refinement cannot start (for example the LLM labels' priors are inverted)."""
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
+    """Refine noisy pseudo-labels with robust unlabeled-unlabeled learning, round after round.
+
+    Parameters
+    ----------
+    rounds : int
+        Maximum number of refinement rounds after round 0.
+    risk : {"robust_uu", "uu", "pn"}
+        Risk of round 1 (``pn`` = PN learning on the pseudo-labels, a baseline).
+    later_risk : {"robust_uu", "uu", "pn"} or None
+        Risk of rounds 2 and later (``None``: same as ``risk``).
+    aggregate : {"running_mean", "last"}
+        How a round's labels are made: the sign of the running mean of all rounds' scores, each divided by
+        its standard deviation over the corpus, or the sign of the last classifier's score alone.
+    selection : {"paired", "estimated_accuracy", "last"}
+        Which round's labels are handed back. ``"paired"`` (default) keeps the last refined round unless
+        the labeled sample gives strong evidence that the round-0 labels are more accurate: a paired
+        bootstrap over the labeled rows, round 0 kept when it wins in at least ``fallback_confidence`` of
+        the draws. ``"estimated_accuracy"`` takes the round with the highest estimated accuracy (noisy with
+        50 labels: about +-6 points each); ``"last"`` the last round.
+    fallback_confidence : float
+        Bootstrap probability that round 0 is better needed to hand back round 0 (``"paired"``).
+    hidden, epochs, lr, weight_decay, batch_size, slope :
+        The per-round head (see :class:`silr.learners.HeadLearner`).
+    val_fraction : float
+        Share of the corpus held out each round to pick the epoch (by validation risk; no gold labels).
+    min_gap : float
+        Smallest ``theta_p - theta_n`` a round may train on.
+    n_bootstrap : int
+        Bootstrap draws for the prior intervals.
+    learner_factory : callable or None
+        ``learner_factory(round) -> Learner`` to use another backbone's learner (e.g. LoRA fine-tuning);
+        ``None`` builds a :class:`HeadLearner` from the parameters above.
+    seed : int
+        Seeds the validation split, the initialisation and the bootstrap.
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_rounds_ + 1, n_samples)
+        Corpus labels per round; row 0 is the given pseudo-labels.
+    scores_ : ndarray of shape (n_rounds_ + 1, n_samples)
+        The aggregated score that made each round's labels (row 0 is NaN).
+    priors_ : list of PriorEstimate
+        ``priors_[r]`` describes round ``r``'s labels (estimated from the labeled sample).
+    rounds_ : list of dict
+        One record per round (priors with intervals, risk, losses per epoch, rows changed, time).
+    learners_ : list
+        The learner of each round 1..n_rounds_.
+    n_rounds_ : int
+        Rounds actually run.
+    final_round_ : int
+        The round whose labels are handed back (``transduction_``).
+    transduction_ : ndarray
+        The refined corpus labels.
+    stop_reason_, selection_reason_ : str
+        Why the loop ended, and why ``final_round_`` was chosen.
+    classes_ : ndarray ``[0, 1]``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 2, 2000); X = rng.normal(size=(2000, 5)) + y[:, None]
+    >>> noisy = np.where(rng.random(2000) < 0.3, 1 - y, y)
+    >>> lab = rng.choice(2000, 50, replace=False)
+    >>> model = SelfIterativeRefiner(rounds=2, epochs=20).fit(
+    ...     X, noisy, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=noisy[lab])
+    >>> bool((model.transduction_ == y).mean() > (noisy == y).mean())
+    True
+    """
+
+    def __init__(
+        self,
+        *,
+        rounds: int = 5,
+        risk: str = "robust_uu",
+        later_risk: str | None = "uu",
+        aggregate: str = "running_mean",
+        selection: str = "paired",
+        fallback_confidence: float = 0.9,
+        hidden: int = 0,
+        epochs: int = 60,
+        lr: float = 1e-2,
+        weight_decay: float = 1e-4,
+        batch_size: int | None = None,
+        slope: float = DEFAULT_SLOPE,
+        val_fraction: float = 0.125,
+        min_gap: float = DEFAULT_MIN_GAP,
+        n_bootstrap: int = 2000,
+        learner_factory: Callable[[int], object] | None = None,
+        seed: int = 0,
+    ):
+        self.rounds = rounds
+        self.risk = risk
+        self.later_risk = later_risk
+        self.aggregate = aggregate
+        self.selection = selection
+        self.fallback_confidence = fallback_confidence
+        self.hidden = hidden
+        self.epochs = epochs
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.slope = slope
+        self.val_fraction = val_fraction
+        self.min_gap = min_gap
+        self.n_bootstrap = n_bootstrap
+        self.learner_factory = learner_factory
+        self.seed = seed
+
+    # ------------------------------------------------------------------------------------------
+    def _validate_params(self) -> None:
+        if not isinstance(self.rounds, (int, np.integer)) or self.rounds < 1:
+            raise ValueError(f"rounds must be a positive integer, got {self.rounds!r}")
+        for name in ("risk", "later_risk"):
+            v = getattr(self, name)
+            if v is None and name == "later_risk":
+                continue
+            if v not in RISKS:
+                raise ValueError(f"{name} must be one of {', '.join(RISKS)}; got {v!r}")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}; got {self.aggregate!r}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}; got {self.selection!r}")
+        if not 0.0 <= self.val_fraction < 0.9:
+            raise ValueError(f"val_fraction must be in [0, 0.9), got {self.val_fraction}")
+
+    def _new_learner(self, r: int):
+        if self.learner_factory is not None:
+            return self.learner_factory(r)
+        return HeadLearner(
+            hidden=self.hidden,
+            epochs=self.epochs,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            batch_size=self.batch_size,
+            slope=self.slope,
+        )
+
+    def _estimate(self, y_lab, s_lab, s_corpus, r: int, prior_fn) -> PriorEstimate:
+        if prior_fn is not None:
+            return prior_fn(r, s_corpus)
+        return estimate_priors(
+            y_lab, s_lab, float(np.mean(s_corpus)), n_bootstrap=self.n_bootstrap, seed=self.seed + r
+        )
+
+    def fit(
+        self,
+        X,
+        pseudo_labels,
+        *,
+        X_labeled,
+        y_labeled,
+        pseudo_labeled,
+        on_round: Callable[[dict], None] | None = None,
+        prior_fn: Callable[[int, np.ndarray], PriorEstimate] | None = None,
+    ):
+        """Run the refinement.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            Corpus features (whatever the learner consumes; texts for a fine-tuning learner).
+        pseudo_labels : array of 0/1, shape (n_samples,)
+            Round-0 labels of the corpus (the LLM's).
+        X_labeled, y_labeled, pseudo_labeled :
+            Features, gold labels and round-0 labels of the small labeled sample. These are the only
+            gold labels the loop reads.
+        on_round : callable, optional
+            Called with each round's record as soon as it is done (progress, logging, checkpoints).
+        prior_fn : callable, optional
+            ``prior_fn(round, corpus_labels) -> PriorEstimate`` replaces the estimator. For benchmarks
+            with oracle priors only; never used by the command line.
+        """
+        self._validate_params()
+        s0 = np.asarray(pseudo_labels)
+        if s0.ndim != 1 or s0.shape[0] != X.shape[0]:
+            raise ValueError(f"pseudo_labels has shape {s0.shape}; expected ({X.shape[0]},)")
+        if not np.isin(s0, (0, 1)).all():
+            raise ValueError("pseudo_labels must be 0/1 (no missing values)")
+        s0 = s0.astype(np.int8)
+        y_lab = np.asarray(y_labeled).astype(np.int8)
+        s_lab = np.asarray(pseudo_labeled).astype(np.int8)
+        if X_labeled.shape[0] != y_lab.size or s_lab.size != y_lab.size:
+            raise ValueError(
+                f"labeled sample sizes differ: {X_labeled.shape[0]} feature rows, {y_lab.size} gold labels, "
+                f"{s_lab.size} pseudo-labels"
+            )
+        n = s0.size
+        rng = np.random.default_rng(self.seed)
+        self.classes_ = np.array([0, 1])
+
+        labels = [s0]
+        lab_labels = [s_lab]
+        scores = [np.full(n, np.nan, dtype=np.float32)]
+        lab_scores: list[np.ndarray] = [np.full(y_lab.size, np.nan, dtype=np.float32)]
+        z_sum = np.zeros(n, dtype=np.float64)
+        z_sum_lab = np.zeros(y_lab.size, dtype=np.float64)
+        self.learners_, self.scales_ = [], []
+        try:
+            first = self._estimate(y_lab, s_lab, s0, 0, prior_fn)
+        except PriorEstimationError as e:
+            raise RefinementError(f"cannot estimate the class priors of the pseudo-labels: {e}") from e
+        self.priors_ = [first]
+        self.rounds_ = [self._record(0, first, source="pseudo-labels")]
+        if on_round:
+            on_round(self.rounds_[0])
+        why = check_usable(first, min_gap=self.min_gap)
+        if why is not None:
+            raise RefinementError(f"the pseudo-labels cannot start a refinement: {why}")
+        self.stop_reason_ = f"completed {self.rounds} rounds"
+
+        for r in range(1, self.rounds + 1):
+            est = self.priors_[-1]
+            risk = self.risk if r == 1 or self.later_risk is None else self.later_risk
+            weights = UUWeights.from_priors(est.pi, est.theta_p, est.theta_n)
+            val_mask = np.zeros(n, dtype=bool)
+            if self.val_fraction > 0:
+                val_mask[rng.choice(n, int(round(self.val_fraction * n)), replace=False)] = True
+            t0 = time.perf_counter()
+            learner = self._new_learner(r)
+            learner.fit(X, labels[-1], weights, risk=risk, val_mask=val_mask, seed=self.seed * 1000 + r)
+            g = np.asarray(learner.decision_function(X), dtype=np.float64)
+            g_lab = np.asarray(learner.decision_function(X_labeled), dtype=np.float64)
+            scale = float(np.std(g)) or 1.0
+            self.learners_.append(learner)
+            self.scales_.append(scale)
+            if self.aggregate == "running_mean":
+                z_sum += g / scale
+                z_sum_lab += g_lab / scale
+                agg, agg_lab = z_sum / r, z_sum_lab / r
+            else:
+                agg, agg_lab = g / scale, g_lab / scale
+            new = (agg > 0).astype(np.int8)
+            new_lab = (agg_lab > 0).astype(np.int8)
+            seconds = time.perf_counter() - t0
+            try:
+                est_new = self._estimate(y_lab, new_lab, new, r, prior_fn)
+                why = check_usable(est_new, min_gap=self.min_gap)
+            except PriorEstimationError as e:
+                est_new, why = None, str(e)
+            rec = self._record(
+                r,
+                est_new,
+                source="classifier",
+                risk=risk,
+                trained_with=est,
+                learner=learner,
+                n_changed=int(np.sum(new != labels[-1])),
+                seconds=seconds,
+            )
+            if est_new is None or why is not None:
+                rec["rejected"] = why
+                self.rounds_.append(rec)
+                if on_round:
+                    on_round(rec)
+                # this round's labels are not kept: its labeler is unusable
+                self.learners_.pop()
+                self.scales_.pop()
+                self.stop_reason_ = f"stopped at round {r}: its labels cannot drive another round ({why})"
+                break
+            labels.append(new)
+            lab_labels.append(new_lab)
+            scores.append(agg.astype(np.float32))
+            lab_scores.append(agg_lab.astype(np.float32))
+            self.priors_.append(est_new)
+            self.rounds_.append(rec)
+            if on_round:
+                on_round(rec)
+            if rec["n_changed"] == 0:
+                self.stop_reason_ = f"converged at round {r}: no corpus label changed"
+                break
+
+        self.labels_ = np.vstack(labels)
+        self.scores_ = np.vstack(scores)
+        self.n_rounds_ = len(labels) - 1
+        self._lab_scores = lab_scores
+        self._lab_labels = lab_labels
+        self._select(y_lab)
+        self._calibrate(y_lab)
+        return self
+
+    # ------------------------------------------------------------------------------------------
+    def _record(self, r, est, *, source, risk=None, trained_with=None, learner=None, n_changed=None, seconds=None):
+        rec: dict = {"round": r, "source": source, "risk": risk}
+        if est is not None:
+            d = est.to_dict()
+            rec.update({k: d[k] for k in ("pi", "theta_p", "theta_n", "accuracy", "gap", "pseudo_positive_rate")})
+            rec["intervals"] = d["intervals"]
+            rec["prob_gap_nonpositive"] = d["prob_gap_nonpositive"]
+        if trained_with is not None:
+            rec["trained_with"] = {"pi": trained_with.pi, "theta_p": trained_with.theta_p, "theta_n": trained_with.theta_n}
+        hist = getattr(learner, "history_", []) if learner is not None else []
+        best = getattr(learner, "best_epoch_", None) if learner is not None else None
+        rec["history"] = hist
+        rec["best_epoch"] = best
+        chosen = next((h for h in hist if h.get("epoch") == best), None)
+        rec["train_loss"] = chosen.get("train_loss") if chosen else None
+        rec["val_loss"] = chosen.get("val_loss") if chosen else None
+        rec["n_changed"] = n_changed
+        rec["seconds"] = seconds
+        return rec
+
+    def _select(self, y_lab: np.ndarray) -> None:
+        accs = [p.accuracy for p in self.priors_]
+        last = self.n_rounds_
+        self.prob_round0_better_ = None
+        if self.selection == "last" or last == 0:
+            self.final_round_ = last
+            self.selection_reason_ = "the last round" if last else "no refinement round was kept"
+        elif self.selection == "estimated_accuracy":
+            best = max(range(len(accs)), key=lambda r: (round(accs[r], 9), r))
+            self.final_round_ = best
+            self.selection_reason_ = (
+                f"round {best} has the highest accuracy estimated from the labeled sample ({accs[best]:.3f}; "
+                + ", ".join(f"round {r}: {a:.3f}" for r, a in enumerate(accs))
+                + ")"
+            )
+        else:
+            right0 = (self._lab_labels[0] == y_lab).astype(np.float64)
+            rightk = (self._lab_labels[last] == y_lab).astype(np.float64)
+            rng = np.random.default_rng(self.seed + 7919)
+            idx = rng.integers(0, y_lab.size, size=(self.n_bootstrap, y_lab.size))
+            diff = (right0[idx] - rightk[idx]).mean(1)
+            p0 = float(np.mean(diff > 0))
+            self.prob_round0_better_ = p0
+            n0, nk = int(right0.sum()), int(rightk.sum())
+            if p0 >= self.fallback_confidence:
+                self.final_round_ = 0
+                self.selection_reason_ = (
+                    f"round 0 (the pseudo-labels) kept: on the labeled sample it is right on {n0} of {y_lab.size} "
+                    f"rows against {nk} for round {last}, better in {p0:.0%} of bootstrap draws "
+                    f"(threshold {self.fallback_confidence:.0%})"
+                )
+            else:
+                self.final_round_ = last
+                self.selection_reason_ = (
+                    f"round {last} kept: on the labeled sample it is right on {nk} of {y_lab.size} rows against "
+                    f"{n0} for round 0; round 0 better in only {p0:.0%} of bootstrap draws "
+                    f"(threshold {self.fallback_confidence:.0%})"
+                )
+        self.transduction_ = self.labels_[self.final_round_].copy()
+        # the classifier used for new inputs: the selected round, or the best refined round if round 0 won
+        if self.n_rounds_ == 0:
+            self.predict_round_ = 0
+        elif self.final_round_ > 0:
+            self.predict_round_ = self.final_round_
+        else:
+            self.predict_round_ = 1 + int(np.argmax([p.accuracy for p in self.priors_[1:]]))
+
+    def _calibrate(self, y_lab: np.ndarray) -> None:
+        """Platt scaling of the aggregated score on the labeled sample (for ``predict_proba`` only)."""
+        self.platt_ = (1.0, 0.0)
+        if self.predict_round_ == 0:
+            return
+        z = self._lab_scores[self.predict_round_].astype(np.float64)
+        from sklearn.linear_model import LogisticRegression
+
+        lr = LogisticRegression(C=1.0).fit(z[:, None], y_lab)
+        slope = float(lr.coef_[0, 0])
+        self.platt_ = (slope if slope > 0 else 1.0, float(lr.intercept_[0]) if slope > 0 else 0.0)
+
+    # ------------------------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "labels_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("this SelfIterativeRefiner is not fitted yet; call fit first")
+
+    def decision_function(self, X) -> np.ndarray:
+        """Aggregated score of the classifier of round ``predict_round_`` (higher = positive; 0 = threshold)."""
+        self._check_fitted()
+        k = self.predict_round_
+        if k == 0:
+            raise RefinementError("no refinement round was kept, so there is no classifier to apply")
+        if self.aggregate == "running_mean":
+            z = sum(
+                np.asarray(self.learners_[j].decision_function(X), dtype=np.float64) / self.scales_[j]
+                for j in range(k)
+            )
+            return z / k
+        return np.asarray(self.learners_[k - 1].decision_function(X), dtype=np.float64) / self.scales_[k - 1]
+
+    def predict(self, X) -> np.ndarray:
+        return (self.decision_function(X) > 0).astype(np.int64)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probabilities from the aggregated score, Platt-scaled on the labeled sample."""
+        a, b = self.platt_
+        p = _sigmoid(a * self.decision_function(X) + b)
+        return np.column_stack([1 - p, p])
+
+    # ------------------------------------------------------------------------------------------
+    def summary(self) -> dict:
+        """A JSON-able description of the fitted loop (the body of ``rounds.json``)."""
+        self._check_fitted()
+        params = {k: v for k, v in self.get_params().items() if k != "learner_factory"}
+        return {
+            "params": params,
+            "rounds": self.rounds_,
+            "n_rounds": self.n_rounds_,
+            "final_round": self.final_round_,
+            "predict_round": self.predict_round_,
+            "stop_reason": self.stop_reason_,
+            "selection": self.selection_reason_,
+            "prob_round0_better": self.prob_round0_better_,
+        }
+
+    def save(self, path) -> None:
+        """Write ``config.json`` and ``weights.safetensors`` into folder ``path`` (no pickle)."""
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        k = self.predict_round_
+        state: dict[str, torch.Tensor] = {}
+        learners = []
+        for j in range(k):
+            for name, t in self.learners_[j].state_dict().items():
+                state[f"round_{j + 1}.{name}"] = t
+            learners.append(self.learners_[j].config())
+        params = {kk: v for kk, v in self.get_params().items() if kk != "learner_factory"}
+        config = {
+            "format": "silr-refiner/1",
+            "params": params,
+            "predict_round": k,
+            "final_round": self.final_round_,
+            "scales": self.scales_[:k],
+            "platt": list(self.platt_),
+            "learners": learners,
+        }
+        if state:
+            save_file(state, str(path / "weights.safetensors"))
+        (path / "config.json").write_text(json.dumps(config, indent=2))
+
+    @classmethod
+    def load(cls, path, *, learner_loader: Callable[[dict, dict], object] | None = None) -> "SelfIterativeRefiner":
+        """Reload a refiner saved by :meth:`save` for prediction (the corpus history is not kept)."""
+        path = Path(path)
+        config = json.loads((path / "config.json").read_text())
+        if config.get("format") != "silr-refiner/1":
+            raise ValueError(f"{path / 'config.json'} is not a silr model (format={config.get('format')!r})")
+        self = cls(**config["params"])
+        k = int(config["predict_round"])
+        state = load_file(str(path / "weights.safetensors")) if k else {}
+        self.learners_ = []
+        for j, lc in enumerate(config["learners"]):
+            prefix = f"round_{j + 1}."
+            sub = {name[len(prefix):]: t for name, t in state.items() if name.startswith(prefix)}
+            loader = learner_loader if lc.get("kind") != "head" or learner_loader else None
+            self.learners_.append(loader(lc, sub) if loader else HeadLearner.from_state(lc, sub))
+        self.scales_ = list(config["scales"])
+        self.predict_round_ = k
+        self.final_round_ = int(config["final_round"])
+        self.platt_ = tuple(config["platt"])
+        self.classes_ = np.array([0, 1])
+        self.labels_ = np.zeros((0, 0), dtype=np.int8)  # marks fitted; the corpus labels live in labels.csv
+        return self
