@@ -495,8 +495,12 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         for j, lc in enumerate(config["learners"]):
             prefix = f"round_{j + 1}."
             sub = {name[len(prefix):]: t for name, t in state.items() if name.startswith(prefix)}
-            loader = learner_loader if lc.get("kind") != "head" or learner_loader else None
-            self.learners_.append(loader(lc, sub) if loader else HeadLearner.from_state(lc, sub))
+            if lc.get("kind") == "head":
+                self.learners_.append(HeadLearner.from_state(lc, sub))
+            elif learner_loader is None:
+                raise ValueError(f"{path}: round {j + 1} has a learner of kind {lc.get('kind')!r}; its backbone must load it")
+            else:
+                self.learners_.append(learner_loader(lc, sub))
         self.scales_ = list(config["scales"])
         self.predict_round_ = k
         self.final_round_ = int(config["final_round"])
