@@ -31,6 +31,14 @@ class Failure(Exception):
     """A failure reported to the user as one line (exit code 1)."""
 
 
+class Interrupted(BaseException):
+    """Ctrl-C, raised by our SIGINT handler so that click does not turn it into a plain 'Aborted!'."""
+
+
+def _on_sigint(signum, frame):
+    raise Interrupted()
+
+
 def _err(msg: str) -> None:
     typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
 
@@ -148,33 +156,24 @@ _register_optional()
 
 
 def main() -> None:
+    """Entry point: usage errors exit 2 (click), user-facing failures exit 1 with one line, Ctrl-C exits 130."""
     from silr.io import InputError
     from silr.priors import PriorEstimationError
     from silr.refine import RefinementError
 
+    import signal
+
+    previous = signal.signal(signal.SIGINT, _on_sigint)
     try:
-        app(standalone_mode=False)
-    except KeyboardInterrupt:
+        app()
+    except (KeyboardInterrupt, Interrupted):
         _err("interrupted; finished work is cached and no output was half-written. Rerun the same command to resume.")
         sys.exit(130)
-    except (InputError, RefinementError, PriorEstimationError, Failure, FileNotFoundError) as e:
+    except (InputError, RefinementError, PriorEstimationError, Failure, FileNotFoundError, ValueError) as e:
         _err(str(e))
         sys.exit(1)
-    except ValueError as e:
-        _err(str(e))
-        sys.exit(1)
-    except SystemExit:
-        raise
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            _err("aborted")
-            sys.exit(130)
-        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -102,8 +102,8 @@ def load_refine_inputs(
     ly = parse_binary_labels(ldf[label_col], what=f"labeled file '{labeled}'", column=label_col).astype(np.int8)
     if ly.min() == ly.max():
         raise InputError(
-            f"labeled file '{labeled}': every gold label in column '{label_col}' is {int(ly[0])}; "
-            "the class priors need labeled positives and negatives"
+            f"labeled file '{labeled}': the labeled sample has one class only (every gold label in "
+            f"column '{label_col}' is {int(ly[0])}); the class priors need labeled positives and negatives"
         )
     if pseudo_col in ldf.columns:
         lp = _pseudo_from_column(ldf, labeled, pseudo_col, threshold)

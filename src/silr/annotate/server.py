@@ -1,0 +1,355 @@
+"""Annotate through an OpenAI-compatible server: vLLM, Ollama, llama.cpp server, LM Studio, OpenAI.
+
+* Endpoint, model and key come from the arguments or the environment (``SILR_OPENAI_BASE_URL`` /
+  ``OPENAI_BASE_URL``, ``SILR_OPENAI_API_KEY`` / ``OPENAI_API_KEY``).  Only that endpoint is contacted
+  (no redirects are followed, proxy variables are ignored).
+* ``api="chat"`` (default) uses ``/chat/completions``; ``api="completions"`` uses ``/completions``, the
+  better choice for base models served by vLLM / llama.cpp.
+* When the server returns log-probabilities, score = logprob(positive word) - logprob(negative word) at the
+  answer's first token (variants such as ``"Positive"``/``" positive"`` are pooled); a word missing from the
+  returned top list gets the smallest returned log-probability minus ``missing_margin``.  Otherwise the
+  answer is parsed strictly: exactly one of the label words gives +1/-1, anything else ABSTAINS (score
+  None) — it is never guessed.
+* Requests run on ``concurrency`` threads.  Timeouts, connection errors, malformed replies, 429 (honouring
+  ``Retry-After``) and 5xx are retried with exponential backoff and jitter; 401/403 (wrong key) and 404
+  (unknown model / wrong URL) stop the run at once with a clear message.
+* The API key is sent only in the ``Authorization`` header; it is never part of the cache key, the records,
+  logs or error messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from .types import AnnotationError, ScoreResult
+
+log = logging.getLogger(__name__)
+
+OPENAI_URL = "https://api.openai.com/v1"
+_PUNCT = " \t\r\n.,;:!?\"'`*()[]{}<>"
+
+
+class _Fatal(AnnotationError):
+    pass
+
+
+class _Retryable(Exception):
+    def __init__(self, why: str, wait: float | None = None):
+        super().__init__(why)
+        self.why, self.wait = why, wait
+
+
+class _LogprobsRejected(Exception):
+    pass
+
+
+def _env(*names: str) -> str | None:
+    for n in names:
+        v = os.environ.get(n)
+        if v:
+            return v
+    return None
+
+
+def public_url(url: str) -> str:
+    """The URL without credentials, query or fragment (safe for cache keys, records and messages)."""
+    p = urlsplit(url)
+    host = p.hostname or ""
+    if p.port:
+        host = f"{host}:{p.port}"
+    return urlunsplit((p.scheme, host, p.path.rstrip("/"), "", ""))
+
+
+def _norm(s: str) -> str:
+    return s.strip(_PUNCT).lower()
+
+
+def parse_answer(text: str | None, positive: str, negative: str) -> int | None:
+    """1 / 0 when the answer's first line is exactly one label word (case and punctuation aside), else None."""
+    if not text:
+        return None
+    first = text.strip().split("\n", 1)[0]
+    a = _norm(first)
+    p, n = _norm(positive), _norm(negative)
+    if a == p and a != n:
+        return 1
+    if a == n and a != p:
+        return 0
+    return None
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+class OpenAICompatibleAnnotator:
+    """Scores texts with a model behind an OpenAI-compatible HTTP API (see the module docstring)."""
+
+    def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None, *,
+                 api: str = "chat", concurrency: int = 4, timeout: float = 60.0, max_retries: int = 6,
+                 backoff: float = 0.5, max_backoff: float = 30.0, max_retry_after: float = 120.0,
+                 logprobs: bool = True, top_logprobs: int = 5, missing_margin: float = 1.0,
+                 max_answer_tokens: int = 5, transport: httpx.BaseTransport | None = None):
+        if not model:
+            raise AnnotationError("no model name given for the server (use --model openai:MODEL)")
+        if api not in ("chat", "completions"):
+            raise ValueError("api must be 'chat' or 'completions'")
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self._api_key = api_key if api_key is not None else _env("SILR_OPENAI_API_KEY", "OPENAI_API_KEY")
+        url = base_url or _env("SILR_OPENAI_BASE_URL", "OPENAI_BASE_URL")
+        if not url:
+            if not self._api_key:
+                raise AnnotationError(
+                    "no server given: pass --base-url (e.g. http://localhost:8000/v1 for vLLM, "
+                    "http://localhost:11434/v1 for Ollama) or set SILR_OPENAI_BASE_URL"
+                )
+            url = OPENAI_URL
+        if not re.match(r"^https?://", url):
+            raise AnnotationError(f"base URL must start with http:// or https://, got {public_url(url)!r}")
+        self.base_url = url.rstrip("/")
+        self.public_base_url = public_url(self.base_url)
+        self.model = model
+        self.model_id = f"openai:{model}@{self.public_base_url}"
+        self.api = api
+        self.concurrency = int(concurrency)
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.backoff, self.max_backoff, self.max_retry_after = float(backoff), float(max_backoff), float(max_retry_after)
+        self.use_logprobs = bool(logprobs)
+        self.top_logprobs = int(top_logprobs)
+        self.missing_margin = float(missing_margin)
+        self.max_answer_tokens = int(max_answer_tokens)
+        self._client = httpx.Client(timeout=httpx.Timeout(self.timeout), follow_redirects=False, trust_env=False,
+                                    transport=transport,
+                                    limits=httpx.Limits(max_connections=self.concurrency,
+                                                        max_keepalive_connections=self.concurrency))
+        self._lock = threading.Lock()
+        self.stats = {"requests": 0, "retries": 0, "logprob_scores": 0, "answer_scores": 0, "abstained": 0,
+                      "truncated": 0}
+        self.n_truncated = 0
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def settings_id(self) -> str:
+        return (f"api={self.api};logprobs={self.use_logprobs};top={self.top_logprobs};"
+                f"margin={self.missing_margin};max_tokens={self.max_answer_tokens}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "openai-compatible", "model": self.model, "base_url": self.public_base_url, "api": self.api,
+                "concurrency": self.concurrency, "api_key_set": bool(self._api_key)}
+
+    def _safe(self, s: str) -> str:
+        if self._api_key:
+            s = s.replace(self._api_key, "***")
+        return s.replace(self.base_url, self.public_base_url)
+
+    def close(self) -> None:
+        self._client.close()
+
+    # ------------------------------------------------------------------ one request
+    def _payload(self, prompt_text: str, positive: str, negative: str, logprobs: bool) -> tuple[str, dict]:
+        body: dict[str, Any] = {"model": self.model, "max_tokens": self.max_answer_tokens, "temperature": 0}
+        if self.api == "completions":
+            body.update(prompt=prompt_text, stop=["\n"])
+            if logprobs:
+                body["logprobs"] = self.top_logprobs
+            return "/completions", body
+        system = (f"Continue the pattern. Answer with exactly one word: {positive.strip()} or {negative.strip()}.")
+        body["messages"] = [{"role": "system", "content": system}, {"role": "user", "content": prompt_text}]
+        if logprobs:
+            body.update(logprobs=True, top_logprobs=self.top_logprobs)
+        return "/chat/completions", body
+
+    def _post(self, path: str, body: dict) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        try:
+            r = self._client.post(self.base_url + path, json=body, headers=headers)
+        except httpx.TimeoutException as e:
+            raise _Retryable(f"timeout after {self.timeout:g} s ({type(e).__name__})") from None
+        except httpx.TransportError as e:
+            raise _Retryable(f"connection error ({type(e).__name__})") from None
+        code = r.status_code
+        if code == 200:
+            try:
+                data = r.json()
+            except ValueError:
+                raise _Retryable("malformed JSON in the reply") from None
+            if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
+                raise _Retryable("reply without 'choices'")
+            return data
+        detail = self._error_detail(r)
+        if code in (401, 403):
+            raise _Fatal(f"server {self.public_base_url} refused the request (HTTP {code}): wrong or missing API key"
+                         f" (set --api-key or SILR_OPENAI_API_KEY){detail}")
+        if code == 404:
+            raise _Fatal(f"model '{self.model}' unknown to server {self.public_base_url} (HTTP 404){detail}; check "
+                         "--model, and that --base-url ends with /v1")
+        if code == 429 or code >= 500 or code == 408:
+            raise _Retryable(f"HTTP {code}{detail}", _parse_retry_after(r.headers.get("Retry-After")))
+        if code in (400, 422) and ("logprobs" in body or "top_logprobs" in body):
+            raise _LogprobsRejected(detail)
+        raise _Fatal(f"server {self.public_base_url} answered HTTP {code}{detail}")
+
+    def _error_detail(self, r: httpx.Response) -> str:
+        try:
+            msg = r.json().get("error", {})
+            msg = msg.get("message", "") if isinstance(msg, dict) else str(msg)
+        except Exception:
+            msg = r.text[:200]
+        msg = " ".join(str(msg).split())[:200]
+        return f": {self._safe(msg)}" if msg else ""
+
+    def _request(self, prompt_text: str, positive: str, negative: str) -> dict:
+        attempt = 0
+        while True:
+            path, body = self._payload(prompt_text, positive, negative, self.use_logprobs)
+            with self._lock:
+                self.stats["requests"] += 1
+            try:
+                return self._post(path, body)
+            except _LogprobsRejected as e:
+                log.warning("server rejected the logprobs request%s; parsing plain answers instead", e)
+                self.use_logprobs = False
+                continue
+            except _Retryable as e:
+                attempt += 1
+                if attempt > self.max_retries:
+                    raise AnnotationError(
+                        f"server {self.public_base_url} failed {attempt} times, giving up: {e.why}"
+                    ) from None
+                if e.wait is not None:
+                    delay = min(e.wait, self.max_retry_after)
+                else:
+                    delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+                    delay *= 0.5 + random.random()  # jitter
+                with self._lock:
+                    self.stats["retries"] += 1
+                log.info("retrying in %.2f s (%s)", delay, e.why)
+                time.sleep(delay)
+
+    # ------------------------------------------------------------------ parsing
+    def _positions(self, choice: dict) -> list[tuple[str, list[tuple[str, float]]]]:
+        """[(generated token, [(candidate token, logprob), ...]), ...] for the answer, in either API format."""
+        lp = choice.get("logprobs")
+        if not isinstance(lp, dict):
+            return []
+        out = []
+        if isinstance(lp.get("content"), list):  # chat format
+            for item in lp["content"]:
+                if not isinstance(item, dict):
+                    continue
+                tops = [(str(t.get("token", "")), float(t["logprob"])) for t in item.get("top_logprobs") or []
+                        if isinstance(t, dict) and isinstance(t.get("logprob"), (int, float))]
+                if not tops and isinstance(item.get("logprob"), (int, float)):
+                    tops = [(str(item.get("token", "")), float(item["logprob"]))]
+                out.append((str(item.get("token", "")), tops))
+        elif isinstance(lp.get("top_logprobs"), list):  # legacy completions format
+            toks = lp.get("tokens") or []
+            for i, d in enumerate(lp["top_logprobs"]):
+                if not isinstance(d, dict):
+                    continue
+                tops = [(str(k), float(v)) for k, v in d.items() if isinstance(v, (int, float))]
+                out.append((str(toks[i]) if i < len(toks) else "", tops))
+        return out
+
+    def _logprob_score(self, positions: list, positive: str, negative: str) -> float | None:
+        p, n = _norm(positive), _norm(negative)
+
+        def matches(tok: str, word: str, other: str) -> bool:
+            t = _norm(tok)
+            return bool(t) and word.startswith(t) and not other.startswith(t)
+
+        for gen, tops in positions:
+            if not tops:
+                continue
+            lp_p = [v for t, v in tops if matches(t, p, n) and math.isfinite(v)]
+            lp_n = [v for t, v in tops if matches(t, n, p) and math.isfinite(v)]
+            if lp_p or lp_n:
+                floor = min(v for _, v in tops if math.isfinite(v)) - self.missing_margin
+                a = _logsumexp(lp_p) if lp_p else floor
+                b = _logsumexp(lp_n) if lp_n else floor
+                return a - b
+            if _norm(gen):  # a real (non-blank) token that is neither word: no label at this answer
+                return None
+        return None
+
+    def _score_one(self, prompt_text: str, positive: str, negative: str, truncated: bool) -> ScoreResult:
+        data = self._request(prompt_text, positive, negative)
+        choice = data["choices"][0] if isinstance(data["choices"][0], dict) else {}
+        s = self._logprob_score(self._positions(choice), positive, negative)
+        kind = "logprob_scores"
+        if s is None:
+            text = choice.get("text")
+            if text is None and isinstance(choice.get("message"), dict):
+                text = choice["message"].get("content")
+            lab = parse_answer(text if isinstance(text, str) else None, positive, negative)
+            s = None if lab is None else (1.0 if lab == 1 else -1.0)
+            kind = "answer_scores"
+        with self._lock:
+            self.stats["abstained" if s is None else kind] += 1
+        return ScoreResult(s, s is None, truncated)
+
+    # ------------------------------------------------------------------ batch
+    def score(self, texts: Sequence[str], prompt: Any) -> Iterator[tuple[int, ScoreResult]]:
+        """Score ``texts`` with at most ``concurrency`` requests in flight; yields results as they arrive."""
+        jobs = []
+        for t in texts:
+            clipped, cut = prompt.clip(t)
+            jobs.append((prompt.prefix + prompt.suffix(clipped), cut))
+        n_cut = sum(c for _, c in jobs)
+        self.n_truncated += n_cut
+        self.stats["truncated"] += n_cut
+        if n_cut:
+            log.info("%d of %d texts were cut to max_text_chars=%d", n_cut, len(texts), prompt.spec.max_text_chars)
+        pending: dict[Future, int] = {}
+        it = iter(range(len(jobs)))
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="silr-annotate") as pool:
+            try:
+                def fill() -> None:
+                    while len(pending) < self.concurrency:
+                        i = next(it, None)
+                        if i is None:
+                            return
+                        pending[pool.submit(self._score_one, jobs[i][0], prompt.positive, prompt.negative,
+                                            jobs[i][1])] = i
+
+                fill()
+                while pending:
+                    done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                    for f in done:
+                        i = pending.pop(f)
+                        yield i, f.result()
+                    fill()
+            finally:
+                for f in pending:
+                    f.cancel()
+
+
+def _logsumexp(v: list[float]) -> float:
+    m = max(v)
+    return m + math.log(sum(math.exp(x - m) for x in v))

@@ -1,0 +1,121 @@
+"""LocalLMScorer on tiny random causal LMs built here (no big model): batched + prefix-KV-cached scores must
+equal the plain one-at-a-time scores; truncation is counted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from silr.annotate.local import LocalLMScorer, resolve_model_dir  # noqa: E402
+from silr.annotate.prompts import ShotPlan, load_prompt, spec_from_instruction  # noqa: E402
+from silr.annotate.types import AnnotationError  # noqa: E402
+
+WORDS = ("the a film movie was is great awful good bad boring fun plot actors story really not very dull "
+         "brilliant mess script long short funny sad text label yes no positive negative satire news sentiment "
+         "decide whether each expresses or opinion : . , !").split()
+
+
+def _tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[BOS]", "\n"] + sorted(set(WORDS)))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", "isolated"),
+                                                 pre_tokenizers.WhitespaceSplit(),
+                                                 pre_tokenizers.Punctuation("isolated")])
+    tok.decoder = decoders.WordPiece()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="[BOS]", pad_token="[PAD]", unk_token="[UNK]")
+
+
+@pytest.fixture(scope="module", params=["llama", "gemma3"])
+def tiny_model_dir(request, tmp_path_factory):
+    torch.manual_seed(0)
+    tok = _tokenizer()
+    v = len(tok)
+    if request.param == "llama":
+        cfg = transformers.LlamaConfig(vocab_size=v, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                                       initializer_range=0.3, bos_token_id=2, pad_token_id=0, eos_token_id=None)
+    else:  # sliding-window layers with a window far shorter than the few-shot prefix
+        cfg = transformers.Gemma3TextConfig(vocab_size=v, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                            num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                                            sliding_window=8, max_position_embeddings=4096,
+                                            layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                                            initializer_range=0.3, bos_token_id=2, pad_token_id=0, eos_token_id=None)
+    model = transformers.AutoModelForCausalLM.from_config(cfg)
+    d = tmp_path_factory.mktemp(f"tiny-{request.param}")
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+def _texts(n, seed=0):
+    rng = np.random.default_rng(seed)
+    content = [w for w in WORDS if w.isalpha()]
+    return [" ".join(rng.choice(content, size=int(rng.integers(1, 25)))) for _ in range(n)]
+
+
+def _plan(shots=4):
+    spec = spec_from_instruction("decide whether each text is positive or negative", "positive,negative",
+                                 base=load_prompt("generic"))
+    lab = _texts(12, seed=1)
+    return ShotPlan(spec, lab, [1, 0] * 6, shots=shots, seed=0)
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 64])
+def test_batched_prefix_cached_equals_plain(tiny_model_dir, batch_size):
+    sc = LocalLMScorer(tiny_model_dir, batch_size=batch_size, max_text_tokens=64)
+    prompt = _plan().main
+    texts = _texts(23)
+    fast = dict(sc.score(texts, prompt))
+    assert sorted(fast) == list(range(len(texts)))
+    plain = sc.score_plain(texts, prompt)
+    a = np.array([fast[i].score for i in range(len(texts))])
+    b = np.array([r.score for r in plain])
+    assert np.all(np.isfinite(a))
+    assert a.std() > 1e-2  # the check is meaningful: scores do vary
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
+    # the prefix is long compared to gemma's sliding window (8): the cached path must still agree
+    assert len(sc._prefix_ids(prompt.prefix)) > 8
+
+
+def test_prefix_cache_reused_and_not_mutated(tiny_model_dir):
+    sc = LocalLMScorer(tiny_model_dir, batch_size=4)
+    prompt = _plan().main
+    texts = _texts(9, seed=5)
+    first = dict(sc.score(texts, prompt))
+    assert len(sc._prefix_cache) == 1
+    again = dict(sc.score(texts[::-1], prompt))  # same prefix cache, different batches
+    for i, t in enumerate(texts[::-1]):
+        assert again[i].score == pytest.approx(first[len(texts) - 1 - i].score, abs=1e-5)
+
+
+def test_truncation_is_counted(tiny_model_dir, caplog):
+    sc = LocalLMScorer(tiny_model_dir, batch_size=8, max_text_tokens=5)
+    prompt = _plan().main
+    texts = ["great film", "the film was great fun and the actors really good", "bad", "a b c d e f g h"]
+    res = dict(sc.score(texts, prompt))
+    assert [res[i].truncated for i in range(4)] == [False, True, False, True]
+    assert sc.n_truncated == 2
+    # truncated text scores like its first 5 tokens
+    cut = dict(sc.score(["the film was great fun"], prompt))[0]
+    assert res[1].score == pytest.approx(cut.score, abs=1e-5)
+    plain = sc.score_plain(texts, prompt)
+    np.testing.assert_allclose([res[i].score for i in range(4)], [r.score for r in plain], atol=1e-4)
+
+
+def test_label_words_must_differ_in_first_token(tiny_model_dir):
+    sc = LocalLMScorer(tiny_model_dir)
+    spec = spec_from_instruction("x", "[UNK]1,[UNK]2", base=load_prompt("generic"))  # both map to [UNK]
+    plan = ShotPlan(spec, [], [], shots=0)
+    with pytest.raises(AnnotationError, match="first token"):
+        list(sc.score(["great"], plan.main))
+
+
+def test_unknown_model_is_a_clear_error(tmp_path):
+    with pytest.raises(AnnotationError, match="neither"):
+        resolve_model_dir(tmp_path / "nothing-here")

@@ -1,0 +1,123 @@
+"""The refinement loop as an estimator, on arrays."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from silr.priors import estimate_priors
+from silr.refine import RefinementError, SelfIterativeRefiner
+
+
+def make_task(n=4000, d=10, flip_pos=0.45, flip_neg=0.10, seed=0, n_lab=50):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    X[:, :3] += 1.2 * y[:, None]
+    flip = np.where(y == 1, rng.random(n) < flip_pos, rng.random(n) < flip_neg)
+    s = np.where(flip, 1 - y, y)
+    lab = rng.choice(n, n_lab, replace=False)
+    return X, y, s, lab
+
+
+def fit(X, y, s, lab, **kw):
+    kw.setdefault("epochs", 30)
+    return SelfIterativeRefiner(**kw).fit(X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab])
+
+
+def test_refinement_beats_class_conditional_noise_and_records_every_round():
+    X, y, s, lab = make_task()
+    m = fit(X, y, s, lab, rounds=3)
+    acc0 = (s == y).mean()
+    assert acc0 == pytest.approx(0.72, abs=0.03)
+    assert (m.labels_[1] == y).mean() > acc0 + 0.08
+    assert (m.transduction_ == y).mean() > acc0 + 0.08
+    assert m.labels_.shape == (m.n_rounds_ + 1, len(y))
+    assert np.array_equal(m.labels_[0], s)
+    assert len(m.priors_) == m.n_rounds_ + 1 == len(m.rounds_)
+    for rec in m.rounds_[1:]:
+        assert rec["risk"] in ("robust_uu", "uu")
+        assert 1 <= rec["best_epoch"] <= 30 and len(rec["history"]) == 30
+        assert rec["val_loss"] == min(h["val_loss"] for h in rec["history"])
+        assert set(rec["intervals"]) >= {"pi", "theta_p", "theta_n"}
+    assert m.rounds_[1]["risk"] == "robust_uu" and m.rounds_[2]["risk"] == "uu"
+    json.dumps(m.summary())  # JSON-able
+
+
+def test_estimator_api_contract():
+    X, y, s, lab = make_task(n=1500)
+    m = fit(X, y, s, lab, rounds=1)
+    assert list(m.classes_) == [0, 1]
+    p = m.predict_proba(X)
+    assert p.shape == (len(y), 2) and np.isfinite(p).all() and (p >= 0).all() and (p <= 1).all()
+    assert np.allclose(p.sum(1), 1)
+    pred = m.predict(X)
+    assert set(np.unique(pred)) <= {0, 1}
+    assert np.array_equal(pred, (m.decision_function(X) > 0).astype(int))
+    # the corpus labels of the predict round are what predict gives on the corpus
+    assert np.array_equal(pred, m.labels_[m.predict_round_])
+    with pytest.raises(NotFittedError):
+        SelfIterativeRefiner().predict(X)
+    with pytest.raises(ValueError, match="risk"):
+        SelfIterativeRefiner(risk="nope").fit(X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab])
+
+
+def test_save_and_load_reproduce_scores_without_pickle(tmp_path):
+    X, y, s, lab = make_task(n=1500)
+    m = fit(X, y, s, lab, rounds=2)
+    m.save(tmp_path / "model")
+    files = sorted(p.name for p in (tmp_path / "model").iterdir())
+    assert files == ["config.json", "weights.safetensors"]
+    m2 = SelfIterativeRefiner.load(tmp_path / "model")
+    assert np.allclose(m.decision_function(X), m2.decision_function(X), atol=1e-5)
+    assert np.allclose(m.predict_proba(X), m2.predict_proba(X), atol=1e-6)
+
+
+def test_inverted_pseudo_labels_stop_with_a_clear_message():
+    X, y, s, lab = make_task(n=1500)
+    with pytest.raises(RefinementError, match="inverted"):
+        fit(X, y, 1 - y, lab, rounds=2)
+
+
+def test_a_round_with_unusable_priors_does_not_relabel():
+    X, y, s, lab = make_task(n=1500)
+    calls = []
+
+    def prior_fn(r, labels):
+        calls.append(r)
+        est = estimate_priors(y[lab], s[lab], float(np.mean(labels)))
+        if r == 1:  # pretend round 1's labeler came out inverted
+            return estimate_priors(y[lab], 1 - y[lab], float(np.mean(labels)))
+        return est
+
+    m = SelfIterativeRefiner(rounds=3, epochs=10).fit(
+        X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab], prior_fn=prior_fn
+    )
+    assert m.n_rounds_ == 0
+    assert "round 1" in m.stop_reason_ and m.rounds_[1]["rejected"]
+    assert np.array_equal(m.transduction_, s)
+
+
+def test_running_mean_holds_round_one_gain_better_than_last_only():
+    X, y, s, lab = make_task(n=4000, seed=3)
+    mean = fit(X, y, s, lab, rounds=4, aggregate="running_mean", selection="last")
+    last = fit(X, y, s, lab, rounds=4, aggregate="last", later_risk="robust_uu", selection="last")
+    acc_mean = (mean.transduction_ == y).mean()
+    acc1 = (mean.labels_[1] == y).mean()
+    assert acc_mean >= acc1 - 0.01
+    assert acc_mean >= (last.transduction_ == y).mean() - 0.005
+
+
+def test_selection_falls_back_to_round_zero_when_labeled_sample_says_so():
+    # a near-perfect labeler and a weak feature space: refinement cannot match the labeler
+    rng = np.random.default_rng(5)
+    n = 3000
+    y = rng.integers(0, 2, n)
+    X = (rng.normal(size=(n, 5)) + 0.3 * y[:, None]).astype(np.float32)
+    s = np.where(rng.random(n) < 0.04, 1 - y, y)
+    lab = rng.choice(n, 60, replace=False)
+    m = fit(X, y, s, lab, rounds=2)
+    assert m.final_round_ == 0
+    assert np.array_equal(m.transduction_, s)
+    assert "round 0" in m.selection_reason_ and m.prob_round0_better_ >= 0.9
