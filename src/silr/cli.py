@@ -143,6 +143,93 @@ def evaluate(
         typer.echo(f"test set: accuracy {ev['test']['accuracy']:.4f} on {ev['test']['n']} rows")
 
 
+def _print_summary_table(summary: dict) -> None:
+    """The per-round table: estimated priors with intervals and, when gold was given, true accuracy."""
+    from rich.console import Console
+    from rich.table import Table
+
+    ev = summary.get("evaluation") or {}
+    gold = {pr["round"]: pr["accuracy"] for pr in ev.get("per_round", [])}
+    t = Table(title="silr: per round (priors and accuracy estimated from the 50 labeled rows; gold = held-out)")
+    for col in ("round", "pseudo+", "pi", "theta_p", "theta_n", "est. accuracy", "gold accuracy"):
+        t.add_column(col, justify="right")
+
+    def ci(rec, k):
+        if k not in rec:
+            return "-"
+        lo, hi = rec["intervals"][k]
+        return f"{rec[k]:.3f} [{lo:.2f}, {hi:.2f}]"
+
+    for rec in summary["rounds"]:
+        if rec.get("rejected"):
+            continue
+        r = rec["round"]
+        mark = " *" if r == summary["final_round"] else ""
+        t.add_row(
+            f"{r}{mark}", f"{rec['pseudo_positive_rate']:.3f}", ci(rec, "pi"), ci(rec, "theta_p"), ci(rec, "theta_n"),
+            ci(rec, "accuracy"), f"{gold[r]:.3f}" if r in gold else "-",
+        )
+    console = Console(width=140)
+    console.print(t)
+    console.print(f"* final labels: round {summary['final_round']} — {summary['selection']}")
+    if ev:
+        console.print(
+            f"LLM labels (round 0): {gold.get(0, float('nan')):.3f}   silr final labels: {ev['final_accuracy']:.3f}   "
+            f"gain: {ev['gain_over_round_0'] * 100:+.1f} points"
+        )
+
+
+@app.command("run")
+def run_config(
+    config: Path = typer.Argument(..., help="Config file (TOML or YAML): data, labeled sample, annotator, backbone, rounds."),
+    out: Path = typer.Option(..., "--out", help="Output folder for everything the run writes."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Run the whole pipeline from one config: annotate, refine, evaluate (when gold is given), report."""
+    from silr.runner import load_config, run_pipeline
+
+    cfg = load_config(config)
+    summary = run_pipeline(cfg, out, overwrite=overwrite, progress=not quiet,
+                           echo=lambda m: typer.echo(m, err=True), on_round=None if quiet else _print_round)
+    _print_summary_table(summary)
+    typer.echo(str(out))
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("silr-demo"), "--out", help="Output folder (replaced if it holds an earlier demo)."),
+    n: int = typer.Option(2000, "--n", min=200, help="Corpus size (Rotten Tomatoes snippets)."),
+    seed: int = typer.Option(0, "--seed"),
+    rounds: int = typer.Option(5, "--rounds", min=1),
+) -> None:
+    """Run silr end to end on an embedded real data set: Gemma-3-270M labels Rotten Tomatoes snippets,
+    50 rows get their gold labels, MiniLM + robust UU refine the rest; accuracy is checked on held-out gold."""
+    import time as _time
+
+    from silr.backbones.cache import default_cache_dir
+    from silr.io import write_table
+    from silr.runner import demo_config, run_pipeline
+
+    t0 = _time.perf_counter()
+    cfg, df = demo_config(n_corpus=n, seed=seed)
+    cfg.refine.rounds = rounds
+    base = default_cache_dir() / "demo"
+    base.mkdir(parents=True, exist_ok=True)
+    write_table(df, base / f"corpus-{n}-{seed}.csv")
+    cfg.data.corpus = f"corpus-{n}-{seed}.csv"
+    cfg.base_dir = str(base)
+    marker = out / ".silr-demo"
+    overwrite = marker.exists() or not out.exists() or not any(out.iterdir())
+    if not overwrite:
+        raise Failure(f"'{out}' is not empty and is not an earlier demo folder; choose another --out")
+    typer.echo(f"silr demo: {len(df)} Rotten Tomatoes snippets, Gemma-3-270M 4-shot labels, 50 gold-labeled rows, MiniLM", err=True)
+    summary = run_pipeline(cfg, out, overwrite=True, echo=lambda m: typer.echo(m, err=True), on_round=_print_round)
+    (out / ".silr-demo").write_text("written by `silr demo`\n")
+    _print_summary_table(summary)
+    typer.echo(f"wall time {_time.perf_counter() - t0:.0f} s; everything is in {out}/ (report.html, labels.csv, rounds.json, model/)")
+
+
 def _register_optional() -> None:
     """Commands that live in their own modules (kept import-light for fast `--help`)."""
     try:

@@ -1,0 +1,189 @@
+"""The methods the benchmark compares, all on the same features of one task.
+
+Every method gets the corpus features ``Xc``, the corpus pseudo-labels ``s``, the indices of the 50 labeled
+corpus rows (whose gold labels it may read) and returns predictions on the corpus and on the test split.
+Only :func:`run_silr` with ``oracle=True`` and the clean ceiling read the corpus gold beyond the 50 rows
+(reference methods, marked as such in the tables).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["MethodResult", "METHODS", "REFERENCE_METHODS", "DEFAULT_SILR", "run_method", "oracle_prior_fn",
+           "logreg"]
+
+#: Parameters of the silr method as benchmarked (the refiner's defaults unless the bench overrides them).
+DEFAULT_SILR: dict = {}
+
+METHODS = (
+    "llm",  # the pseudo-labels as they are
+    "silr",  # SelfIterativeRefiner, 50-label priors
+    "silr_oracle",  # same with oracle priors (reference)
+    "uu",  # plain UU risk every round, same loop
+    "pn",  # PN on the pseudo-labels, unweighted, one round
+    "lr_balanced",  # class-balanced logistic regression on the pseudo-labels
+    "cleanlab",  # CleanLearning(LogisticRegression) on the pseudo-labels
+    "self_training",  # SelfTrainingClassifier(LogisticRegression) from the 50 labels
+    "lr_50",  # logistic regression on the 50 labels alone
+    "ceiling",  # logistic regression on all gold corpus labels (reference)
+)
+REFERENCE_METHODS = ("silr_oracle", "ceiling")
+
+
+@dataclass
+class MethodResult:
+    method: str
+    corpus_pred: np.ndarray | None
+    test_pred: np.ndarray | None
+    rounds: list[dict] = field(default_factory=list)  # per round: corpus_acc, test_acc, priors ...
+    info: dict = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def logreg(X, *, class_weight=None, C: float | None = None, seed: int = 0):
+    """The logistic regression every sklearn baseline uses: standardised dense features (C=0.05 by default,
+    calibrated once on the clean ceiling of Rotten Tomatoes) or raw sparse TF-IDF (C=4)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if sp.issparse(X):
+        return LogisticRegression(C=C or 4.0, class_weight=class_weight, max_iter=2000, random_state=seed)
+    return make_pipeline(
+        StandardScaler(), LogisticRegression(C=C or 0.05, class_weight=class_weight, max_iter=2000, random_state=seed)
+    )
+
+
+def oracle_prior_fn(y_corpus: np.ndarray):
+    """``prior_fn`` for the refiner that reads the corpus gold (benchmark reference only)."""
+    from silr.priors import Interval, PriorEstimate
+
+    y = np.asarray(y_corpus).astype(np.float64)
+
+    def fn(r: int, s: np.ndarray) -> PriorEstimate:
+        s = np.asarray(s)
+        rho = float(np.mean(s))
+        tp = float(y[s == 1].mean()) if (s == 1).any() else 0.5
+        tn = float(y[s == 0].mean()) if (s == 0).any() else 0.5
+        acc = float(np.mean(s == y))
+        iv = {k: Interval(v, v) for k, v in (("pi", y.mean()), ("theta_p", tp), ("theta_n", tn), ("accuracy", acc),
+                                              ("gap", tp - tn))}
+        return PriorEstimate(pi=float(y.mean()), theta_p=tp, theta_n=tn, accuracy=acc, pseudo_positive_rate=rho,
+                             intervals=iv, n_labeled=int(y.size), n_labeled_pseudo_positive=int(s.sum()))
+
+    return fn
+
+
+def _silr_round_predictions(model, Xt) -> list[np.ndarray]:
+    """Test-split labels after each kept round (same aggregation as the refiner's corpus labels)."""
+    outs, z = [], None
+    for j, (lr, sc) in enumerate(zip(model.learners_, model.scales_), start=1):
+        g = np.asarray(lr.decision_function(Xt), dtype=np.float64) / sc
+        if model.aggregate == "running_mean":
+            z = g if z is None else z + g
+            outs.append((z / j > 0).astype(np.int8))
+        else:
+            outs.append((g > 0).astype(np.int8))
+    return outs
+
+
+def run_silr(Xc, Xt, s, lab, y_corpus, y_test, *, params: dict, seed: int, oracle: bool = False) -> MethodResult:
+    from silr.refine import RefinementError, SelfIterativeRefiner
+
+    p = {**DEFAULT_SILR, **params}
+    model = SelfIterativeRefiner(seed=seed, **p)
+    prior_fn = oracle_prior_fn(y_corpus) if oracle else None
+    Xl = Xc[lab]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(Xc, s, X_labeled=Xl, y_labeled=y_corpus[lab], pseudo_labeled=s[lab], prior_fn=prior_fn)
+    except RefinementError as e:
+        # the refiner refuses to start: the product hands back the pseudo-labels unchanged
+        return MethodResult("", s.copy(), None, error=f"refused: {e}", info={"refused": True})
+    test_by_round = _silr_round_predictions(model, Xt)
+    rounds = []
+    for r in range(model.n_rounds_ + 1):
+        rec = {"round": r, "corpus_acc": float(np.mean(model.labels_[r] == y_corpus))}
+        if r >= 1 and r - 1 < len(test_by_round):
+            rec["test_acc"] = float(np.mean(test_by_round[r - 1] == y_test))
+        pr = model.priors_[r]
+        rec.update({"est_accuracy": pr.accuracy, "pi": pr.pi, "theta_p": pr.theta_p, "theta_n": pr.theta_n})
+        s_r = model.labels_[r]
+        y = y_corpus
+        rec["true_theta_p"] = float(y[s_r == 1].mean()) if (s_r == 1).any() else None
+        rec["true_theta_n"] = float(y[s_r == 0].mean()) if (s_r == 0).any() else None
+        rec["true_pi"] = float(y.mean())
+        if r >= 1:
+            rr = model.rounds_[r]
+            rec["best_epoch"] = rr.get("best_epoch")
+            rec["n_changed"] = rr.get("n_changed")
+        rounds.append(rec)
+    rejected = [r for r in model.rounds_ if r.get("rejected")]
+    info = {"final_round": int(model.final_round_), "predict_round": int(model.predict_round_),
+            "n_rounds": int(model.n_rounds_), "stop_reason": model.stop_reason_,
+            "selection": model.selection_reason_, "rejected_rounds": len(rejected)}
+    test_pred = model.predict(Xt) if model.predict_round_ > 0 else None
+    return MethodResult("", model.transduction_.copy(), test_pred, rounds=rounds, info=info)
+
+
+def run_method(name: str, Xc, Xt, s, s_test, lab, y_corpus, y_test, *, seed: int, silr_params: dict | None = None
+               ) -> MethodResult:
+    """Run one method; never raises for a method failure (the error is recorded)."""
+    t0 = time.perf_counter()
+    silr_params = silr_params or {}
+    try:
+        res = _run(name, Xc, Xt, s, s_test, lab, y_corpus, y_test, seed=seed, silr_params=silr_params)
+    except Exception as e:  # a baseline crashing must not stop the suite
+        res = MethodResult(name, None, None, error=f"{type(e).__name__}: {e}")
+    res.method = name
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _run(name, Xc, Xt, s, s_test, lab, y_corpus, y_test, *, seed, silr_params) -> MethodResult:
+    s = np.asarray(s).astype(np.int8)
+    if name == "llm":
+        return MethodResult(name, s.copy(), None if s_test is None else np.asarray(s_test))
+    if name == "silr":
+        return run_silr(Xc, Xt, s, lab, y_corpus, y_test, params=silr_params, seed=seed)
+    if name == "silr_oracle":
+        return run_silr(Xc, Xt, s, lab, y_corpus, y_test, params=silr_params, seed=seed, oracle=True)
+    if name == "uu":
+        p = {**silr_params, "risk": "uu", "later_risk": "uu"}
+        return run_silr(Xc, Xt, s, lab, y_corpus, y_test, params=p, seed=seed)
+    if name == "pn":
+        p = {**silr_params, "risk": "pn", "later_risk": "pn", "rounds": 1, "selection": "last"}
+        return run_silr(Xc, Xt, s, lab, y_corpus, y_test, params=p, seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if name == "lr_balanced":
+            m = logreg(Xc, class_weight="balanced", seed=seed).fit(Xc, s)
+            return MethodResult(name, m.predict(Xc), m.predict(Xt))
+        if name == "cleanlab":
+            from cleanlab.classification import CleanLearning
+
+            m = CleanLearning(logreg(Xc, seed=seed), seed=seed, verbose=False).fit(Xc, s)
+            return MethodResult(name, np.asarray(m.predict(Xc)), np.asarray(m.predict(Xt)),
+                                info={"issues": int(m.label_issues_df["is_label_issue"].sum())})
+        if name == "self_training":
+            from sklearn.semi_supervised import SelfTrainingClassifier
+
+            y_semi = np.full(s.size, -1, dtype=np.int64)
+            y_semi[lab] = y_corpus[lab]
+            m = SelfTrainingClassifier(logreg(Xc, seed=seed)).fit(Xc, y_semi)
+            return MethodResult(name, m.predict(Xc), m.predict(Xt))
+        if name == "lr_50":
+            m = logreg(Xc, seed=seed).fit(Xc[lab], y_corpus[lab])
+            return MethodResult(name, m.predict(Xc), m.predict(Xt))
+        if name == "ceiling":
+            m = logreg(Xc, seed=seed).fit(Xc, y_corpus)
+            return MethodResult(name, m.predict(Xc), m.predict(Xt))
+    raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")

