@@ -108,8 +108,9 @@ def load_task(name: str, *, max_corpus: int = 3000, max_test: int = 1000, n_shot
     test = _load_raw(spec, "test")
     y = train["label"].to_numpy()
     corpus_idx = _stratified_sample(y, max_corpus, CORPUS_SEED)
-    # few-shot pool: from train rows outside the corpus when there are any, else from the corpus
-    rest = np.setdiff1d(np.arange(len(train)), corpus_idx)
+    # few-shot pool: from train rows outside the default-size corpus (so it does not depend on max_corpus)
+    # when there are enough, else from the whole train split
+    rest = np.setdiff1d(np.arange(len(train)), _stratified_sample(y, max(3000, max_corpus), CORPUS_SEED))
     pool_from = rest if rest.size >= 2 * n_shot_pool else np.arange(len(train))
     rng = np.random.default_rng(SHOT_SEED)
     pool = []

@@ -1,0 +1,103 @@
+"""The benchmark command's engine: run the suite, write raw JSON, plots and ``RESULTS.md``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+from silr.bench.report import plot_rounds, results_markdown
+from silr.bench.runner import RunConfig, load_records, run_suite
+
+__all__ = ["run_benchmark", "run_quick", "regenerate", "QUICK", "BenchFailure"]
+
+
+class BenchFailure(RuntimeError):
+    """The quick benchmark produced figures that are not sane."""
+
+
+#: The CI smoke run: Rotten Tomatoes from the package, 1,500 corpus rows, one seed, 70% class-conditional noise.
+QUICK = dict(datasets=["rotten_tomatoes"], seeds=[0], tracks=["noise"], noise=["cc70"], max_corpus=1500, max_test=500)
+
+
+def _speed(sizes, params, log) -> list[dict]:
+    from silr.bench.speed import speed_run
+
+    out = []
+    for n in sizes:
+        r = speed_run(n, params=params)
+        log(f"speed: {n:,} rows, {r['rounds']} rounds in {r['seconds']:.1f}s")
+        out.append(r)
+    return out
+
+
+def run_benchmark(cfg: RunConfig, *, speed_sizes=(10_000, 100_000, 1_000_000), log: Callable[[str], None] = print,
+                  results_name: str = "RESULTS.md", title: str = "silr benchmark", notes: str = "",
+                  skip_existing: bool = False) -> dict:
+    t0 = time.perf_counter()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = run_suite(cfg, log=log, skip_existing=skip_existing)
+    speed = _speed(speed_sizes, cfg.silr_params, log) if speed_sizes else []
+    if speed:
+        (out / "results").mkdir(exist_ok=True)
+        (out / "results" / f"speed{('-' + cfg.tag) if cfg.tag else ''}.json").write_text(json.dumps(speed, indent=1))
+    seconds = time.perf_counter() - t0
+    md = write_results(records, cfg, out / results_name, speed=speed, seconds=seconds, title=title, notes=notes)
+    return {"records": records, "speed": speed, "seconds": seconds, "markdown": md}
+
+
+def write_results(records, cfg: RunConfig, path: Path, *, speed=None, seconds=None, title="silr benchmark",
+                  notes="") -> str:
+    path = Path(path)
+    plots = {}
+    stem = path.stem.lower()
+    for track in ("noise", "llm"):
+        p = plot_rounds(records, path.parent / "plots" / f"{stem}_{track}_rounds.png", track=track)
+        if p is not None:
+            plots[track] = str(p.relative_to(path.parent))
+    conf = {"n_labeled": cfg.n_labeled, "seeds": cfg.seeds, "max_corpus": cfg.max_corpus, "max_test": cfg.max_test,
+            "silr_params": cfg.silr_params}
+    md = results_markdown(records, title=title, config=conf, speed=speed, seconds=seconds, plots=plots, notes=notes)
+    path.write_text(md)
+    return md
+
+
+def regenerate(out: Path, cfg: RunConfig, *, tag: str = "main", **kw) -> str:
+    """Rewrite RESULTS.md from the JSON runs already stored under ``out/results/<tag>``."""
+    records = load_records(Path(out) / "results" / tag)
+    speed_file = Path(out) / "results" / "speed.json"
+    speed = json.loads(speed_file.read_text()) if speed_file.is_file() else None
+    return write_results(records, cfg, Path(out) / "RESULTS.md", speed=kw.pop("speed", speed), **kw)
+
+
+def check_quick(records: list[dict]) -> list[str]:
+    """Sanity checks of the quick run; returns the problems found (empty when sane)."""
+    problems = []
+    for r in records:
+        m = r["methods"]
+        llm_c, llm_t = m["llm"]["corpus_acc"], m["llm"]["test_acc"]
+        s = m.get("silr", {})
+        if s.get("error"):
+            problems.append(f"silr failed: {s['error']}")
+            continue
+        if not (s.get("test_acc") or 0) > llm_t + 0.02:
+            problems.append(f"silr test accuracy {s.get('test_acc')} does not beat the pseudo-labels' {llm_t:.3f}")
+        if not (s.get("corpus_acc") or 0) > llm_c + 0.02:
+            problems.append(f"silr corpus accuracy {s.get('corpus_acc')} does not beat the pseudo-labels' {llm_c:.3f}")
+        ceil = m.get("ceiling", {}).get("test_acc")
+        if ceil is not None and not 0.6 < ceil <= 1.0:
+            problems.append(f"clean ceiling {ceil} is not plausible")
+        if abs(r["pseudo_accuracy"] - 0.70) > 0.01:
+            problems.append(f"pseudo-label accuracy {r['pseudo_accuracy']:.3f} is not 0.70")
+    return problems
+
+
+def run_quick(out: Path, *, log: Callable[[str], None] = print, silr_params: dict | None = None) -> dict:
+    cfg = RunConfig(out=Path(out), tag="quick", silr_params=silr_params or {}, **QUICK)
+    res = run_benchmark(cfg, speed_sizes=(10_000,), log=log, results_name="RESULTS_quick.md",
+                        title="silr benchmark (quick)")
+    problems = check_quick(res["records"])
+    res["problems"] = problems
+    return res
