@@ -119,3 +119,37 @@ def test_label_words_must_differ_in_first_token(tiny_model_dir):
 def test_unknown_model_is_a_clear_error(tmp_path):
     with pytest.raises(AnnotationError, match="neither"):
         resolve_model_dir(tmp_path / "nothing-here")
+
+
+def test_cli_with_local_model_dir(tiny_model_dir, tmp_path):
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from silr.cli import app
+
+    if "gemma3" in str(tiny_model_dir):
+        pytest.skip("one model is enough for the CLI")
+    texts = _texts(15, seed=9)
+    pd.DataFrame({"text": texts + texts[:3]}).to_csv(tmp_path / "corpus.csv", index=False)
+    pd.DataFrame({"text": _texts(8, seed=10), "label": [1, 0] * 4}).to_csv(tmp_path / "lab.csv", index=False)
+    out = tmp_path / "out.csv"
+    args = ["annotate", str(tmp_path / "corpus.csv"), "--out", str(out), "--model", str(tiny_model_dir),
+            "--instruction", "decide whether each text is positive or negative", "--label-words",
+            "positive,negative", "--labeled", str(tmp_path / "lab.csv"), "--shots", "4", "--max-text-tokens", "3",
+            "--batch-size", "4", "--cache-dir", str(tmp_path / "cache"), "--threshold", "prior"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    got = pd.read_csv(out)
+    assert len(got) == 18 and got["llm_score"].notna().all() and set(got["pseudo_label"]) <= {0, 1}
+    rec = json.loads((tmp_path / "out.csv.annotation.json").read_text())
+    uniq = set(texts) | set(_texts(8, seed=10))
+    assert rec["counts"]["scored"] == len(uniq) and rec["counts"]["cached"] == 0
+    assert rec["counts"]["truncated"] == sum(len(t.split()) > 3 for t in uniq)
+    assert rec["threshold"]["method"] == "prior" and len(rec["prompt"]["shots"]) == 4
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    rec2 = json.loads((tmp_path / "out.csv.annotation.json").read_text())
+    assert rec2["counts"]["scored"] == 0 and rec2["counts"]["cached"] == len(uniq)
+    pd.testing.assert_frame_equal(pd.read_csv(out), got)

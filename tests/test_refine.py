@@ -77,7 +77,13 @@ def test_save_and_load_reproduce_scores_without_pickle(tmp_path):
 def test_inverted_pseudo_labels_stop_with_a_clear_message():
     X, y, s, lab = make_task(n=1500)
     with pytest.raises(RefinementError, match="inverted"):
-        fit(X, y, 1 - y, lab, rounds=2)
+        fit(X, y, 1 - y, lab, rounds=2, probe=False)
+    # with the probe (default) the loop does not start, says why, and hands back the labeled rows' probe
+    m = fit(X, y, 1 - y, lab, rounds=2)
+    assert m.n_rounds_ == 0 and "not started" in m.stop_reason_ and "inverted" in m.stop_reason_
+    assert m.final_source_ == "probe"
+    assert (m.transduction_ == y).mean() > 0.7
+    assert np.array_equal(m.predict(X), m.transduction_)
 
 
 def test_a_round_with_unusable_priors_does_not_relabel():
@@ -120,4 +126,62 @@ def test_selection_falls_back_to_round_zero_when_labeled_sample_says_so():
     m = fit(X, y, s, lab, rounds=2)
     assert m.final_round_ == 0
     assert np.array_equal(m.transduction_, s)
-    assert "round 0" in m.selection_reason_ and m.prob_round0_better_ >= 0.9
+    assert m.final_source_ == "llm" and "'llm' chosen" in m.selection_reason_
+    assert m.prob_round0_better_ >= 0.9
+
+
+def _strong_llm_task(seed=0, n=4000):
+    """An LLM score that is informative (AUC ~0.9) and features that carry other, independent evidence."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    llm = 1.8 * (y - 0.5) + rng.normal(size=n)
+    X = (rng.normal(size=(n, 8)) + 0.9 * y[:, None] * (np.arange(8) < 2)).astype(np.float32)
+    s = (llm > 0).astype(int)
+    lab = rng.choice(n, 50, replace=False)
+    return X, y, s, llm, lab
+
+
+def test_stack_of_llm_score_and_refined_score_beats_both():
+    accs = {"llm": [], "refined": [], "final": []}
+    for seed in range(3):
+        X, y, s, llm, lab = _strong_llm_task(seed)
+        m = SelfIterativeRefiner(rounds=2, epochs=30, seed=seed).fit(
+            X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab], llm_score=llm, llm_score_labeled=llm[lab]
+        )
+        assert "stack" in m.candidates_ and m.stack_ is not None
+        accs["llm"].append((s == y).mean())
+        accs["refined"].append((m.labels_[m.n_rounds_] == y).mean())
+        accs["final"].append((m.transduction_ == y).mean())
+        if m.final_source_ == "stack":
+            # on the corpus, the stack applied through decision_function reproduces the handed-back labels
+            assert np.array_equal(m.predict(X, llm_score=llm), m.transduction_)
+    mean = {k: float(np.mean(v)) for k, v in accs.items()}
+    assert mean["final"] > max(mean["llm"], mean["refined"]) + 0.01, mean
+
+
+def test_stack_and_probe_survive_save_and_load(tmp_path):
+    X, y, s, llm, lab = _strong_llm_task(1, n=2000)
+    m = SelfIterativeRefiner(rounds=1, epochs=20).fit(
+        X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab], llm_score=llm, llm_score_labeled=llm[lab]
+    )
+    m.save(tmp_path / "m")
+    m2 = SelfIterativeRefiner.load(tmp_path / "m")
+    assert m2.final_source_ == m.final_source_
+    assert np.allclose(m.decision_function(X, llm_score=llm), m2.decision_function(X, llm_score=llm), atol=1e-5)
+
+
+def test_probe_is_handed_back_when_the_refined_labels_are_far_worse():
+    # features carry the label; the LLM is barely better than chance: 50 gold rows beat both LLM and UU
+    rng = np.random.default_rng(0)
+    n = 3000
+    y = rng.integers(0, 2, n)
+    X = (rng.normal(size=(n, 4)) + 3 * y[:, None] * (np.arange(4) < 1)).astype(np.float32)
+    X[:, 3] *= 3
+    # pseudo-labels mostly follow a nuisance feature, not y (instance-dependent noise): about 58% accurate
+    s = np.where(rng.random(n) < 0.15, y, (X[:, 3] > 0).astype(int))
+    lab = rng.choice(n, 50, replace=False)
+    m = SelfIterativeRefiner(rounds=1, epochs=20).fit(X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab])
+    assert m.candidates_["probe"]["labeled_accuracy"] > 0.75
+    assert m.final_source_ == "probe"
+    assert (m.transduction_ == y).mean() > 0.75
+    assert np.array_equal(m.predict(X), m.transduction_)

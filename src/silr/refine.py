@@ -68,7 +68,14 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         the draws. ``"estimated_accuracy"`` takes the round with the highest estimated accuracy (noisy with
         50 labels: about +-6 points each); ``"last"`` the last round.
     fallback_confidence : float
-        Bootstrap probability that round 0 is better needed to hand back round 0 (``"paired"``).
+        ``"paired"``: bootstrap probability with which another candidate must beat the default to be chosen.
+    probe : bool
+        ``"paired"``: also consider a logistic regression trained on the labeled rows alone (for tasks where
+        the LLM is near chance, these rows are the best evidence there is).
+    stack : bool
+        ``"paired"``, when ``llm_score`` is given to :meth:`fit`: the default candidate becomes a logistic
+        regression on (LLM score, refined score) fitted on the labeled rows, so the LLM's own evidence is kept
+        (it can beat the learner where the LLM is strong). See :mod:`silr.selection`.
     hidden, epochs, lr, weight_decay, batch_size, slope :
         The per-round head (see :class:`silr.learners.HeadLearner`).
     val_fraction : float
@@ -127,6 +134,8 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         aggregate: str = "running_mean",
         selection: str = "paired",
         fallback_confidence: float = 0.9,
+        probe: bool = True,
+        stack: bool = True,
         hidden: int = 0,
         epochs: int = 60,
         lr: float = 1e-2,
@@ -145,6 +154,8 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         self.aggregate = aggregate
         self.selection = selection
         self.fallback_confidence = fallback_confidence
+        self.probe = probe
+        self.stack = stack
         self.hidden = hidden
         self.epochs = epochs
         self.lr = lr
@@ -203,6 +214,8 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         pseudo_labeled,
         on_round: Callable[[dict], None] | None = None,
         prior_fn: Callable[[int, np.ndarray], PriorEstimate] | None = None,
+        llm_score=None,
+        llm_score_labeled=None,
     ):
         """Run the refinement.
 
@@ -220,6 +233,9 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         prior_fn : callable, optional
             ``prior_fn(round, corpus_labels) -> PriorEstimate`` replaces the estimator. For benchmarks
             with oracle priors only; never used by the command line.
+        llm_score, llm_score_labeled : arrays, optional
+            The LLM's real-valued scores (higher = positive) on the corpus and on the labeled rows, used by
+            the final selection (``stack``).
         """
         self._validate_params()
         s0 = np.asarray(pseudo_labels)
@@ -255,11 +271,21 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         if on_round:
             on_round(self.rounds_[0])
         why = check_usable(first, min_gap=self.min_gap)
+        n_planned = self.rounds
+        self._round0_unusable = False
         if why is not None:
-            raise RefinementError(f"the pseudo-labels cannot start a refinement: {why}")
-        self.stop_reason_ = f"completed {self.rounds} rounds"
+            if not (self.probe and self.selection == "paired"):
+                raise RefinementError(f"the pseudo-labels cannot start a refinement: {why}")
+            n_planned = 0
+            self._round0_unusable = True
+            self.stop_reason_ = (
+                f"refinement not started: {why}. The labels handed back come from the labeled rows "
+                "(a probe trained on them) unless the pseudo-labels are reliably better"
+            )
+        else:
+            self.stop_reason_ = f"completed {self.rounds} rounds"
 
-        for r in range(1, self.rounds + 1):
+        for r in range(1, n_planned + 1):
             est = self.priors_[-1]
             risk = self.risk if r == 1 or self.later_risk is None else self.later_risk
             weights = UUWeights.from_priors(est.pi, est.theta_p, est.theta_n)
@@ -325,7 +351,9 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         self.n_rounds_ = len(labels) - 1
         self._lab_scores = lab_scores
         self._lab_labels = lab_labels
-        self._select(y_lab)
+        if (llm_score is None) != (llm_score_labeled is None):
+            raise ValueError("give both llm_score and llm_score_labeled, or neither")
+        self._select(y_lab, X, X_labeled, llm_score, llm_score_labeled)
         self._calibrate(y_lab)
         return self
 
@@ -350,57 +378,97 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         rec["seconds"] = seconds
         return rec
 
-    def _select(self, y_lab: np.ndarray) -> None:
+    def _select(self, y_lab: np.ndarray, X, X_lab, llm_score, llm_score_lab) -> None:
+        from silr.selection import Candidate, probe_candidate, select, stack_candidate
+
         accs = [p.accuracy for p in self.priors_]
         last = self.n_rounds_
-        self.prob_round0_better_ = None
-        if self.selection == "last" or last == 0:
+        self.candidates_ = {}
+        self.final_source_ = "refined" if last else "llm"
+        self.stack_ = None
+        self.probe_ = None
+        if last == 0 and self.selection == "paired" and self.probe:
+            cands = [
+                Candidate("llm", self.labels_[0], self._lab_labels[0] == y_lab, "the round-0 pseudo-labels"),
+                probe_candidate(X_lab, y_lab, X),
+            ]
+            default = "probe" if self._round0_unusable else "llm"
+            chosen, reason, table = select(
+                cands, default, confidence=self.fallback_confidence, n_bootstrap=self.n_bootstrap, seed=self.seed + 7919
+            )
+            self.candidates_, self.final_source_, self.final_round_ = table, chosen.name, 0
+            self.selection_reason_ = reason
+            if chosen.name == "probe":
+                self._fit_probe_for_predict(X_lab, y_lab)
+            self._chosen_labels = chosen.corpus_labels
+        elif self.selection == "last" or last == 0:
             self.final_round_ = last
             self.selection_reason_ = "the last round" if last else "no refinement round was kept"
         elif self.selection == "estimated_accuracy":
             best = max(range(len(accs)), key=lambda r: (round(accs[r], 9), r))
             self.final_round_ = best
+            self.final_source_ = "refined" if best else "llm"
             self.selection_reason_ = (
                 f"round {best} has the highest accuracy estimated from the labeled sample ({accs[best]:.3f}; "
                 + ", ".join(f"round {r}: {a:.3f}" for r, a in enumerate(accs))
                 + ")"
             )
         else:
-            right0 = (self._lab_labels[0] == y_lab).astype(np.float64)
-            rightk = (self._lab_labels[last] == y_lab).astype(np.float64)
-            rng = np.random.default_rng(self.seed + 7919)
-            idx = rng.integers(0, y_lab.size, size=(self.n_bootstrap, y_lab.size))
-            diff = (right0[idx] - rightk[idx]).mean(1)
-            p0 = float(np.mean(diff > 0))
-            self.prob_round0_better_ = p0
-            n0, nk = int(right0.sum()), int(rightk.sum())
-            if p0 >= self.fallback_confidence:
-                self.final_round_ = 0
-                self.selection_reason_ = (
-                    f"round 0 (the pseudo-labels) kept: on the labeled sample it is right on {n0} of {y_lab.size} "
-                    f"rows against {nk} for round {last}, better in {p0:.0%} of bootstrap draws "
-                    f"(threshold {self.fallback_confidence:.0%})"
+            cands = [
+                Candidate("llm", self.labels_[0], self._lab_labels[0] == y_lab, "the round-0 pseudo-labels"),
+                Candidate("refined", self.labels_[last], self._lab_labels[last] == y_lab, f"round {last} labels"),
+            ]
+            default = "refined"
+            if self.stack and llm_score is not None:
+                llm_score = np.asarray(llm_score, dtype=np.float64)
+                llm_score_lab = np.asarray(llm_score_lab, dtype=np.float64)
+                if not (np.isfinite(llm_score).all() and np.isfinite(llm_score_lab).all()):
+                    raise ValueError("llm_score must be finite (drop abstained rows first)")
+                cands.append(
+                    stack_candidate(llm_score, llm_score_lab, self.scores_[last], self._lab_scores[last], y_lab)
                 )
-            else:
-                self.final_round_ = last
-                self.selection_reason_ = (
-                    f"round {last} kept: on the labeled sample it is right on {nk} of {y_lab.size} rows against "
-                    f"{n0} for round 0; round 0 better in only {p0:.0%} of bootstrap draws "
-                    f"(threshold {self.fallback_confidence:.0%})"
-                )
-        self.transduction_ = self.labels_[self.final_round_].copy()
-        # the classifier used for new inputs: the selected round, or the best refined round if round 0 won
-        if self.n_rounds_ == 0:
-            self.predict_round_ = 0
-        elif self.final_round_ > 0:
-            self.predict_round_ = self.final_round_
+                default = "stack"
+            if self.probe:
+                cands.append(probe_candidate(X_lab, y_lab, X))
+            chosen, reason, table = select(
+                cands, default, confidence=self.fallback_confidence, n_bootstrap=self.n_bootstrap, seed=self.seed + 7919
+            )
+            self.candidates_ = table
+            self.final_source_ = chosen.name
+            self.final_round_ = 0 if chosen.name == "llm" else last
+            self.selection_reason_ = reason
+            self.stack_ = next((c.extra["stack"] for c in cands if c.name == "stack"), None)
+            if chosen.name == "probe":
+                self._fit_probe_for_predict(X_lab, y_lab)
+            self._chosen_labels = chosen.corpus_labels
+        self.prob_round0_better_ = (self.candidates_.get("llm") or {}).get("prob_better_than_default")
+        chosen_labels = getattr(self, "_chosen_labels", None)
+        self.transduction_ = (chosen_labels if chosen_labels is not None else self.labels_[self.final_round_]).copy()
+        self._chosen_labels = None
+        # the classifier used for new inputs: the selected round, or the last round if round 0 won
+        self.predict_round_ = self.final_round_ if self.final_round_ > 0 else self.n_rounds_
+
+    def _fit_probe_for_predict(self, X_lab, y_lab) -> None:
+        import scipy.sparse as sp
+        from sklearn.linear_model import LogisticRegression
+
+        if sp.issparse(X_lab):
+            mean, scale = np.zeros(X_lab.shape[1]), np.ones(X_lab.shape[1])
+            F = X_lab
         else:
-            self.predict_round_ = 1 + int(np.argmax([p.accuracy for p in self.priors_[1:]]))
+            Xd = np.asarray(X_lab, dtype=np.float64)
+            mean, scale = Xd.mean(0), np.where(Xd.std(0) > 0, Xd.std(0), 1.0)
+            F = (Xd - mean) / scale
+        lr = LogisticRegression(C=1.0, max_iter=2000).fit(F, y_lab)
+        self.probe_ = {"mean": mean, "scale": scale, "coef": lr.coef_[0].astype(np.float64), "intercept": float(lr.intercept_[0])}
 
     def _calibrate(self, y_lab: np.ndarray) -> None:
-        """Platt scaling of the aggregated score on the labeled sample (for ``predict_proba`` only)."""
+        """Platt scaling of the classifier's aggregated score on the labeled sample (``predict_proba`` only).
+
+        The probe and the stack are logistic regressions already: their scores are logits.
+        """
         self.platt_ = (1.0, 0.0)
-        if self.predict_round_ == 0:
+        if self.predict_round_ == 0 or self.final_source_ in ("probe", "stack"):
             return
         z = self._lab_scores[self.predict_round_].astype(np.float64)
         from sklearn.linear_model import LogisticRegression
@@ -416,9 +484,30 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
 
             raise NotFittedError("this SelfIterativeRefiner is not fitted yet; call fit first")
 
-    def decision_function(self, X) -> np.ndarray:
-        """Aggregated score of the classifier of round ``predict_round_`` (higher = positive; 0 = threshold)."""
+    def decision_function(self, X, *, llm_score=None) -> np.ndarray:
+        """Score of the handed-back model on new inputs (higher = positive; 0 = threshold).
+
+        The refined classifier's aggregated score (round ``predict_round_``), or, when the selection chose
+        them, the probe on the labeled rows or the stack (which needs the inputs' ``llm_score``; without it
+        the refined classifier alone is used).
+        """
         self._check_fitted()
+        source = getattr(self, "final_source_", "refined")
+        if source == "probe" and self.probe_ is not None:
+            import scipy.sparse as sp
+
+            p = self.probe_
+            if sp.issparse(X):
+                return np.asarray(X @ p["coef"]).ravel() + p["intercept"]
+            return ((np.asarray(X, dtype=np.float64) - p["mean"]) / p["scale"]) @ p["coef"] + p["intercept"]
+        clf = self._classifier_score(X)
+        if source == "stack" and self.stack_ is not None and llm_score is not None:
+            st = self.stack_
+            F = (np.column_stack([np.asarray(llm_score, dtype=np.float64), clf]) - st["mean"]) / st["std"]
+            return F @ np.asarray(st["coef"]) + st["intercept"]
+        return clf
+
+    def _classifier_score(self, X) -> np.ndarray:
         k = self.predict_round_
         if k == 0:
             raise RefinementError("no refinement round was kept, so there is no classifier to apply")
@@ -430,13 +519,14 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             return z / k
         return np.asarray(self.learners_[k - 1].decision_function(X), dtype=np.float64) / self.scales_[k - 1]
 
-    def predict(self, X) -> np.ndarray:
-        return (self.decision_function(X) > 0).astype(np.int64)
+    def predict(self, X, *, llm_score=None) -> np.ndarray:
+        return (self.decision_function(X, llm_score=llm_score) > 0).astype(np.int64)
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Probabilities from the aggregated score, Platt-scaled on the labeled sample."""
+    def predict_proba(self, X, *, llm_score=None) -> np.ndarray:
+        """Probabilities: the probe's or the stack's logistic output, or the classifier's score Platt-scaled
+        on the labeled sample."""
         a, b = self.platt_
-        p = _sigmoid(a * self.decision_function(X) + b)
+        p = _sigmoid(a * self.decision_function(X, llm_score=llm_score) + b)
         return np.column_stack([1 - p, p])
 
     # ------------------------------------------------------------------------------------------
@@ -452,7 +542,10 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             "predict_round": self.predict_round_,
             "stop_reason": self.stop_reason_,
             "selection": self.selection_reason_,
+            "final_source": self.final_source_,
+            "candidates": self.candidates_,
             "prob_round0_better": self.prob_round0_better_,
+            "stack": self.stack_,
         }
 
     def save(self, path) -> None:
@@ -467,6 +560,11 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             for name, t in self.learners_[j].state_dict().items():
                 state[f"round_{j + 1}.{name}"] = t
             learners.append(self.learners_[j].config())
+        probe = None
+        if self.final_source_ == "probe" and self.probe_ is not None:
+            for name in ("mean", "scale", "coef"):
+                state[f"probe.{name}"] = torch.from_numpy(np.asarray(self.probe_[name], dtype=np.float64))
+            probe = {"intercept": self.probe_["intercept"]}
         params = {kk: v for kk, v in self.get_params().items() if kk != "learner_factory"}
         config = {
             "format": "silr-refiner/1",
@@ -476,6 +574,9 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             "scales": self.scales_[:k],
             "platt": list(self.platt_),
             "learners": learners,
+            "final_source": self.final_source_,
+            "stack": self.stack_,
+            "probe": probe,
         }
         if state:
             save_file(state, str(path / "weights.safetensors"))
@@ -490,7 +591,8 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             raise ValueError(f"{path / 'config.json'} is not a silr model (format={config.get('format')!r})")
         self = cls(**config["params"])
         k = int(config["predict_round"])
-        state = load_file(str(path / "weights.safetensors")) if k else {}
+        wfile = path / "weights.safetensors"
+        state = load_file(str(wfile)) if wfile.exists() else {}
         self.learners_ = []
         for j, lc in enumerate(config["learners"]):
             prefix = f"round_{j + 1}."
@@ -505,6 +607,12 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         self.predict_round_ = k
         self.final_round_ = int(config["final_round"])
         self.platt_ = tuple(config["platt"])
+        self.final_source_ = config.get("final_source", "refined")
+        self.stack_ = config.get("stack")
+        self.probe_ = None
+        if config.get("probe"):
+            self.probe_ = {n: state[f"probe.{n}"].numpy() for n in ("mean", "scale", "coef")}
+            self.probe_["intercept"] = config["probe"]["intercept"]
         self.classes_ = np.array([0, 1])
         self.labels_ = np.zeros((0, 0), dtype=np.int8)  # marks fitted; the corpus labels live in labels.csv
         return self

@@ -1,0 +1,146 @@
+"""Honest selection of the labels handed back, from the small labeled sample.
+
+Candidates are whole-corpus labelings: the LLM's labels (round 0), the refined labels (the last round),
+a probe trained on the labeled rows alone, and a stack of the LLM's score with the refined classifier's
+score. Each candidate comes with its correctness on every labeled row, computed honestly: in-sample only
+for candidates that never saw the labeled rows' gold labels (LLM, refined), leave-one-out for the ones
+fitted on them (probe, stack).
+
+The default candidate is kept unless another beats it on the labeled rows in at least ``confidence`` of
+paired bootstrap draws; 50 labels estimate an accuracy only to about +-6 points, so switching needs
+evidence, not a lucky draw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+__all__ = ["Candidate", "probe_candidate", "stack_candidate", "select"]
+
+
+@dataclass
+class Candidate:
+    """A corpus labeling with its per-row correctness on the labeled sample."""
+
+    name: str
+    corpus_labels: np.ndarray
+    correct: np.ndarray
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def labeled_accuracy(self) -> float:
+        return float(np.mean(self.correct))
+
+
+def _loo_predict(F_lab: np.ndarray, y: np.ndarray, make) -> np.ndarray:
+    """Leave-one-out predictions of a model refitted without each labeled row."""
+    out = np.empty(y.size, dtype=np.int64)
+    idx = np.arange(y.size)
+    for i in range(y.size):
+        m = idx != i
+        if np.unique(y[m]).size < 2:
+            out[i] = int(y[m][0])
+            continue
+        out[i] = int(make().fit(F_lab[m], y[m]).predict(F_lab[i : i + 1])[0])
+    return out
+
+
+def probe_candidate(X_lab, y_lab: np.ndarray, X, *, C: float = 1.0) -> Candidate:
+    """Logistic regression on the labeled rows alone (standardised features), applied to the corpus."""
+    dense = not sp.issparse(X)
+    if dense:
+        scaler = StandardScaler().fit(np.asarray(X_lab, dtype=np.float64))
+        F_lab, F = scaler.transform(X_lab), None
+    else:
+        F_lab = X_lab
+
+    def make():
+        return LogisticRegression(C=C, max_iter=2000)
+
+    model = make().fit(F_lab, y_lab)
+    if dense:
+        pred = np.concatenate([model.predict(scaler.transform(X[s : s + 65536])) for s in range(0, X.shape[0], 65536)])
+    else:
+        pred = model.predict(X)
+    loo = _loo_predict(F_lab, y_lab, make)
+    return Candidate("probe", pred.astype(np.int8), loo == y_lab, "logistic regression on the labeled rows alone")
+
+
+def stack_candidate(
+    llm_score: np.ndarray, llm_score_lab: np.ndarray, clf_score: np.ndarray, clf_score_lab: np.ndarray, y_lab: np.ndarray
+) -> Candidate:
+    """Logistic regression of the gold label on (LLM score, refined classifier score), fitted on the labeled rows.
+
+    Both scores are standardised with their corpus mean and standard deviation. The coefficients are kept
+    so the stack can be applied to new texts that carry an LLM score.
+    """
+    mu = np.array([np.mean(llm_score), np.mean(clf_score)])
+    sd = np.array([np.std(llm_score) or 1.0, np.std(clf_score) or 1.0])
+    F = (np.column_stack([llm_score, clf_score]) - mu) / sd
+    F_lab = (np.column_stack([llm_score_lab, clf_score_lab]) - mu) / sd
+
+    def make():
+        return LogisticRegression(C=1.0)
+
+    model = make().fit(F_lab, y_lab)
+    pred = model.predict(F)
+    loo = _loo_predict(F_lab, y_lab, make)
+    coef = {
+        "mean": mu.tolist(),
+        "std": sd.tolist(),
+        "coef": model.coef_[0].tolist(),
+        "intercept": float(model.intercept_[0]),
+    }
+    w = model.coef_[0]
+    return Candidate(
+        "stack",
+        pred.astype(np.int8),
+        loo == y_lab,
+        f"logistic regression on (LLM score, refined score), weights {w[0]:.2f} / {w[1]:.2f}",
+        {"stack": coef},
+    )
+
+
+def select(
+    candidates: list[Candidate], default: str, *, confidence: float = 0.9, n_bootstrap: int = 2000, seed: int = 0
+) -> tuple[Candidate, str, dict]:
+    """Keep ``default`` unless another candidate beats it on the labeled rows in ``confidence`` of paired draws.
+
+    Returns ``(chosen, reason, table)`` where ``table[name]`` has the labeled accuracy, the probability of
+    beating the default, and the candidate's note.
+    """
+    by = {c.name: c for c in candidates}
+    base = by[default]
+    n = base.correct.size
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_bootstrap, n))
+    table = {}
+    contenders = []
+    for c in candidates:
+        diff = (c.correct[idx].astype(float) - base.correct[idx].astype(float)).mean(1)
+        p = float(np.mean(diff > 0)) if c.name != default else None
+        table[c.name] = {
+            "labeled_accuracy": c.labeled_accuracy,
+            "n_right": int(c.correct.sum()),
+            "prob_better_than_default": p,
+            "note": c.note,
+        }
+        if p is not None and p >= confidence:
+            contenders.append(c)
+    summary = ", ".join(f"{c.name} {int(c.correct.sum())}/{n}" for c in candidates)
+    if not contenders:
+        return base, (
+            f"'{default}' kept: no other candidate is better on the labeled rows in {confidence:.0%} of paired "
+            f"bootstrap draws (right on: {summary})"
+        ), table
+    best = max(contenders, key=lambda c: (c.labeled_accuracy, -[x.name for x in candidates].index(c.name)))
+    return best, (
+        f"'{best.name}' chosen over '{default}': better on the labeled rows in "
+        f"{table[best.name]['prob_better_than_default']:.0%} of paired bootstrap draws (right on: {summary})"
+    ), table
