@@ -79,6 +79,7 @@ def refine(
     risk: str = typer.Option("robust_uu", "--risk", help="Risk of round 1: robust_uu, uu, or pn (PN on pseudo-labels, a baseline)."),
     later_risk: str = typer.Option("uu", "--later-risk", help="Risk of rounds 2+ (robust_uu, uu, pn)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Treat PSEUDO_COL as real-valued scores; label = score > THRESHOLD."),
+    score_col: Optional[str] = typer.Option(None, "--score-col", help="Column of the LLM's real-valued score (e.g. llm_score from `silr annotate`): the final labels may then stack it with the refined classifier."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache folder (default $SILR_CACHE_DIR or ~/.cache/silr)."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip the HTML report."),
@@ -88,7 +89,7 @@ def refine(
     from silr.pipeline import load_refine_inputs, prepare_out_dir, refine_texts, write_run
 
     prepare_out_dir(out, overwrite=overwrite)
-    inputs = load_refine_inputs(corpus, labeled, pseudo_col=pseudo_col, text_col=text_col, label_col=label_col, threshold=threshold)
+    inputs = load_refine_inputs(corpus, labeled, pseudo_col=pseudo_col, text_col=text_col, label_col=label_col, threshold=threshold, score_col=score_col)
     if not quiet:
         for n in inputs.notes:
             typer.echo(f"note: {n}", err=True)
@@ -98,7 +99,7 @@ def refine(
     )
     write_run(result, out, report=not no_report)
     s = result.summary
-    typer.echo(f"final labels: round {s['final_round']} ({s['selection']})", err=True)
+    typer.echo(f"final labels: {s['final_source']} ({s['selection']})", err=True)
     typer.echo(f"stop: {s['stop_reason']}", err=True)
     typer.echo(str(out))
 
@@ -109,6 +110,7 @@ def predict(
     input: Path = typer.Argument(..., help="File of texts to score (CSV, JSONL or Parquet)."),
     out: Path = typer.Option(..., "--out", help="Output file: INPUT's columns plus score, label and proba."),
     text_col: str = typer.Option("text", "--text-col", help="Text column of INPUT."),
+    score_col: Optional[str] = typer.Option(None, "--score-col", help="Column of INPUT with the LLM's score, used when the run handed back the stack of LLM and refined scores."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Score new texts with a saved model: `score` (higher = positive), `label` (0/1), `proba`."""
@@ -117,7 +119,12 @@ def predict(
 
     df = read_table(input, required=[text_col], what="input")
     texts = clean_texts(df[text_col], what=f"input file '{input}'", column=text_col)
-    pred = predict_texts(run_dir, texts, progress=not quiet)
+    from silr.io import parse_scores
+
+    if score_col and score_col not in df.columns:
+        raise Failure(f"input file '{input}' has no column '{score_col}'")
+    llm = parse_scores(df[score_col], what=f"input file '{input}'", column=score_col) if score_col else None
+    pred = predict_texts(run_dir, texts, progress=not quiet, llm_score=llm)
     for c in pred.columns:
         df[c] = pred[c].to_numpy()
     write_table(df, out)
@@ -171,7 +178,7 @@ def _print_summary_table(summary: dict) -> None:
         )
     console = Console(width=140)
     console.print(t)
-    console.print(f"* final labels: round {summary['final_round']} — {summary['selection']}")
+    console.print(f"* final labels: {summary.get('final_source')} — {summary['selection']}")
     if ev:
         console.print(
             f"LLM labels (round 0): {gold.get(0, float('nan')):.3f}   silr final labels: {ev['final_accuracy']:.3f}   "

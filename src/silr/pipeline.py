@@ -55,6 +55,8 @@ class RefineInputs:
     notes: list[str] = field(default_factory=list)
     corpus_path: str | None = None
     labeled_path: str | None = None
+    llm_score: np.ndarray | None = None
+    labeled_llm_score: np.ndarray | None = None
 
 
 def _pseudo_from_column(df, path, col, threshold) -> np.ndarray:
@@ -78,14 +80,17 @@ def load_refine_inputs(
     text_col: str = "text",
     label_col: str = "label",
     threshold: float | None = None,
+    score_col: str | None = None,
 ) -> RefineInputs:
     """Read and validate the corpus and the labeled sample (CSV, JSONL or Parquet).
 
     The labeled sample's round-0 labels come from its own ``pseudo_col`` column when it has one,
-    otherwise from the corpus rows with the same text. Every problem raises :class:`InputError` naming
+    otherwise from the corpus rows with the same text. ``score_col`` (optional) names the LLM's real-valued
+    score (``llm_score`` from ``silr annotate``), looked up the same way; the final selection then stacks it
+    with the refined classifier's score. Every problem raises :class:`InputError` naming
     the file, column or rows.
     """
-    cdf = read_table(corpus, required=[text_col, pseudo_col], what="corpus")
+    cdf = read_table(corpus, required=[text_col, pseudo_col] + ([score_col] if score_col else []), what="corpus")
     texts = clean_texts(cdf[text_col], what=f"corpus file '{corpus}'", column=text_col)
     pseudo = _pseudo_from_column(cdf, corpus, pseudo_col, threshold)
     notes = []
@@ -105,12 +110,22 @@ def load_refine_inputs(
             f"labeled file '{labeled}': the labeled sample has one class only (every gold label in "
             f"column '{label_col}' is {int(ly[0])}); the class priors need labeled positives and negatives"
         )
+    score = lscore = None
+    if score_col:
+        score = parse_scores(cdf[score_col], what=f"corpus file '{corpus}'", column=score_col)
     if pseudo_col in ldf.columns:
         lp = _pseudo_from_column(ldf, labeled, pseudo_col, threshold)
+        if score_col:
+            if score_col not in ldf.columns:
+                raise InputError(f"labeled file '{labeled}' has '{pseudo_col}' but no score column '{score_col}'")
+            lscore = parse_scores(ldf[score_col], what=f"labeled file '{labeled}'", column=score_col)
     else:
         first = {}
-        for t, s in zip(texts, pseudo):
+        first_score = {}
+        for i, (t, s) in enumerate(zip(texts, pseudo)):
             first.setdefault(t, s)
+            if score is not None:
+                first_score.setdefault(t, score[i])
         missing = [i for i, t in enumerate(ltexts) if t not in first]
         if missing:
             rows = ", ".join(str(i + 2) for i in missing[:5])
@@ -121,8 +136,10 @@ def load_refine_inputs(
                 "sampled from the corpus"
             )
         lp = np.array([first[t] for t in ltexts], dtype=np.int8)
+        if score is not None:
+            lscore = np.array([first_score[t] for t in ltexts], dtype=np.float64)
         notes.append(f"labeled rows' pseudo-labels taken from the corpus by text ({len(ltexts)} rows)")
-    return RefineInputs(texts, pseudo, ltexts, ly, lp, notes, str(corpus), str(labeled))
+    return RefineInputs(texts, pseudo, ltexts, ly, lp, notes, str(corpus), str(labeled), score, lscore)
 
 
 @dataclass
@@ -167,12 +184,11 @@ def refine_texts(
     refiner = SelfIterativeRefiner(rounds=rounds, seed=seed, learner_factory=factory, **refiner_params)
     refiner.fit(
         X, inputs.pseudo, X_labeled=X_lab, y_labeled=inputs.labeled_y, pseudo_labeled=inputs.labeled_pseudo,
-        on_round=on_round,
+        on_round=on_round, llm_score=inputs.llm_score, llm_score_labeled=inputs.labeled_llm_score,
     )
     cols = {f"round_{r}": refiner.labels_[r].astype(int) for r in range(refiner.n_rounds_ + 1)}
     cols["final"] = refiner.transduction_.astype(int)
-    k = refiner.predict_round_
-    cols["score"] = refiner.scores_[k].astype(float) if k else np.full(len(inputs.texts), np.nan)
+    cols["score"] = refiner.decision_function(X, llm_score=inputs.llm_score).astype(float)
     labels = pd.DataFrame(cols)
     summary = {
         "silr_version": __version__,
@@ -253,14 +269,20 @@ def load_model(run_dir: str | os.PathLike):
     return refiner, bb
 
 
-def predict_texts(run_dir: str | os.PathLike, texts: Sequence[str], *, progress: bool = True) -> pd.DataFrame:
-    """Score new texts with a saved run: columns ``score`` (higher = positive), ``label`` (0/1), ``proba``."""
+def predict_texts(
+    run_dir: str | os.PathLike, texts: Sequence[str], *, progress: bool = True, llm_score=None
+) -> pd.DataFrame:
+    """Score new texts with a saved run: columns ``score`` (higher = positive), ``label`` (0/1), ``proba``.
+
+    When the run handed back the stack of LLM and refined scores, pass the new texts' ``llm_score`` to use
+    it; without it the refined classifier alone scores them.
+    """
     refiner, bb = load_model(run_dir)
     if hasattr(bb, "progress"):
         bb.progress = progress
     X = bb.transform(list(texts))
-    score = refiner.decision_function(X)
-    proba = refiner.predict_proba(X)[:, 1]
+    score = refiner.decision_function(X, llm_score=llm_score)
+    proba = refiner.predict_proba(X, llm_score=llm_score)[:, 1]
     return pd.DataFrame({"score": score, "label": (score > 0).astype(int), "proba": proba})
 
 

@@ -266,9 +266,14 @@ def run_pipeline(
     keep = ~np.isnan(pseudo.astype(float))
     if not keep.all():
         echo(f"note: {int((~keep).sum())} abstained rows are left out of the refinement")
-    first = {}
-    for t, s in zip(np.asarray(texts)[keep], pseudo[keep]):
-        first.setdefault(t, int(s))
+    llm_score = None
+    if "llm_score" in annotated.columns and pseudo_col == "pseudo_label" and not d.pseudo_col:
+        llm_score = annotated["llm_score"].to_numpy(dtype=np.float64)
+    first, first_score = {}, {}
+    for i in np.flatnonzero(keep):
+        first.setdefault(texts[i], int(pseudo[i]))
+        if llm_score is not None:
+            first_score.setdefault(texts[i], float(llm_score[i]))
     lab_texts = clean_texts(labeled["text"], what="labeled sample", column="text")
     missing = [t for t in lab_texts if t not in first]
     if missing:
@@ -283,6 +288,8 @@ def run_pipeline(
         labeled_pseudo=np.array([first[t] for t in lab_texts], dtype=np.int8),
         corpus_path=str(corpus_path),
         labeled_path=str(lab_cfg.file or f"{lab_cfg.sample_from_gold} corpus rows, gold revealed"),
+        llm_score=None if llm_score is None else llm_score[keep],
+        labeled_llm_score=None if llm_score is None else np.array([first_score[t] for t in lab_texts]),
     )
     result = refine_texts(
         inputs, backbone=r.backbone, rounds=r.rounds, seed=r.seed, progress=progress,

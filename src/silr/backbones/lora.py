@@ -237,7 +237,9 @@ class LoraLearner:
         else:
             kw["dtype"] = torch.float32
         verbosity = transformers.logging.get_verbosity()
+        bars = transformers.utils.logging.is_progress_bar_enabled()
         transformers.logging.set_verbosity_error()  # "newly initialized head" is expected here
+        transformers.utils.logging.disable_progress_bar()  # one model per round: no loading bars
         try:
             model, info = AutoModelForSequenceClassification.from_pretrained(
                 str(self.model_dir), output_loading_info=True, **kw
@@ -250,6 +252,8 @@ class LoraLearner:
             raise ValueError(f"{self.model_dir} is not a loadable transformers model: {e}") from e
         finally:
             transformers.logging.set_verbosity(verbosity)
+            if bars:
+                transformers.utils.logging.enable_progress_bar()
         model.config.pad_token_id = tok.pad_token_id
         head = _head_name(model)
         # weights the folder lacks (besides the head) are random: train and save them too
@@ -270,7 +274,9 @@ class LoraLearner:
             modules_to_save=modules_to_save,
             bias="none",
         )
-        model = get_peft_model(model, cfg)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # peft's use of deprecated transformers names
+            model = get_peft_model(model, cfg)
         if not use_4bit:
             model.to(device)
         self.target_modules_ = targets
