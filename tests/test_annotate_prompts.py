@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from silr.annotate.calibrate import auc, best_accuracy_threshold, choose_threshold, prior_threshold
-from silr.annotate.prompts import (PromptError, PromptSpec, ShotPlan, build_prompt, builtin_prompts, load_prompt,
+from silr.annotate.prompts import (PromptError, ShotPlan, build_prompt, builtin_prompts, load_prompt,
                                    spec_from_instruction)
 
 

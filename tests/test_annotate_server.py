@@ -18,7 +18,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from silr.annotate.cache import ScoreCache
 from silr.annotate.prompts import ShotPlan, load_prompt
 from silr.annotate.run import annotate_frame
 from silr.annotate.server import OpenAICompatibleAnnotator, parse_answer

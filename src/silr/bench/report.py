@@ -16,6 +16,7 @@ __all__ = ["aggregate", "summary", "markdown_table", "results_markdown", "plot_r
 LABELS = {
     "llm": "pseudo-labels",
     "silr": "silr (50-label priors)",
+    "silr_combined": "silr + pseudo-label posterior",
     "silr_oracle": "silr oracle priors*",
     "uu": "plain UU",
     "pn": "PN on pseudo",
@@ -136,8 +137,8 @@ def _mean_curve(curves: list[list]) -> list[float]:
             return [float(x) for x in np.nanmean(arr, 0)]
 
 
-def targets_markdown(records: list[dict], *, track: str) -> str:
-    s = summary(records, track=track)["rows"]
+def targets_markdown(records: list[dict], *, track: str, method: str = "silr") -> str:
+    s = summary(records, track=track, method=method)["rows"]
     if not s:
         return "_no runs_\n"
     lines = ["| data set | setting | pseudo | silr | ceiling | gain | gap closed | vs best baseline | "
@@ -284,8 +285,10 @@ def results_markdown(records: list[dict], *, title: str = "silr benchmark", conf
         parts.append(markdown_table(records, track=track))
         parts.append("\n### Refined corpus labels (accuracy against the hidden gold)\n\n")
         parts.append(markdown_table(records, track=track, metric="corpus_acc"))
-        parts.append("\n### Targets (silr with 50-label priors)\n\n")
-        parts.append(targets_markdown(records, track=track))
+        for m in ("silr", "silr_combined"):
+            if any(m in r["methods"] for r in tr):
+                parts.append(f"\n### Targets ({LABELS[m]}, test accuracy)\n\n")
+                parts.append(targets_markdown(records, track=track, method=m))
         if plots and plots.get(track):
             parts.append(f"\nPer-round test accuracy: ![{track}]({plots[track]})\n")
     if speed:

