@@ -215,3 +215,28 @@ def test_quick_benchmark_end_to_end(tmp_path, silr_cache):
     assert m["silr"]["test_acc"] > m["llm"]["test_acc"]
     assert m["ceiling"]["test_acc"] >= m["lr_50"]["test_acc"] - 0.02
     json.dumps(rec)
+
+
+def test_combine_with_pseudo_is_the_noisy_channel_posterior():
+    from silr.bench.methods import combine_with_pseudo
+
+    y_lab = np.array([1] * 20 + [0] * 30)
+    s_lab = np.array([1] * 16 + [0] * 4 + [1] * 6 + [0] * 24)  # TPR ~0.79, FPR ~0.21 (Jeffreys)
+    p = np.array([0.5, 0.5, 0.9, 0.1])
+    s = np.array([1, 0, 0, 1])
+    post = combine_with_pseudo(p, s, y_lab, s_lab)
+    tpr, fpr = 16.5 / 21, 6.5 / 31
+    assert post[0] == pytest.approx(tpr / (tpr + fpr))
+    assert post[1] == pytest.approx((1 - tpr) / ((1 - tpr) + (1 - fpr)))
+    assert post[2] > 0.5 and post[3] < 0.5  # a confident classifier outvotes the label
+
+
+def test_violated_cells_left_out_of_targets():
+    from silr.bench.report import summary, violated_cells
+
+    good = _fake_record("mr", "cc70", 0, {"llm": (0.7, 0.7), "silr": (0.8, 0.78), "ceiling": (0.85, 0.82)})
+    bad = _fake_record("sms", "id70", 0, {"llm": (0.7, 0.7), "silr": (0.7, 0.7), "ceiling": (0.95, 0.95)})
+    good["pseudo_true_gap"], bad["pseudo_true_gap"] = 0.4, -0.1
+    assert violated_cells([good, bad]) == {("noise", "id70", "sms")}
+    rows = summary([good, bad], track="noise")["rows"]
+    assert [r["dataset"] for r in rows] == ["mr"]

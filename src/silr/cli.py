@@ -239,11 +239,14 @@ def demo(
 
 def _register_optional() -> None:
     """Commands that live in their own modules (kept import-light for fast `--help`)."""
-    try:
-        from silr.annotate.cli import annotate
-    except ImportError:  # pragma: no cover
-        return
+    from silr.annotate.cli import annotate
+
     app.command("annotate")(annotate)
+    try:
+        from silr.bench.cli import bench
+    except ImportError:  # pragma: no cover - the benchmark package is part of the source tree
+        return
+    app.command("bench")(bench)
 
 
 _register_optional()

@@ -51,9 +51,13 @@ def _to_tensor(X, rows: np.ndarray | None = None) -> torch.Tensor:
     """Rows of a dense or sparse matrix as a float32 tensor (sparse rows become a sparse COO tensor)."""
     Xr = X if rows is None else X[rows]
     if sp.issparse(Xr):
-        coo = Xr.tocoo()
+        csr = sp.csr_matrix(Xr)
+        csr.sum_duplicates()  # sorted, unique indices: the COO tensor below is coalesced by construction
+        coo = csr.tocoo()
         idx = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-        return torch.sparse_coo_tensor(idx, torch.from_numpy(coo.data.astype(np.float32)), coo.shape).coalesce()
+        return torch.sparse_coo_tensor(
+            idx, torch.from_numpy(coo.data.astype(np.float32)), coo.shape, is_coalesced=True
+        )
     return torch.from_numpy(np.ascontiguousarray(Xr, dtype=np.float32))
 
 

@@ -178,9 +178,10 @@ def refine_texts(
     bb.fit(inputs.texts)
     X = bb.transform(inputs.texts)
     X_lab = bb.transform(inputs.labeled_texts)
-    factory = None
-    if bb.new_learner(0) is not None:
-        factory = lambda r: bb.new_learner(r)  # noqa: E731
+    from silr.backbones.base import Backbone
+
+    # a backbone with a learner of its own (LoRA fine-tuning) trains each round; the others feed the head
+    factory = bb.new_learner if type(bb).new_learner is not Backbone.new_learner else None
     refiner = SelfIterativeRefiner(rounds=rounds, seed=seed, learner_factory=factory, **refiner_params)
     refiner.fit(
         X, inputs.pseudo, X_labeled=X_lab, y_labeled=inputs.labeled_y, pseudo_labeled=inputs.labeled_pseudo,

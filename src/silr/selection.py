@@ -38,16 +38,28 @@ class Candidate:
         return float(np.mean(self.correct))
 
 
-def _loo_predict(F_lab: np.ndarray, y: np.ndarray, make) -> np.ndarray:
-    """Leave-one-out predictions of a model refitted without each labeled row."""
+def _loo_predict(F_lab: np.ndarray, y: np.ndarray, make, *, max_folds: int = 10) -> np.ndarray:
+    """Out-of-fold predictions of a model refitted without each fold of labeled rows.
+
+    Leave-one-out up to ``max_folds`` rows, stratified k-fold beyond (each row is predicted by a model
+    that never saw its gold label either way).
+    """
     out = np.empty(y.size, dtype=np.int64)
-    idx = np.arange(y.size)
-    for i in range(y.size):
-        m = idx != i
+    if y.size <= max_folds:
+        folds = [np.array([i]) for i in range(y.size)]
+    else:
+        from sklearn.model_selection import StratifiedKFold
+
+        k = min(max_folds, int(np.bincount(y).min())) if np.unique(y).size == 2 else 2
+        k = max(k, 2)
+        folds = [test for _, test in StratifiedKFold(k, shuffle=True, random_state=0).split(np.zeros(y.size), y)]
+    for test in folds:
+        m = np.ones(y.size, dtype=bool)
+        m[test] = False
         if np.unique(y[m]).size < 2:
-            out[i] = int(y[m][0])
+            out[test] = int(y[m][0])
             continue
-        out[i] = int(make().fit(F_lab[m], y[m]).predict(F_lab[i : i + 1])[0])
+        out[test] = make().fit(F_lab[m], y[m]).predict(F_lab[test])
     return out
 
 

@@ -102,6 +102,7 @@ def run_one(task: Task, Xc, Xt, s, s_test, *, seed: int, cfg: RunConfig, setting
         "dataset": task.name, "track": track, "setting": setting, "seed": seed, "backbone": backbone,
         "n_corpus": int(y.size), "n_test": int(yt.size), "n_labeled": int(lab.size),
         "pseudo_accuracy": _acc(s, y), "pseudo_test_accuracy": _acc(s_test, yt),
+        "pseudo_true_gap": float(y[s == 1].mean() - y[s == 0].mean()) if 0 < s.mean() < 1 else 0.0,
         "silr_params": cfg.silr_params, "methods": {}, **(extra or {}),
     }
     combined = None
