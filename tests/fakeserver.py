@@ -51,9 +51,11 @@ class ScriptedServer:
     (unanswered, uncounted) until :meth:`release_gate`; held requests are then closed without an answer."""
 
     def __init__(self, *, fail: float = 0.1, garbage: float = 0.0, faults=FAULTS, key: str | None = None,
-                 retry_after: str = "0.05", gate_after: int | None = None, max_hold: float = 30.0):
+                 retry_after: str = "0.05", gate_after: int | None = None, max_hold: float = 30.0,
+                 redirect_to: str | None = None):
         self.fail, self.garbage, self.faults, self.key = fail, garbage, tuple(faults), key
         self.retry_after, self.gate_after, self.max_hold = retry_after, gate_after, max_hold
+        self.redirect_to = redirect_to  # answer every request with a 307 to this URL
         self.lock = threading.Lock()
         self.attempts: Counter = Counter()   # requests per text
         self.scored: Counter = Counter()     # answers a client may store, per text
@@ -100,7 +102,7 @@ class ScriptedServer:
         u = (_h(text) % 10_000) / 10_000
         if u < self.fail and self.faults:
             return self.faults[int(u / self.fail * len(self.faults)) % len(self.faults)]
-        if u < self.fail + self.garbage:
+        if u >= 1.0 - self.garbage:  # the top of the range: the same texts whatever ``fail`` is
             return "garbage"
         return "ok"
 
@@ -168,6 +170,9 @@ class ScriptedServer:
             self.paths[h.path] += 1
             self.hosts[h.headers.get("Host")] += 1
             self.auth[h.headers.get("Authorization")] += 1
+        if self.redirect_to:
+            return self._send(h, 307, {"error": {"message": "moved"}},
+                              headers=[("Location", self.redirect_to + h.path.split("/v1", 1)[-1])])
         if self.key is not None and h.headers.get("Authorization") != f"Bearer {self.key}":
             return self._send(h, 401, {"error": {"message": "Incorrect API key provided"}})
         prompt = req["messages"][-1]["content"] if chat else req["prompt"]

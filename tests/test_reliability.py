@@ -32,7 +32,7 @@ def _check_complete(out, n):
     return rounds, labels
 
 
-@pytest.mark.parametrize("kill_after", [1.5, 4.0, 7.0])
+@pytest.mark.parametrize("kill_after", [2.0, 6.0])
 def test_sigkill_mid_run_leaves_previous_output_intact_and_rerun_completes(tmp_path, rt_task, silr_cache, kill_after):
     df = _write_inputs(tmp_path, rt_task)
     out = tmp_path / "run"

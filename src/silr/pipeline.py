@@ -189,7 +189,14 @@ def refine_texts(
     )
     cols = {f"round_{r}": refiner.labels_[r].astype(int) for r in range(refiner.n_rounds_ + 1)}
     cols["final"] = refiner.transduction_.astype(int)
-    cols["score"] = refiner.decision_function(X, llm_score=inputs.llm_score).astype(float)
+    if refiner.predict_round_ == 0 and refiner.final_source_ != "probe":
+        # every refinement round was rejected and round 0's labels were handed back: there is no classifier to
+        # score the corpus with, so the score is the handed-back label as +1/-1 (never NaN)
+        cols["score"] = np.where(refiner.transduction_ == 1, 1.0, -1.0)
+        inputs.notes.append("no refinement round was kept: the score column is the handed-back label as +1/-1, "
+                            "and the saved model has no classifier for `silr predict`")
+    else:
+        cols["score"] = refiner.decision_function(X, llm_score=inputs.llm_score).astype(float)
     labels = pd.DataFrame(cols)
     summary = {
         "silr_version": __version__,
