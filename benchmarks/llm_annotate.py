@@ -57,7 +57,7 @@ def main() -> None:
             print(f"[skip] {name}: {e}", flush=True)
             continue
         spec = load_prompt(HERE / "prompts" / f"{name}.toml")
-        shots = task.shots[["text", "label"]]
+        shots = task.shots.set_index("row")[["text", "label"]]  # shot "row" = train-split row
         frames, record = [], None
         t0 = time.time()
         for split in args.splits.split(","):

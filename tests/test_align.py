@@ -20,11 +20,11 @@ def tiny_lm(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny-lm")
     corpus = ["Question: What is 2 + 3?\nAnswer: 5", "I can't help with that, it is dangerous.",
               "Sure, here is how to cook rice: boil water and add rice.", "a gorgeous, moving film",
-              "dull and lifeless, a waste of time"] + [f"{a} + {b} = {a + b}" for a in range(10) for b in range(10)]
+              "dull and lifeless, a waste of time"] + ["Correct: yes no"] * 40 + [f"{a} + {b} = {a + b}" for a in range(10) for b in range(10)]
     tk = Tokenizer(models.BPE())
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tk.decoder = decoders.ByteLevel()
-    tk.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"],
+    tk.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<s>", "</s>"],
                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
     torch.manual_seed(0)

@@ -62,7 +62,8 @@ def test_inverted_and_too_close_priors_are_flagged():
     assert check_usable(good) is None
     close = estimate_priors(np.r_[[1] * 10, [0] * 10, [1] * 9, [0] * 11], np.r_[[1] * 20, [0] * 20], 0.5)
     assert 0 < close.gap < 0.1
-    assert "below" in check_usable(close)
+    assert "below" in check_usable(close, min_gap=0.1)
+    assert check_usable(close) is None or close.gap < 0.03  # the default minimum gap is 0.03
 
 
 def test_describe_and_to_dict_carry_intervals():

@@ -123,11 +123,15 @@ def test_selection_falls_back_to_round_zero_when_labeled_sample_says_so():
     X = (rng.normal(size=(n, 5)) + 0.3 * y[:, None]).astype(np.float32)
     s = np.where(rng.random(n) < 0.04, 1 - y, y)
     lab = rng.choice(n, 60, replace=False)
-    m = fit(X, y, s, lab, rounds=2)
+    m = fit(X, y, s, lab, rounds=2, stack=False)
     assert m.final_round_ == 0
     assert np.array_equal(m.transduction_, s)
     assert m.final_source_ == "llm" and "'llm' chosen" in m.selection_reason_
     assert m.prob_round0_better_ >= 0.9
+    # with the stack (default) the pseudo-label dominates the stacked posterior: no worse than the labeler
+    m = fit(X, y, s, lab, rounds=2)
+    assert m.final_source_ in ("stack", "llm")
+    assert (m.transduction_ == y).mean() >= (s == y).mean() - 0.01
 
 
 def _strong_llm_task(seed=0, n=4000):

@@ -171,10 +171,19 @@ def _print_summary_table(summary: dict) -> None:
         if rec.get("rejected"):
             continue
         r = rec["round"]
-        mark = " *" if r == summary["final_round"] else ""
+        src = summary.get("final_source")
+        mark = " *" if r == summary["final_round"] and src in ("llm", "refined", None) else ""
         t.add_row(
             f"{r}{mark}", f"{rec['pseudo_positive_rate']:.3f}", ci(rec, "pi"), ci(rec, "theta_p"), ci(rec, "theta_n"),
             ci(rec, "accuracy"), f"{gold[r]:.3f}" if r in gold else "-",
+        )
+    src = summary.get("final_source")
+    if src in ("stack", "probe"):
+        cand = (summary.get("candidates") or {}).get(src, {})
+        t.add_row(
+            f"{src} *", "-", "-", "-", "-",
+            f"{cand.get('labeled_accuracy', float('nan')):.3f} (out-of-fold)",
+            f"{ev['final_accuracy']:.3f}" if ev else "-",
         )
     console = Console(width=140)
     console.print(t)

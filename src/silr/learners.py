@@ -56,7 +56,7 @@ def _to_tensor(X, rows: np.ndarray | None = None) -> torch.Tensor:
         coo = csr.tocoo()
         idx = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
         return torch.sparse_coo_tensor(
-            idx, torch.from_numpy(coo.data.astype(np.float32)), coo.shape, is_coalesced=True
+            idx, torch.from_numpy(coo.data.astype(np.float32)), coo.shape, is_coalesced=True, check_invariants=False
         )
     return torch.from_numpy(np.ascontiguousarray(Xr, dtype=np.float32))
 

@@ -73,9 +73,12 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         ``"paired"``: also consider a logistic regression trained on the labeled rows alone (for tasks where
         the LLM is near chance, these rows are the best evidence there is).
     stack : bool
-        ``"paired"``, when ``llm_score`` is given to :meth:`fit`: the default candidate becomes a logistic
-        regression on (LLM score, refined score) fitted on the labeled rows, so the LLM's own evidence is kept
-        (it can beat the learner where the LLM is strong). See :mod:`silr.selection`.
+        ``"paired"``: the default candidate becomes a logistic regression on (LLM evidence, refined score)
+        fitted on the labeled rows, so the LLM's own evidence is kept (it can beat the learner where the
+        LLM is strong). The LLM evidence is ``llm_score`` when given to :meth:`fit`, else the round-0
+        pseudo-label (then the stack is the noisy-channel posterior P(y | x, s) ~ P(y | x) P(s | y)).
+        To apply it to new inputs pass the same kind of evidence as ``llm_score`` to
+        :meth:`decision_function`. See :mod:`silr.selection`.
     hidden, epochs, lr, weight_decay, batch_size, slope :
         The per-round head (see :class:`silr.learners.HeadLearner`).
     val_fraction : float
@@ -137,7 +140,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         probe: bool = True,
         stack: bool = True,
         hidden: int = 0,
-        epochs: int = 60,
+        epochs: int = 20,
         lr: float = 1e-2,
         weight_decay: float = 1e-4,
         batch_size: int | None = None,
@@ -419,14 +422,21 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
                 Candidate("refined", self.labels_[last], self._lab_labels[last] == y_lab, f"round {last} labels"),
             ]
             default = "refined"
-            if self.stack and llm_score is not None:
+            if self.stack:
+                if llm_score is None:
+                    # the pseudo-label itself is evidence: stacking it is the noisy-channel posterior
+                    # P(y | x, s) ~ P(y | x) P(s | y), with a logistic form fitted on the labeled rows
+                    llm_score, llm_score_lab = self.labels_[0], self._lab_labels[0]
+                    self.stack_input_ = "pseudo_label"
+                else:
+                    self.stack_input_ = "llm_score"
                 llm_score = np.asarray(llm_score, dtype=np.float64)
                 llm_score_lab = np.asarray(llm_score_lab, dtype=np.float64)
                 if not (np.isfinite(llm_score).all() and np.isfinite(llm_score_lab).all()):
                     raise ValueError("llm_score must be finite (drop abstained rows first)")
-                cands.append(
-                    stack_candidate(llm_score, llm_score_lab, self.scores_[last], self._lab_scores[last], y_lab)
-                )
+                cand = stack_candidate(llm_score, llm_score_lab, self.scores_[last], self._lab_scores[last], y_lab)
+                cand.extra["stack"]["input"] = self.stack_input_
+                cands.append(cand)
                 default = "stack"
             if self.probe:
                 cands.append(probe_candidate(X_lab, y_lab, X))
@@ -586,13 +596,30 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
     def load(cls, path, *, learner_loader: Callable[[dict, dict], object] | None = None) -> "SelfIterativeRefiner":
         """Reload a refiner saved by :meth:`save` for prediction (the corpus history is not kept)."""
         path = Path(path)
-        config = json.loads((path / "config.json").read_text())
-        if config.get("format") != "silr-refiner/1":
-            raise ValueError(f"{path / 'config.json'} is not a silr model (format={config.get('format')!r})")
-        self = cls(**config["params"])
+        cfile = path / "config.json"
+        try:
+            config = json.loads(cfile.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{cfile} is not a readable silr model config: {e}") from None
+        if not isinstance(config, dict) or config.get("format") != "silr-refiner/1":
+            fmt = config.get("format") if isinstance(config, dict) else None
+            raise ValueError(f"{cfile} is not a silr model (format={fmt!r})")
+        # a silr model is data only: a config asking for code to run was not written by silr
+        code_keys = sorted({"auto_map", "trust_remote_code"} & (set(config) | set(config.get("params") or {})))
+        if code_keys:
+            raise ValueError(f"{cfile} asks for custom code ({', '.join(code_keys)}); silr models never run code "
+                             "from a model folder, so this folder is refused")
+        params = config.get("params") or {}
+        unknown = sorted(set(params) - set(cls().get_params()))
+        if unknown:
+            raise ValueError(f"{cfile} has unknown parameters {unknown}: not a model written by this silr")
+        self = cls(**params)
         k = int(config["predict_round"])
         wfile = path / "weights.safetensors"
-        state = load_file(str(wfile)) if wfile.exists() else {}
+        try:
+            state = load_file(str(wfile)) if wfile.exists() else {}
+        except Exception as e:  # safetensors raises its own error type on a damaged file
+            raise ValueError(f"{wfile} is not a readable safetensors file ({e}); the model folder is damaged") from None
         self.learners_ = []
         for j, lc in enumerate(config["learners"]):
             prefix = f"round_{j + 1}."

@@ -161,7 +161,7 @@ def load_config(path: str | os.PathLike) -> RunConfig:
     except (tomllib.TOMLDecodeError, Exception) as e:
         if isinstance(e, InputError):
             raise
-        raise InputError(f"config file '{p}' does not parse: {e}") from None
+        raise InputError(f"config file '{p}' does not parse: {' '.join(str(e).split())}") from None
     return config_from_dict(raw, source=f"config '{p}'", base_dir=p.parent)
 
 

@@ -114,7 +114,7 @@ def stack_candidate(
         "stack",
         pred.astype(np.int8),
         loo == y_lab,
-        f"logistic regression on (LLM score, refined score), weights {w[0]:.2f} / {w[1]:.2f}",
+        f"logistic regression on (LLM evidence, refined score), weights {w[0]:.2f} / {w[1]:.2f}",
         {"stack": coef},
     )
 

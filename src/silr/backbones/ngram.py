@@ -255,7 +255,11 @@ class NgramBackbone(Backbone):
             if not (folder / f).exists():
                 raise FileNotFoundError(f"the saved ngram backbone needs {folder / f}, which is missing")
         vocab = json.loads((folder / VOCAB_FILE).read_text())
-        idf = load_file(str(folder / IDF_FILE))
+        try:
+            idf = load_file(str(folder / IDF_FILE))
+        except Exception as e:  # safetensors raises its own error type on a damaged file
+            raise ValueError(f"{folder / IDF_FILE} is not a readable safetensors file ({e}); the model folder is "
+                             "damaged") from None
         self.lowercase_ = bool(fitted["lowercase"])
         self.min_df_ = int(fitted["min_df"])
         self.blocks_ = []

@@ -312,7 +312,12 @@ def results_markdown(records: list[dict], *, title: str = "silr benchmark", conf
         if plots and plots.get(track):
             parts.append(f"\nPer-round test accuracy: ![{track}]({plots[track]})\n")
     if speed:
-        parts.append("\n## Speed (5 rounds, random 384-d float32 features)\n\n| rows | wall time (s) | s / round |\n|---|---|---|\n")
+        parts.append("\n## Speed (5 rounds, random 384-d float32 features, 70%-accurate labels)\n\n"
+                     "| rows | wall time (s) | s / round | corpus accuracy r0 -> final | machine load (1-min average) |\n"
+                     "|---|---|---|---|---|\n")
         for s in speed:
-            parts.append(f"| {s['n']:,} | {s['seconds']:.1f} | {s['seconds'] / max(s['rounds'], 1):.1f} |\n")
+            load = s.get("load_avg_1min")
+            acc = (f"{s['corpus_acc_round0']:.3f} -> {s['corpus_acc_final']:.3f}" if "corpus_acc_final" in s else "")
+            parts.append(f"| {s['n']:,} | {s['seconds']:.1f} | {s['seconds'] / max(s['rounds'], 1):.1f} | {acc} | "
+                         f"{'' if load is None else f'{load:.1f}'} |\n")
     return "".join(parts)

@@ -25,5 +25,7 @@ def speed_run(n: int, *, rounds: int = 5, dim: int = 384, seed: int = 0, params:
     t0 = time.perf_counter()
     m = SelfIterativeRefiner(seed=seed, **p).fit(X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab])
     sec = time.perf_counter() - t0
-    return {"n": int(n), "dim": dim, "rounds": int(m.n_rounds_), "seconds": round(sec, 2),
+    import os
+
+    return {"load_avg_1min": round(os.getloadavg()[0], 2), "n": int(n), "dim": dim, "rounds": int(m.n_rounds_), "seconds": round(sec, 2),
             "corpus_acc_round0": float(np.mean(s == y)), "corpus_acc_final": float(np.mean(m.transduction_ == y))}
