@@ -346,16 +346,26 @@ def stage_selfrefine(args) -> None:
     rng = np.random.default_rng(0)
     qs, gold = [], []
     for _ in range(args.sr_questions):
-        a, b = int(rng.integers(2, 60)), int(rng.integers(2, 60))
+        a, b = int(rng.integers(1, 21)), int(rng.integers(1, 21))
         qs.append(f"What is {a} + {b}?")
         gold.append(a + b)
     model, tok = _policy()
     t0 = time.time()
-    # a 3-shot prefix in the question template (a base model needs to see the answer format)
-    samples = sample_answers(model, tok, qs, n=args.n, max_new_tokens=6, seed=0, batch_size=16, progress=False,
-                             template="Question: What is 3 + 4?\nAnswer: 7\n\nQuestion: What is 12 + 9?\nAnswer: 21"
-                                      "\n\nQuestion: {prompt}\nAnswer:", stops=("\n",))
-    t_sample = time.time() - t0
+    # a one-shot prefix in the question template (a base model needs to see the answer format)
+    f = WORK / f"selfrefine_samples_{len(qs)}.json"
+    if f.exists():
+        d = json.loads(f.read_text())
+        samples, t_sample = d["samples"], d["seconds"]
+    else:
+        samples = sample_answers(model, tok, qs, n=args.n, max_new_tokens=5, seed=0, batch_size=16, progress=False,
+                                 template="Question: What is 3 + 4?\nAnswer: 7\n\nQuestion: {prompt}\nAnswer:",
+                                 stops=("\n",))
+        t_sample = time.time() - t0
+        f.write_text(json.dumps({"questions": qs, "gold": gold, "samples": samples, "seconds": round(t_sample, 1)}))
+    from silr.align import numeric_check
+
+    C = np.array([[numeric_check(a, g) for a in s] for s, g in zip(samples, gold)])
+    log(f"answers correct: {C.mean():.3f} (any of {args.n}: {C.any(1).mean():.3f}); sampling {t_sample:.0f}s")
     res = self_refine_answers(model, tok, qs, gold, samples=samples, n_labeled=args.sr_labeled, seed=0,
                               progress=False)
     out = {"n_questions": len(qs), "n": args.n, "n_labeled_answers": int(res.labeled_questions.sum()) * args.n,

@@ -73,7 +73,7 @@ class _Head(nn.Module):
         else:
             self.out = nn.Linear(n_features, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, standardized: bool = False) -> torch.Tensor:
         if x.is_sparse:
             # sparse features (TF-IDF) are used as they are; standardisation would densify them
             h = torch.sparse.mm(x, (self.inp if self.hidden else self.out).weight.t()) + (
@@ -82,7 +82,8 @@ class _Head(nn.Module):
             if self.hidden:
                 h = self.out(torch.relu(h))
             return h.squeeze(-1)
-        x = (x - self.mean) / self.scale
+        if not standardized:
+            x = (x - self.mean) / self.scale
         if self.hidden:
             x = torch.relu(self.inp(x))
         return self.out(x).squeeze(-1)
@@ -125,6 +126,16 @@ class HeadLearner:
 
     # -- training -------------------------------------------------------------------------------
     def fit(self, X, pseudo, weights: UUWeights, *, risk: str, val_mask: np.ndarray, seed: int = 0):
+        # a head this small gains nothing from intra-op threads, and loses badly on a busy machine
+        # (benchmarks/RESULTS.md, speed: 5x slower with 2 threads at load 8)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._fit(X, pseudo, weights, risk=risk, val_mask=val_mask, seed=seed)
+        finally:
+            torch.set_num_threads(previous)
+
+    def _fit(self, X, pseudo, weights: UUWeights, *, risk: str, val_mask: np.ndarray, seed: int = 0):
         pseudo = np.asarray(pseudo).astype(np.int64)
         val_mask = np.asarray(val_mask, dtype=bool)
         train_idx = np.flatnonzero(~val_mask)
@@ -132,31 +143,41 @@ class HeadLearner:
         gen = torch.Generator().manual_seed(int(seed))
         torch.manual_seed(int(seed))
         n_features = X.shape[1]
-        if self.standardize and not sp.issparse(X):
-            Xt = np.asarray(X[train_idx], dtype=np.float64)
-            mean = torch.from_numpy(Xt.mean(0).astype(np.float32))
-            scale = torch.from_numpy(np.maximum(Xt.std(0), 1e-6).astype(np.float32))
+        dense = not sp.issparse(X)
+        # rows shuffled once; each epoch visits contiguous blocks (views, no copies) in a random order
+        order = train_idx[torch.randperm(train_idx.size, generator=gen).numpy()]
+        if dense:
+            X_train = _to_tensor(X, order)
+            if self.standardize:
+                mean = X_train.mean(0)
+                scale = X_train.std(0).clamp_min(1e-6)
+                X_train = (X_train - mean) / scale  # standardised once, not per batch
+            else:
+                mean, scale = torch.zeros(n_features), torch.ones(n_features)
         else:
+            X_train = X[order].tocsr()
             mean, scale = torch.zeros(n_features), torch.ones(n_features)
         self.module_ = _Head(n_features, self.hidden, mean, scale)
         opt = torch.optim.AdamW(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         bs = self.batch_size or auto_batch_size(train_idx.size)
-        dense = not sp.issparse(X)
-        X_train = _to_tensor(X, train_idx) if dense else X[train_idx].tocsr()
-        s_train = torch.from_numpy(pseudo[train_idx])
+        s_train = torch.from_numpy(pseudo[order])
         X_val = _to_tensor(X, val_idx) if val_idx.size else None
         s_val = torch.from_numpy(pseudo[val_idx])
+        starts = np.arange(0, train_idx.size, bs)
+        sparse_batches = None if dense else [_to_tensor(X_train, np.arange(a, min(a + bs, train_idx.size))) for a in starts]
 
         self.history_ = []
         best = (math.inf, 0, None)
         for epoch in range(1, self.epochs + 1):
             self.module_.train()
-            perm = torch.randperm(train_idx.size, generator=gen)
             total, steps = 0.0, 0
-            for start in range(0, train_idx.size, bs):
-                b = perm[start : start + bs]
-                xb = X_train[b] if dense else _to_tensor(X_train, b.numpy())
-                loss = batch_risk(risk, self.module_(xb), s_train[b], weights, slope=self.slope)
+            for j in torch.randperm(starts.size, generator=gen).tolist():
+                a = int(starts[j])
+                if dense:
+                    out = self.module_(X_train[a : a + bs], standardized=self.standardize)
+                else:
+                    out = self.module_(sparse_batches[j])
+                loss = batch_risk(risk, out, s_train[a : a + bs], weights, slope=self.slope)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

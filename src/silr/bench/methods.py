@@ -151,9 +151,16 @@ def run_silr(Xc, Xt, s, lab, y_corpus, y_test, *, params: dict, seed: int, oracl
     info = {"final_round": int(model.final_round_), "predict_round": int(model.predict_round_),
             "n_rounds": int(model.n_rounds_), "stop_reason": model.stop_reason_,
             "selection": model.selection_reason_, "rejected_rounds": len(rejected)}
-    test_pred = model.predict(Xt) if model.predict_round_ > 0 else None
+    test_pred = None
+    source = getattr(model, "final_source_", "refined")
+    if model.predict_round_ > 0 or source == "probe":
+        try:  # the handed-back model on new inputs (refined classifier, or the engine's probe on the 50 labels)
+            test_pred = model.predict(Xt)
+        except Exception:  # no classifier kept: the pseudo-labels stand (filled in by the runner)
+            test_pred = None
+    info["final_source"] = source
     res = MethodResult("", model.transduction_.copy(), test_pred, rounds=rounds, info=info)
-    if model.predict_round_ > 0:
+    if model.predict_round_ > 0 and source != "probe":
         # the refined classifier's calibrated probability combined with the pseudo-label as evidence
         y_lab, s_lab = y_corpus[lab], s[lab]
         pc = combine_with_pseudo(model.predict_proba(Xc)[:, 1], s, y_lab, s_lab)
