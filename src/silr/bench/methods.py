@@ -153,9 +153,13 @@ def run_silr(Xc, Xt, s, lab, y_corpus, y_test, *, params: dict, seed: int, oracl
             "selection": model.selection_reason_, "rejected_rounds": len(rejected)}
     test_pred = None
     source = getattr(model, "final_source_", "refined")
-    if model.predict_round_ > 0 or source == "probe":
-        try:  # the handed-back model on new inputs (refined classifier, or the engine's probe on the 50 labels)
-            test_pred = model.predict(Xt)
+    if source == "llm" and s_test is not None:
+        test_pred = np.asarray(s_test).copy()  # the LLM's own labels are handed back, on new inputs too
+    elif model.predict_round_ > 0 or source == "probe":
+        try:  # the handed-back model on new inputs: refined classifier, probe, or stack (needs the
+            # new inputs' LLM evidence, here their pseudo-labels)
+            evidence = np.asarray(s_test) if (source == "stack" and s_test is not None) else None
+            test_pred = model.predict(Xt, llm_score=evidence)
         except Exception:  # no classifier kept: the pseudo-labels stand (filled in by the runner)
             test_pred = None
     info["final_source"] = source
