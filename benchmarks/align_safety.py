@@ -237,13 +237,13 @@ def stage_bon(args) -> None:
     rms = load_rewards()
     res = {}
     for seed in [int(s) for s in args.seeds.split(",")]:
-        f = WORK / f"samples_seed{seed}.json"
+        f = WORK / f"samples_seed{seed}_p{len(prompts)}_t{args.max_new_tokens}.json"
         if f.exists():
             samples = json.loads(f.read_text())["samples"]
         else:
             t0 = time.time()
             samples = sample_answers(model, tok, prompts, n=args.n, max_new_tokens=args.max_new_tokens, seed=seed,
-                                     batch_size=8, progress=False)
+                                     batch_size=8, progress=False, top_p=args.top_p)
             f.write_text(json.dumps({"prompts": prompts, "samples": samples, "seconds": round(time.time() - t0, 1)}))
             log(f"seed {seed}: sampled {args.n} x {len(prompts)} answers in {time.time() - t0:.0f}s")
         R = {k: score_samples(rm, prompts, samples) for k, rm in rms.items()}
@@ -263,8 +263,9 @@ def stage_bon(args) -> None:
         out["empty_answers"] = int(sum(a == "" for s in samples for a in s))
         res[f"seed{seed}"] = out
         log(f"seed {seed}: " + ", ".join(f"{k} {v['judge_safe_rate']:.3f}" for k, v in out.items() if isinstance(v, dict)))
-    _save_summary({"bon": {"n_prompts": len(prompts), "n": args.n, "max_new_tokens": args.max_new_tokens,
-                           "per_seed": res}})
+    _save_summary({f"bon_p{len(prompts)}": {"n_prompts": len(prompts), "n": args.n,
+                                             "max_new_tokens": args.max_new_tokens, "top_p": args.top_p,
+                                             "per_seed": res}})
 
 
 # ------------------------------------------------------------------------------------------ DPO
@@ -395,8 +396,9 @@ def stage_report(args) -> None:
         lines.append(f"| (Gemma-3-270M labels, corpus) | - | {r0.get('accuracy', float('nan')):.3f} | "
                      f"{r0.get('auc', float('nan')):.3f} |")
         lines.append("")
-    bon = S.get("bon", {})
-    if bon:
+    for key in sorted(k for k in S if k.startswith("bon")):
+        bon = S[key]
+        lines.append(f"{key}: {bon['n_prompts']} prompts, n = {bon['n']}, max_new_tokens = {bon['max_new_tokens']}")
         seeds = sorted(bon["per_seed"])
         lines += ["| answers kept | " + " | ".join(f"judge-safe rate, {s} [95% CI]" for s in seeds) + " | mean |",
                   "|---|" + "---:|" * (len(seeds) + 1)]
@@ -440,6 +442,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (1.0 = plain temperature-1 sampling)")
     ap.add_argument("--dpo-steps", type=int, default=30)
     ap.add_argument("--dpo-lr", type=float, default=2e-4)
     ap.add_argument("--dpo-rewards", default="silr,vanilla")
