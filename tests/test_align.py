@@ -84,6 +84,7 @@ def _lora_b(model):
     return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
 
 
+@pytest.mark.heavy
 def test_dpo_changes_lora_checkpoints_and_resumes(tiny_lm, tiny_run, tmp_path):  # noqa: F811
     from silr.align import last_checkpoint, load_policy, run_align
     from silr.reward import RewardModel

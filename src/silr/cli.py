@@ -251,6 +251,10 @@ def _register_optional() -> None:
     from silr.annotate.cli import annotate
 
     app.command("annotate")(annotate)
+    from silr.align_cli import align, reward
+
+    app.command("reward")(reward)
+    app.command("align")(align)
     try:
         from silr.bench.cli import bench
     except ImportError:  # pragma: no cover - the benchmark package is part of the source tree
