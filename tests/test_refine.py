@@ -189,3 +189,17 @@ def test_probe_is_handed_back_when_the_refined_labels_are_far_worse():
     assert m.final_source_ == "probe"
     assert (m.transduction_ == y).mean() > 0.75
     assert np.array_equal(m.predict(X), m.transduction_)
+
+
+def test_llm_threshold_fitted_on_labeled_rows_is_judged_out_of_fold():
+    from silr.selection import threshold_oof_correct
+
+    ins, oof = [], []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        y = rng.integers(0, 2, 50)
+        score = rng.normal(size=50)  # no signal: an in-sample threshold still looks better than chance
+        ins.append(max(np.mean((score > t) == y) for t in np.r_[score.min() - 1, np.sort(score)]))
+        oof.append(threshold_oof_correct(score, y).mean())
+    assert np.mean(ins) > 0.57
+    assert np.mean(oof) < np.mean(ins) - 0.05 and np.mean(oof) < 0.55

@@ -382,7 +382,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         return rec
 
     def _select(self, y_lab: np.ndarray, X, X_lab, llm_score, llm_score_lab) -> None:
-        from silr.selection import Candidate, probe_candidate, select, stack_candidate
+        from silr.selection import Candidate, probe_candidate, select, stack_candidate, threshold_oof_correct
 
         accs = [p.accuracy for p in self.priors_]
         last = self.n_rounds_
@@ -434,6 +434,12 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
                 llm_score_lab = np.asarray(llm_score_lab, dtype=np.float64)
                 if not (np.isfinite(llm_score).all() and np.isfinite(llm_score_lab).all()):
                     raise ValueError("llm_score must be finite (drop abstained rows first)")
+                if self.stack_input_ == "llm_score":
+                    # the LLM's threshold was fitted on these rows: judge its labels out of fold
+                    cands[0] = Candidate(
+                        "llm", self.labels_[0], threshold_oof_correct(llm_score_lab, y_lab),
+                        "the round-0 pseudo-labels (threshold refitted out of fold on the labeled rows)",
+                    )
                 cand = stack_candidate(llm_score, llm_score_lab, self.scores_[last], self._lab_scores[last], y_lab)
                 cand.extra["stack"]["input"] = self.stack_input_
                 cands.append(cand)

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-__all__ = ["Candidate", "probe_candidate", "stack_candidate", "select"]
+__all__ = ["Candidate", "probe_candidate", "stack_candidate", "threshold_oof_correct", "select"]
 
 
 @dataclass
@@ -61,6 +61,29 @@ def _loo_predict(F_lab: np.ndarray, y: np.ndarray, make, *, max_folds: int = 10)
             continue
         out[test] = make().fit(F_lab[m], y[m]).predict(F_lab[test])
     return out
+
+
+def threshold_oof_correct(score_lab: np.ndarray, y_lab: np.ndarray, *, max_folds: int = 10) -> np.ndarray:
+    """Out-of-fold correctness of the LLM's labels when their threshold is fitted on the labeled rows.
+
+    An LLM threshold chosen to maximise accuracy on the labeled rows (``silr annotate --threshold accuracy``)
+    makes the LLM look better on those same rows than on the corpus. Here each fold's threshold is the
+    accuracy-maximising one on the other folds.
+    """
+
+    class _Thr:
+        def fit(self, F, y):
+            v = np.sort(np.unique(F[:, 0]))
+            cuts = np.concatenate([[v[0] - 1.0], (v[:-1] + v[1:]) / 2, [v[-1] + 1.0]])
+            acc = [np.mean((F[:, 0] > c) == y) for c in cuts]
+            self.t = cuts[int(np.argmax(acc))]
+            return self
+
+        def predict(self, F):
+            return (F[:, 0] > self.t).astype(np.int64)
+
+    F = np.asarray(score_lab, dtype=np.float64)[:, None]
+    return _loo_predict(F, np.asarray(y_lab), _Thr, max_folds=max_folds) == y_lab
 
 
 def probe_candidate(X_lab, y_lab: np.ndarray, X, *, C: float = 1.0) -> Candidate:
