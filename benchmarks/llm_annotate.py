@@ -34,6 +34,10 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=400)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--splits", default="corpus,test")
+    ap.add_argument("--out-dir", default=str(HERE / "llm_scores"))
+    ap.add_argument("--hidden", action="store_true",
+                    help="also store the LLM's hidden state at the end of the prompt (backbone 'llm'), from the "
+                         "same forward pass, in the feature cache")
     args = ap.parse_args()
 
     import numpy as np
@@ -44,11 +48,11 @@ def main() -> None:
     from silr.annotate.local import LocalLMScorer, default_cache_dir
     from silr.annotate.prompts import load_prompt
     from silr.annotate.run import annotate_frame
-    from silr.bench.data import load_task
+    from silr.bench.data import llm_encoder, load_task
 
     scorer = LocalLMScorer("gemma-3-270m", batch_size=args.batch_size)
     cache = default_cache_dir() / "bench-annotations.sqlite"
-    out_dir = HERE / "llm_scores"
+    out_dir = Path(args.out_dir)
     out_dir.mkdir(exist_ok=True)
     for name in [d for d in args.datasets.split(",") if d]:
         try:
@@ -60,10 +64,13 @@ def main() -> None:
         shots = task.shots.set_index("row")[["text", "label"]]  # shot "row" = train-split row
         frames, record = [], None
         t0 = time.time()
+        enc = llm_encoder(task, HERE / "prompts", scorer=scorer) if args.hidden else None
         for split in args.splits.split(","):
             df = task.corpus if split == "corpus" else task.test
             for start in range(0, len(df), args.chunk):
                 part = df.iloc[start : start + args.chunk]
+                if enc is not None:
+                    _score_and_embed(enc, part["text"].tolist(), cache)
                 out, record = annotate_frame(part, "text", scorer, spec, labeled=shots, shots=4, threshold=0.0,
                                              progress=False, cache=cache, seed=0)
                 frames.append(pd.DataFrame({"split": split, "row": part["row"].to_numpy(), "hash": part["hash"].to_numpy(),
@@ -93,6 +100,30 @@ def main() -> None:
         }
         (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=2))
         print(f"[done] {name}: corpus AUC {auc:.3f} in {time.time() - t0:.0f}s", flush=True)
+
+
+def _score_and_embed(enc, texts, cache_path) -> None:
+    """One forward pass per batch for the texts missing from the feature cache: their hidden states go to the
+    encoder's cache and their scores to the annotation cache (so annotate_frame then finds them)."""
+    from silr.annotate.cache import ScoreCache, text_key
+    from silr.backbones.cache import text_key as feat_key
+
+    fc = enc._cache()
+    have = fc.get_many([feat_key(t) for t in texts])
+    fc.close()
+    todo = list(dict.fromkeys(t for t in texts if feat_key(t) not in have))
+    if not todo:
+        return
+    store = ScoreCache(cache_path)
+    try:
+        for p, idx in enc.prompt_groups(todo):
+            ts = [todo[i] for i in idx]
+            res, H = enc.scorer.score_and_embed(ts, p)
+            store.put_many(enc.scorer.model_id, p.with_hash(enc.scorer.settings_id),
+                           [(text_key(t), r) for t, r in zip(ts, res)])
+            enc.put(ts, H)
+    finally:
+        store.close()
 
 
 if __name__ == "__main__":

@@ -153,3 +153,57 @@ def test_cli_with_local_model_dir(tiny_model_dir, tmp_path):
     rec2 = json.loads((tmp_path / "out.csv.annotation.json").read_text())
     assert rec2["counts"]["scored"] == 0 and rec2["counts"]["cached"] == len(uniq)
     pd.testing.assert_frame_equal(pd.read_csv(out), got)
+
+
+def test_score_and_embed_is_one_pass_of_both(tiny_model_dir):
+    """The hidden state is the one the label word is read from: scores from score_and_embed equal score(),
+    the states equal embed(), and the LM head applied to the state gives the score back."""
+    sc = LocalLMScorer(tiny_model_dir, batch_size=5, max_text_tokens=64)
+    prompt = _plan().main
+    texts = _texts(17, seed=3)
+    res, H = sc.score_and_embed(texts, prompt)
+    alone = dict(sc.score(texts, prompt))
+    np.testing.assert_allclose([r.score for r in res], [alone[i].score for i in range(len(texts))], atol=1e-5)
+    E = sc.embed(texts, prompt)
+    assert H.shape == E.shape == (len(texts), 32)
+    np.testing.assert_allclose(H, E, atol=1e-5)
+    assert np.linalg.matrix_rank(H) > 5  # the rows differ: real states, not a constant
+    pos, neg = sc.label_token_ids(prompt.positive, prompt.negative)
+    with torch.no_grad():
+        back = sc._scores_from_hidden(torch.from_numpy(H), pos, neg).numpy()
+    np.testing.assert_allclose(back, [r.score for r in res], atol=1e-4)
+
+
+def test_prompted_backbone_caches_and_reloads(tiny_model_dir, tmp_path, monkeypatch):
+    from silr.backbones import load_backbone
+    from silr.backbones.prompted import PromptedLMEncoder
+
+    if "gemma3" in str(tiny_model_dir):
+        pytest.skip("one model is enough here")
+    plan = _plan()
+    enc = PromptedLMEncoder(plan, tiny_model_dir, cache_dir=tmp_path, progress=False)
+    shot_text = plan.main.shots[0].text
+    texts = _texts(10, seed=4) + [shot_text]
+    X = enc.transform(texts)
+    assert X.shape == (11, enc.dim) and np.isfinite(X).all()
+    # a shot is encoded under the leave-itself-out prompt, exactly as it was scored
+    alt = plan.prompt_for(shot_text)
+    assert alt.hash != plan.main.hash
+    np.testing.assert_allclose(X[-1], enc.scorer.embed([shot_text], alt)[0], atol=1e-5)
+    assert not np.allclose(X[-1], enc.scorer.embed([shot_text], plan.main)[0], atol=1e-3)
+    # second call: every row from the cache, the model is not run
+    monkeypatch.setattr(type(enc.scorer), "embed", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    np.testing.assert_array_equal(enc.transform(texts), X)
+    monkeypatch.undo()
+    # the spec rebuilds the same prompt (no pickle): same features for new texts
+    spec = json_roundtrip(enc.spec())
+    again = load_backbone(spec, tmp_path)
+    assert again.model_id == enc.model_id
+    new = _texts(4, seed=99)
+    np.testing.assert_allclose(again.scorer.embed(new, again.prompt), enc.scorer.embed(new, plan.main), atol=1e-5)
+
+
+def json_roundtrip(d):
+    import json
+
+    return json.loads(json.dumps(d))

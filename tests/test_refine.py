@@ -203,3 +203,34 @@ def test_llm_threshold_fitted_on_labeled_rows_is_judged_out_of_fold():
         oof.append(threshold_oof_correct(score, y).mean())
     assert np.mean(ins) > 0.57
     assert np.mean(oof) < np.mean(ins) - 0.05 and np.mean(oof) < 0.55
+
+
+def test_relabel_stack_keeps_llm_evidence_in_the_loop():
+    """Features that see the labels only weakly, an LLM score that sees them well: relabeling each round by
+    the stack of (LLM score, classifier score) keeps the LLM's evidence; relabeling by the classifier alone
+    throws it away after round 1."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    y = rng.integers(0, 2, n)
+    X = rng.normal(size=(n, 10)) + 0.35 * y[:, None]  # weak view
+    score = 2.2 * (y - 0.5) + rng.normal(size=n)  # the LLM: about 0.87 accurate
+    s = (score > 0).astype(int)
+    lab = rng.choice(n, 50, replace=False)
+    res = {}
+    for relabel in ("classifier", "stack"):
+        m = SelfIterativeRefiner(rounds=3, epochs=20, relabel=relabel, probe=False, stack=False, seed=0)
+        m.fit(X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab], llm_score=score,
+              llm_score_labeled=score[lab])
+        res[relabel] = [float(np.mean(m.labels_[r] == y)) for r in range(m.n_rounds_ + 1)]
+    assert res["stack"][-1] > res["classifier"][-1] + 0.03
+    assert res["stack"][-1] >= res["stack"][0] - 0.01  # never far below the LLM it started from
+
+
+def test_relabel_and_llm_score_are_validated():
+    X = np.random.default_rng(0).normal(size=(100, 3))
+    s = (X[:, 0] > 0).astype(int)
+    with pytest.raises(ValueError, match="relabel"):
+        SelfIterativeRefiner(relabel="both").fit(X, s, X_labeled=X[:20], y_labeled=s[:20], pseudo_labeled=s[:20])
+    with pytest.raises(ValueError, match="llm_score"):
+        SelfIterativeRefiner().fit(X, s, X_labeled=X[:20], y_labeled=s[:20], pseudo_labeled=s[:20],
+                                   llm_score=np.zeros(99), llm_score_labeled=np.zeros(20))

@@ -37,6 +37,7 @@ __all__ = ["SelfIterativeRefiner", "RefinementError", "AGGREGATES", "SELECTIONS"
 
 AGGREGATES = ("running_mean", "last")
 SELECTIONS = ("paired", "estimated_accuracy", "last")
+RELABELS = ("classifier", "stack")
 
 
 class RefinementError(ValueError):
@@ -45,6 +46,29 @@ class RefinementError(ValueError):
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+def _stack_relabel(ev, ev_lab, agg, agg_lab, y_lab) -> tuple[np.ndarray, np.ndarray]:
+    """One round's labels from (LLM evidence, classifier score): the corpus by a logistic regression fitted on
+    the labeled rows, the labeled rows by its out-of-fold predictions."""
+    from sklearn.linear_model import LogisticRegression
+
+    from silr.selection import _loo_predict
+
+    mu = np.array([np.mean(ev), np.mean(agg)])
+    sd = np.array([np.std(ev) or 1.0, np.std(agg) or 1.0])
+    F = (np.column_stack([ev, agg]) - mu) / sd
+    F_lab = (np.column_stack([ev_lab, agg_lab]) - mu) / sd
+    y = np.asarray(y_lab).astype(np.int64)
+    if np.unique(y).size < 2:  # nothing to fit: the classifier alone
+        return (agg > 0).astype(np.int8), (agg_lab > 0).astype(np.int8)
+
+    def make():
+        return LogisticRegression(C=1.0)
+
+    new = make().fit(F_lab, y).predict(F).astype(np.int8)
+    new_lab = _loo_predict(F_lab, y, make).astype(np.int8)
+    return new, new_lab
 
 
 class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
@@ -61,6 +85,13 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
     aggregate : {"running_mean", "last"}
         How a round's labels are made: the sign of the running mean of all rounds' scores, each divided by
         its standard deviation over the corpus, or the sign of the last classifier's score alone.
+    relabel : {"classifier", "stack"}
+        How each round relabels the corpus. ``"classifier"``: the sign of the (aggregated) classifier score,
+        as in the paper. ``"stack"``: a logistic regression of the gold label on (LLM evidence, aggregated
+        classifier score), fitted on the labeled rows each round, so the LLM's evidence stays in the loop and
+        the next round's two sets are split by the combination (the labeled rows' own labels are its
+        out-of-fold predictions, so the next priors are not estimated in-sample). The LLM evidence is
+        ``llm_score`` when given to :meth:`fit`, else the round-0 pseudo-label.
     selection : {"paired", "estimated_accuracy", "last"}
         Which round's labels are handed back. ``"paired"`` (default) keeps the last refined round unless
         the labeled sample gives strong evidence that the round-0 labels are more accurate: a paired
@@ -135,6 +166,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         risk: str = "robust_uu",
         later_risk: str | None = "uu",
         aggregate: str = "running_mean",
+        relabel: str = "classifier",
         selection: str = "paired",
         fallback_confidence: float = 0.9,
         probe: bool = True,
@@ -155,6 +187,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         self.risk = risk
         self.later_risk = later_risk
         self.aggregate = aggregate
+        self.relabel = relabel
         self.selection = selection
         self.fallback_confidence = fallback_confidence
         self.probe = probe
@@ -183,6 +216,8 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"{name} must be one of {', '.join(RISKS)}; got {v!r}")
         if self.aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}; got {self.aggregate!r}")
+        if self.relabel not in RELABELS:
+            raise ValueError(f"relabel must be one of {', '.join(RELABELS)}; got {self.relabel!r}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}; got {self.selection!r}")
         if not 0.0 <= self.val_fraction < 0.9:
@@ -255,6 +290,19 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
                 f"{s_lab.size} pseudo-labels"
             )
         n = s0.size
+        if (llm_score is None) != (llm_score_labeled is None):
+            raise ValueError("give both llm_score and llm_score_labeled, or neither")
+        if llm_score is not None:
+            llm_score = np.asarray(llm_score, dtype=np.float64)
+            llm_score_labeled = np.asarray(llm_score_labeled, dtype=np.float64)
+            if llm_score.shape != (n,) or llm_score_labeled.shape != (y_lab.size,):
+                raise ValueError(
+                    f"llm_score has shape {llm_score.shape} and llm_score_labeled {llm_score_labeled.shape}; "
+                    f"expected ({n},) and ({y_lab.size},)"
+                )
+            if not (np.isfinite(llm_score).all() and np.isfinite(llm_score_labeled).all()):
+                raise ValueError("llm_score must be finite (drop abstained rows first)")
+        ev, ev_lab = (llm_score, llm_score_labeled) if llm_score is not None else (s0.astype(np.float64), s_lab.astype(np.float64))
         rng = np.random.default_rng(self.seed)
         self.classes_ = np.array([0, 1])
 
@@ -309,8 +357,11 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
                 agg, agg_lab = z_sum / r, z_sum_lab / r
             else:
                 agg, agg_lab = g / scale, g_lab / scale
-            new = (agg > 0).astype(np.int8)
-            new_lab = (agg_lab > 0).astype(np.int8)
+            if self.relabel == "stack":
+                new, new_lab = _stack_relabel(ev, ev_lab, agg, agg_lab, y_lab)
+            else:
+                new = (agg > 0).astype(np.int8)
+                new_lab = (agg_lab > 0).astype(np.int8)
             seconds = time.perf_counter() - t0
             try:
                 est_new = self._estimate(y_lab, new_lab, new, r, prior_fn)
@@ -354,8 +405,6 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         self.n_rounds_ = len(labels) - 1
         self._lab_scores = lab_scores
         self._lab_labels = lab_labels
-        if (llm_score is None) != (llm_score_labeled is None):
-            raise ValueError("give both llm_score and llm_score_labeled, or neither")
         self._select(y_lab, X, X_labeled, llm_score, llm_score_labeled)
         self._calibrate(y_lab)
         return self

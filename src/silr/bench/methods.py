@@ -115,7 +115,9 @@ def combine_with_pseudo(p_y: np.ndarray, s: np.ndarray, y_lab: np.ndarray, s_lab
 
 
 def run_silr(Xc, Xt, s, lab, y_corpus, y_test, *, params: dict, seed: int, oracle: bool = False,
-             s_test: np.ndarray | None = None) -> MethodResult:
+             s_test: np.ndarray | None = None, llm_scores: tuple | None = None) -> MethodResult:
+    """The refiner on the corpus; ``llm_scores = (corpus, test)`` are the LLM's real-valued scores (LLM track):
+    the refiner gets the corpus scores as its LLM evidence and the handed-back stack reads the test scores."""
     from silr.refine import RefinementError, SelfIterativeRefiner
 
     p = {**DEFAULT_SILR, **params}
@@ -125,7 +127,10 @@ def run_silr(Xc, Xt, s, lab, y_corpus, y_test, *, params: dict, seed: int, oracl
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model.fit(Xc, s, X_labeled=Xl, y_labeled=y_corpus[lab], pseudo_labeled=s[lab], prior_fn=prior_fn)
+            kw = {}
+            if llm_scores is not None:
+                kw = {"llm_score": llm_scores[0], "llm_score_labeled": llm_scores[0][lab]}
+            model.fit(Xc, s, X_labeled=Xl, y_labeled=y_corpus[lab], pseudo_labeled=s[lab], prior_fn=prior_fn, **kw)
     except RefinementError as e:
         # the refiner refuses to start: the product hands back the pseudo-labels unchanged
         return MethodResult("", s.copy(), None, error=f"refused: {e}", info={"refused": True})
@@ -158,7 +163,12 @@ def run_silr(Xc, Xt, s, lab, y_corpus, y_test, *, params: dict, seed: int, oracl
     elif model.predict_round_ > 0 or source == "probe":
         try:  # the handed-back model on new inputs: refined classifier, probe, or stack (needs the
             # new inputs' LLM evidence, here their pseudo-labels)
-            evidence = np.asarray(s_test) if (source == "stack" and s_test is not None) else None
+            evidence = None
+            if source == "stack":
+                if llm_scores is not None:
+                    evidence = np.asarray(llm_scores[1])
+                elif s_test is not None:
+                    evidence = np.asarray(s_test)
             test_pred = model.predict(Xt, llm_score=evidence)
         except Exception:  # no classifier kept: the pseudo-labels stand (filled in by the runner)
             test_pred = None
@@ -175,13 +185,15 @@ def run_silr(Xc, Xt, s, lab, y_corpus, y_test, *, params: dict, seed: int, oracl
     return res
 
 
-def run_method(name: str, Xc, Xt, s, s_test, lab, y_corpus, y_test, *, seed: int, silr_params: dict | None = None
-               ) -> MethodResult:
-    """Run one method; never raises for a method failure (the error is recorded)."""
+def run_method(name: str, Xc, Xt, s, s_test, lab, y_corpus, y_test, *, seed: int, silr_params: dict | None = None,
+               llm_scores: tuple | None = None) -> MethodResult:
+    """Run one method; never raises for a method failure (the error is recorded). ``llm_scores``: the LLM's
+    (corpus, test) scores when the pseudo-labels come from a real LLM (the silr methods use them)."""
     t0 = time.perf_counter()
     silr_params = silr_params or {}
     try:
-        res = _run(name, Xc, Xt, s, s_test, lab, y_corpus, y_test, seed=seed, silr_params=silr_params)
+        res = _run(name, Xc, Xt, s, s_test, lab, y_corpus, y_test, seed=seed, silr_params=silr_params,
+                   llm_scores=llm_scores)
     except Exception as e:  # a baseline crashing must not stop the suite
         res = MethodResult(name, None, None, error=f"{type(e).__name__}: {e}")
     res.method = name
@@ -189,20 +201,20 @@ def run_method(name: str, Xc, Xt, s, s_test, lab, y_corpus, y_test, *, seed: int
     return res
 
 
-def _run(name, Xc, Xt, s, s_test, lab, y_corpus, y_test, *, seed, silr_params) -> MethodResult:
+def _run(name, Xc, Xt, s, s_test, lab, y_corpus, y_test, *, seed, silr_params, llm_scores=None) -> MethodResult:
     s = np.asarray(s).astype(np.int8)
     if name == "llm":
         return MethodResult(name, s.copy(), None if s_test is None else np.asarray(s_test))
     if name == "silr":
-        return run_silr(Xc, Xt, s, lab, y_corpus, y_test, params=silr_params, seed=seed, s_test=s_test)
+        return run_silr(Xc, Xt, s, lab, y_corpus, y_test, params=silr_params, seed=seed, s_test=s_test, llm_scores=llm_scores)
     if name == "silr_oracle":
-        return run_silr(Xc, Xt, s, lab, y_corpus, y_test, params=silr_params, seed=seed, oracle=True)
+        return run_silr(Xc, Xt, s, lab, y_corpus, y_test, params=silr_params, seed=seed, oracle=True, llm_scores=llm_scores)
     if name == "uu":
         p = {**silr_params, "risk": "uu", "later_risk": "uu"}
-        return run_silr(Xc, Xt, s, lab, y_corpus, y_test, params=p, seed=seed)
+        return run_silr(Xc, Xt, s, lab, y_corpus, y_test, params=p, seed=seed, llm_scores=llm_scores)
     if name == "pn":
         p = {**silr_params, "risk": "pn", "later_risk": "pn", "rounds": 1, "selection": "last"}
-        return run_silr(Xc, Xt, s, lab, y_corpus, y_test, params=p, seed=seed)
+        return run_silr(Xc, Xt, s, lab, y_corpus, y_test, params=p, seed=seed, llm_scores=llm_scores)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if name == "lr_balanced":

@@ -41,6 +41,13 @@ class RunConfig:
     llm_scores_dir: Path | None = None
     backbone: dict = field(default_factory=dict)  # dataset -> backbone override
     tag: str = ""  # sub-folder of results/ (settings sweeps)
+    use_llm_scores: bool = True  # LLM track: give silr the LLM's scores (else only its thresholded labels)
+    # LLM track: its own caps (the stored Gemma scores cover a smaller sample) and backbone ("llm" = the
+    # labeling LLM's hidden state under the task's prompt, benchmarks/prompts/; None = the noise track's)
+    llm_max_corpus: int = 2000
+    llm_max_test: int = 500
+    llm_backbone: str | None = "llm"
+    prompts_dir: Path | None = None
 
 
 def sample_labeled(y: np.ndarray, s: np.ndarray | None, n: int, seed: int) -> np.ndarray:
@@ -92,8 +99,11 @@ def run_one(task: Task, Xc, Xt, s, s_test, *, seed: int, cfg: RunConfig, setting
             backbone: str, extra: dict | None = None, previous: dict | None = None) -> dict:
     y, yt = task.corpus["label"].to_numpy(), task.test["label"].to_numpy()
     lab = sample_labeled(y, s, cfg.n_labeled, seed)
+    llm_scores = None
     if track == "llm" and extra is not None and "scores" in extra:
         s, s_test, thr = llm_pseudo_labels(extra["scores"][0], extra["scores"][1], lab, y[lab])
+        med = np.nanmedian(extra["scores"][0])
+        llm_scores = tuple(np.nan_to_num(np.asarray(a, dtype=np.float64), nan=med) for a in extra["scores"])
         extra = {"threshold": thr}
         lab = sample_labeled(y, s, cfg.n_labeled, seed)
         if not np.array_equal(lab, sample_labeled(y, None, cfg.n_labeled, seed)):
@@ -112,7 +122,8 @@ def run_one(task: Task, Xc, Xt, s, s_test, *, seed: int, cfg: RunConfig, setting
     for m in cfg.methods:
         if m == "silr_combined":
             continue  # filled from the silr run
-        r = run_method(m, Xc, Xt, s, s_test, lab, y, yt, seed=seed, silr_params=cfg.silr_params)
+        r = run_method(m, Xc, Xt, s, s_test, lab, y, yt, seed=seed, silr_params=cfg.silr_params,
+                       llm_scores=llm_scores if cfg.use_llm_scores else None)
         test_pred = r.test_pred if r.test_pred is not None else (s_test if m.startswith(("silr", "uu", "pn")) else None)
         rec["methods"][m] = {
             "corpus_acc": _acc(r.corpus_pred, y), "test_acc": _acc(test_pred, yt), "rounds": r.rounds,
@@ -148,25 +159,44 @@ def run_suite(cfg: RunConfig, *, log: Callable[[str], None] = print, skip_existi
     labeled rows, which are deterministic) and merge them into the stored records."""
     records = []
     scores_dir = cfg.llm_scores_dir or Path(cfg.out) / "llm_scores"
+    prompts_dir = cfg.prompts_dir or Path(cfg.out) / "prompts"
     for name in cfg.datasets:
-        try:
-            task = load_task(name, max_corpus=cfg.max_corpus, max_test=cfg.max_test)
-        except FileNotFoundError as e:
-            log(f"[skip] {name}: {e}")
-            continue
-        t0 = time.perf_counter()
-        Xc, Xt, bb = task_features(task, cfg.backbone.get(name))
-        log(f"{name}: {len(task.corpus)} corpus rows, {len(task.test)} test rows, backbone {bb} "
-            f"({time.perf_counter() - t0:.1f}s features)")
-        y, yt = task.corpus["label"].to_numpy(), task.test["label"].to_numpy()
         jobs: list[tuple[str, str]] = []
         if "noise" in cfg.tracks:
             jobs += [("noise", n) for n in cfg.noise]
         if "llm" in cfg.tracks:
             jobs.append(("llm", "gemma-3-270m"))
+        loaded: dict[tuple, tuple] = {}
+
+        def track_data(track: str):
+            """(task, Xc, Xt, backbone) of a track, loaded once per (caps, backbone)."""
+            if track == "llm":
+                caps = (cfg.llm_max_corpus, cfg.llm_max_test)
+                bname = cfg.backbone.get(name) if cfg.llm_backbone is None else cfg.llm_backbone
+            else:
+                caps, bname = (cfg.max_corpus, cfg.max_test), cfg.backbone.get(name)
+            key = (caps, bname)
+            if key not in loaded:
+                task = load_task(name, max_corpus=caps[0], max_test=caps[1])
+                t0 = time.perf_counter()
+                Xc, Xt, bb = task_features(task, bname, prompts_dir=prompts_dir)
+                log(f"{name} ({track} track): {len(task.corpus)} corpus rows, {len(task.test)} test rows, "
+                    f"backbone {bb} ({time.perf_counter() - t0:.1f}s features)")
+                loaded[key] = (task, Xc, Xt, bb)
+            return loaded[key]
+
         hard = hard_t = None
         for track, setting in jobs:
             extra = None
+            if track == "llm" and load_llm_scores(name, scores_dir) is None:
+                log(f"[skip] {name} llm track: no stored scores in {scores_dir}")
+                continue
+            try:
+                task, Xc, Xt, bb = track_data(track)
+            except FileNotFoundError as e:
+                log(f"[skip] {name}: {e}")
+                break
+            y, yt = task.corpus["label"].to_numpy(), task.test["label"].to_numpy()
             if track == "llm":
                 scores = load_llm_scores(name, scores_dir)
                 if scores is None:

@@ -1,0 +1,118 @@
+"""Features from the labeling LLM itself: its final hidden state at the end of the few-shot prompt.
+
+The LLM reads the label word off this state (``log p(" positive") - log p(" negative")`` is one linear
+direction of it), so it holds what the model knows about the task, and far more than that one direction:
+a classifier trained on it can use the rest. With a local LLM the annotation pass computes it anyway
+(``LocalLMScorer.score_and_embed``), so the features cost nothing extra when they are cached then.
+
+Cached on disk by text, keyed by model and rendered prompt (the shots are part of the prompt, so a new
+labeled sample gives new features).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from silr.backbones.base import CachedEncoder
+
+__all__ = ["PromptedLMEncoder", "prompt_from_dict", "prompt_to_dict"]
+
+
+def prompt_to_dict(prompt) -> dict:
+    """A rendered few-shot prompt as JSON (its spec and shots), enough to rebuild it exactly."""
+    return {"spec": prompt.spec.to_dict(),
+            "shots": [{"text": s.text, "label": int(s.label), "row": str(s.row)} for s in prompt.shots]}
+
+
+def prompt_from_dict(d: dict):
+    from silr.annotate.prompts import PromptSpec, Shot, build_prompt
+
+    sp = d["spec"]
+    spec = PromptSpec(instruction=sp["instruction"], positive=sp["label_words"]["positive"],
+                      negative=sp["label_words"]["negative"], template=sp["template"],
+                      example_template=sp["example_template"], max_text_chars=int(sp["max_text_chars"]),
+                      label_meanings=sp.get("label_meanings"), name=sp.get("name", "custom"),
+                      source=sp.get("source", "<saved model>"))
+    return build_prompt(spec, [Shot(s["text"], int(s["label"]), s.get("row")) for s in d.get("shots", [])])
+
+
+class PromptedLMEncoder(CachedEncoder):
+    """Final hidden state of a local causal LM at the end of a few-shot prompt (cached by content).
+
+    Parameters
+    ----------
+    prompt : FewShotPrompt or ShotPlan
+        The rendered prompt (instruction, shots, template), the one the LLM labeled the corpus with. With a
+        :class:`~silr.annotate.prompts.ShotPlan`, a text that is one of the shots is encoded under the plan's
+        leave-itself-out prompt (as it was scored), so its features never see its own gold label.
+    model : str or path
+        ``gemma-3-270m`` (bundled) or a local transformers folder.
+    batch_size, max_text_tokens :
+        As for :class:`silr.annotate.local.LocalLMScorer`.
+    scorer : LocalLMScorer, optional
+        An already loaded scorer to share.
+    """
+
+    name = "llm"
+    chunk_size = 256
+
+    def __init__(self, prompt, model: str | Path = "gemma-3-270m", *, batch_size: int = 16,
+                 max_text_tokens: int = 256, scorer=None, **kw):
+        super().__init__(**kw)
+        self.plan = prompt if hasattr(prompt, "prompt_for") else None
+        self.prompt = prompt.main if self.plan is not None else prompt
+        self.model = str(model)
+        self.batch_size = int(batch_size)
+        self.max_text_tokens = int(max_text_tokens)
+        self._scorer = scorer
+        sc = self.scorer
+        self.dim = int(sc.model.config.get_text_config().hidden_size
+                       if hasattr(sc.model.config, "get_text_config") else sc.model.config.hidden_size)
+        self.model_id = f"{sc.model_id}-{self.prompt.with_hash(sc.settings_id)}-hidden"
+
+    @property
+    def scorer(self):
+        if self._scorer is None:
+            from silr.annotate.local import LocalLMScorer
+
+            self._scorer = LocalLMScorer(self.model, batch_size=self.batch_size,
+                                         max_text_tokens=self.max_text_tokens)
+        return self._scorer
+
+    def prompt_groups(self, texts: list[str]) -> list[tuple[object, list[int]]]:
+        """``[(prompt, indices)]``: the texts grouped by the prompt each is encoded (and scored) under."""
+        if self.plan is None:
+            return [(self.prompt, list(range(len(texts))))]
+        groups: dict[str, tuple[object, list[int]]] = {}
+        for i, t in enumerate(texts):
+            p = self.plan.prompt_for(t)
+            groups.setdefault(p.hash, (p, []))[1].append(i)
+        return list(groups.values())
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for p, idx in self.prompt_groups(texts):
+            out[idx] = self.scorer.embed([texts[i] for i in idx], p)
+        return out
+
+    def put(self, texts, vectors) -> None:
+        """Store features computed elsewhere (the annotation pass) in this encoder's cache."""
+        from silr.backbones.cache import text_key
+
+        cache = self._cache()
+        try:
+            cache.put_many(zip([text_key(t) for t in texts], np.asarray(vectors, dtype=np.float32)))
+        finally:
+            cache.close()
+
+    def spec(self) -> dict:
+        return {"name": "llm", "kind": "prompted-lm", "model": self.model, "dim": self.dim,
+                "batch_size": self.batch_size, "max_text_tokens": self.max_text_tokens,
+                "prompt": prompt_to_dict(self.prompt)}
+
+    @classmethod
+    def load(cls, spec: dict, folder: Path) -> "PromptedLMEncoder":
+        return cls(prompt_from_dict(spec["prompt"]), spec.get("model", "gemma-3-270m"),
+                   batch_size=int(spec.get("batch_size", 16)), max_text_tokens=int(spec.get("max_text_tokens", 256)))
