@@ -69,8 +69,8 @@ def main() -> None:
             df = task.corpus if split == "corpus" else task.test
             for start in range(0, len(df), args.chunk):
                 part = df.iloc[start : start + args.chunk]
-                if enc is not None:
-                    _score_and_embed(enc, part["text"].tolist(), cache)
+                if enc is not None:  # one forward pass gives the features and the scores
+                    enc.prefill(part["text"].tolist(), cache)
                 out, record = annotate_frame(part, "text", scorer, spec, labeled=shots, shots=4, threshold=0.0,
                                              progress=False, cache=cache, seed=0)
                 frames.append(pd.DataFrame({"split": split, "row": part["row"].to_numpy(), "hash": part["hash"].to_numpy(),
@@ -100,30 +100,6 @@ def main() -> None:
         }
         (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=2))
         print(f"[done] {name}: corpus AUC {auc:.3f} in {time.time() - t0:.0f}s", flush=True)
-
-
-def _score_and_embed(enc, texts, cache_path) -> None:
-    """One forward pass per batch for the texts missing from the feature cache: their hidden states go to the
-    encoder's cache and their scores to the annotation cache (so annotate_frame then finds them)."""
-    from silr.annotate.cache import ScoreCache, text_key
-    from silr.backbones.cache import text_key as feat_key
-
-    fc = enc._cache()
-    have = fc.get_many([feat_key(t) for t in texts])
-    fc.close()
-    todo = list(dict.fromkeys(t for t in texts if feat_key(t) not in have))
-    if not todo:
-        return
-    store = ScoreCache(cache_path)
-    try:
-        for p, idx in enc.prompt_groups(todo):
-            ts = [todo[i] for i in idx]
-            res, H = enc.scorer.score_and_embed(ts, p)
-            store.put_many(enc.scorer.model_id, p.with_hash(enc.scorer.settings_id),
-                           [(text_key(t), r) for t, r in zip(ts, res)])
-            enc.put(ts, H)
-    finally:
-        store.close()
 
 
 if __name__ == "__main__":

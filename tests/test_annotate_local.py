@@ -207,3 +207,50 @@ def json_roundtrip(d):
     import json
 
     return json.loads(json.dumps(d))
+
+
+def test_run_with_llm_backbone_scores_each_text_once(tiny_model_dir, tmp_path, monkeypatch):
+    """`silr run` with [refine] backbone = "llm": the annotating model's hidden states are the features, the
+    annotation and the features come from one forward pass per text, and the saved model reloads (no pickle)
+    and scores new texts with its own LLM evidence."""
+    import pandas as pd
+
+    from silr.pipeline import load_model, predict_texts
+    from silr.runner import config_from_dict, run_pipeline
+
+    if "gemma3" in str(tiny_model_dir):
+        pytest.skip("one model is enough here")
+    rng = np.random.default_rng(0)
+    texts = list(dict.fromkeys(_texts(400, seed=21)))
+    gold = rng.integers(0, 2, len(texts))
+    pd.DataFrame({"text": texts, "gold": gold}).to_csv(tmp_path / "corpus.csv", index=False)
+    cfg = config_from_dict({
+        "data": {"corpus": "corpus.csv", "gold_col": "gold"},
+        "labeled": {"sample_from_gold": 40},
+        "annotator": {"model": str(tiny_model_dir), "instruction": "decide whether each text is positive or negative",
+                      "label_words": "positive,negative", "shots": 4, "threshold": "prior"},
+        "refine": {"backbone": "llm", "rounds": 2},
+    }, base_dir=tmp_path)
+    monkeypatch.setenv("SILR_CACHE_DIR", str(tmp_path / "cache"))
+    calls = {"score": 0, "embed": 0}
+    orig_score, orig_sae = LocalLMScorer.score, LocalLMScorer.score_and_embed
+
+    def counted_score(self, ts, prompt):
+        calls["score"] += len(ts)
+        yield from orig_score(self, ts, prompt)
+
+    def counted_sae(self, ts, prompt):
+        calls["embed"] += len(ts)
+        return orig_sae(self, ts, prompt)
+
+    monkeypatch.setattr(LocalLMScorer, "score", counted_score)
+    monkeypatch.setattr(LocalLMScorer, "score_and_embed", counted_sae)
+    summary = run_pipeline(cfg, tmp_path / "out", echo=lambda m: None, progress=False)
+    assert calls["score"] == 0  # every score came from the shared pass
+    assert calls["embed"] == len(set(texts))
+    assert summary["backbone"]["kind"] == "prompted-lm" and summary["backbone"]["dim"] == 32
+    refiner, bb = load_model(tmp_path / "out")
+    assert type(bb).__name__ == "PromptedLMEncoder"
+    new = _texts(6, seed=77)
+    pred = predict_texts(tmp_path / "out", new, progress=False)
+    assert len(pred) == 6 and pred["proba"].between(0, 1).all()

@@ -155,7 +155,7 @@ class RefineResult:
 def refine_texts(
     inputs: RefineInputs,
     *,
-    backbone: str = "minilm",
+    backbone="minilm",
     rounds: int = 5,
     seed: int = 0,
     progress: bool = True,
@@ -171,15 +171,13 @@ def refine_texts(
     >>> result = refine_texts(inputs, backbone="minilm", rounds=5)                         # doctest: +SKIP
     >>> result.labels["final"]                                                              # doctest: +SKIP
     """
-    from silr.backbones import get_backbone
+    from silr.backbones import Backbone, get_backbone
 
     t0 = time.perf_counter()
-    bb = get_backbone(backbone, cache_dir=cache_dir, progress=progress)
+    bb = backbone if isinstance(backbone, Backbone) else get_backbone(backbone, cache_dir=cache_dir, progress=progress)
     bb.fit(inputs.texts)
     X = bb.transform(inputs.texts)
     X_lab = bb.transform(inputs.labeled_texts)
-    from silr.backbones.base import Backbone
-
     # a backbone with a learner of its own (LoRA fine-tuning) trains each round; the others feed the head
     factory = bb.new_learner if type(bb).new_learner is not Backbone.new_learner else None
     refiner = SelfIterativeRefiner(rounds=rounds, seed=seed, learner_factory=factory, **refiner_params)
@@ -299,12 +297,15 @@ def predict_texts(
     """Score new texts with a saved run: columns ``score`` (higher = positive), ``label`` (0/1), ``proba``.
 
     When the run handed back the stack of LLM and refined scores, pass the new texts' ``llm_score`` to use
-    it; without it the refined classifier alone scores them.
+    it; without it the refined classifier alone scores them, unless the backbone is the labeling LLM
+    (``llm``), which then scores them itself.
     """
     refiner, bb = load_model(run_dir)
     if hasattr(bb, "progress"):
         bb.progress = progress
     X = bb.transform(list(texts))
+    if llm_score is None and getattr(refiner, "final_source_", "") == "stack" and hasattr(bb, "llm_scores"):
+        llm_score = bb.llm_scores(list(texts))  # the backbone is the labeling LLM: it gives its own evidence
     score = refiner.decision_function(X, llm_score=llm_score)
     proba = refiner.predict_proba(X, llm_score=llm_score)[:, 1]
     return pd.DataFrame({"score": score, "label": (score > 0).astype(int), "proba": proba})

@@ -232,7 +232,11 @@ def run_pipeline(
     staging.mkdir(parents=True)
     t0 = time.perf_counter()
     annotation = None
+    backbone = r.backbone
     if d.pseudo_col:
+        if r.backbone == "llm":
+            raise InputError("config: [refine] backbone = \"llm\" reads the annotating LLM's hidden states, so it "
+                             "needs the annotation step (leave [data] pseudo_col empty)")
         pseudo_col = d.pseudo_col
         annotated = corpus
     else:
@@ -249,6 +253,20 @@ def run_pipeline(
 
         cache_root = default_cache_dir()
         annotator = _make_annotator(a, cache_root)
+        if r.backbone == "llm":
+            from silr.annotate.run import shot_plan
+            from silr.backbones.prompted import PromptedLMEncoder
+
+            if not hasattr(annotator, "embed"):
+                raise InputError("config: [refine] backbone = \"llm\" needs a local annotator model (its hidden "
+                                 "states are the features); a server gives only scores")
+            lab_for_plan = labeled.rename(columns={"text": d.text_col}) if d.text_col != "text" else labeled
+            plan, _, _ = shot_plan(spec, lab_for_plan, d.text_col, shots=a.shots)
+            backbone = PromptedLMEncoder(plan, a.model, scorer=annotator, progress=progress, cache_dir=None)
+            all_texts = clean_texts(corpus[d.text_col], what=f"corpus file '{corpus_path}'", column=d.text_col)
+            echo(f"annotating {len(corpus)} texts with {a.model} ({a.shots}-shot), keeping its hidden states ...")
+            backbone.prefill(all_texts + clean_texts(labeled["text"], what="labeled sample", column="text"),
+                             cache_root / "annotations.sqlite")
         echo(f"annotating {len(corpus)} texts with {a.model} ({a.shots}-shot) ...")
         annotated, annotation = annotate_frame(
             corpus.drop(columns=[c for c in (d.gold_col,) if c]),
@@ -292,7 +310,7 @@ def run_pipeline(
         labeled_llm_score=None if llm_score is None else np.array([first_score[t] for t in lab_texts]),
     )
     result = refine_texts(
-        inputs, backbone=r.backbone, rounds=r.rounds, seed=r.seed, progress=progress,
+        inputs, backbone=backbone, rounds=r.rounds, seed=r.seed, progress=progress,
         on_round=on_round, risk=r.risk, later_risk=r.later_risk,
     )
     result.summary["config"] = cfg.to_dict()

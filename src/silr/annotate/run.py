@@ -42,6 +42,25 @@ def _labeled_columns(labeled: pd.DataFrame, text_col: str, label_col: str) -> tu
     return tcol, label_col
 
 
+def shot_plan(spec: PromptSpec, labeled: pd.DataFrame | None, text_col: str, *, shots: int = 4, seed: int = 0,
+              label_col: str = "label") -> tuple[ShotPlan, list[str], np.ndarray]:
+    """The few-shot plan :func:`annotate_frame` scores with (and the labeled texts): the same arguments give the
+    same prompts, so other components (the ``llm`` backbone) can reproduce them. Returns
+    ``(plan, labeled texts, labeled gold labels)``."""
+    from silr.io import clean_texts, parse_binary_labels
+
+    lab_texts: list[str] = []
+    lab_y = np.zeros(0, dtype=int)
+    lab_rows: list[Any] = []
+    if labeled is not None and len(labeled):
+        tcol, lcol = _labeled_columns(labeled, text_col, label_col)
+        lab_texts = clean_texts(labeled[tcol], what="labeled sample", column=tcol)
+        lab_y = parse_binary_labels(labeled[lcol], what="labeled sample", column=lcol).astype(int)
+        lab_rows = list(labeled.index)
+    plan = ShotPlan(spec, lab_texts, lab_y, rows=lab_rows, shots=shots if len(lab_texts) else 0, seed=seed)
+    return plan, lab_texts, lab_y
+
+
 def annotate_frame(
     df: pd.DataFrame,
     text_col: str,
@@ -93,15 +112,7 @@ def annotate_frame(
         sel = sel.iloc[:limit]
     texts = clean_texts(sel[text_col], what="input", column=text_col)
 
-    lab_texts: list[str] = []
-    lab_y = np.zeros(0, dtype=int)
-    lab_rows: list[Any] = []
-    if labeled is not None and len(labeled):
-        tcol, lcol = _labeled_columns(labeled, text_col, label_col)
-        lab_texts = clean_texts(labeled[tcol], what="labeled sample", column=tcol)
-        lab_y = parse_binary_labels(labeled[lcol], what="labeled sample", column=lcol).astype(int)
-        lab_rows = list(labeled.index)
-    plan = ShotPlan(spec, lab_texts, lab_y, rows=lab_rows, shots=shots if len(lab_texts) else 0, seed=seed)
+    plan, lab_texts, lab_y = shot_plan(spec, labeled, text_col, shots=shots, seed=seed, label_col=label_col)
     if shots and not len(lab_texts):
         log.warning("no labeled sample: zero-shot prompt (few-shot examples come only from labeled rows)")
 

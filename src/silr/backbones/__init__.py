@@ -59,6 +59,9 @@ def get_backbone(name: str, **kw) -> Backbone:
 
         _existing_dir(name[3:], "st:")
         return SentenceTransformerEncoder(name[3:], name=name, **kw)
+    if name == "llm":
+        raise ValueError("backbone 'llm' (the labeling LLM's hidden states) is built from the annotation's prompt: "
+                         "use it in a run config ([refine] backbone = \"llm\" with a local [annotator] model)")
     raise ValueError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONE_NAMES)}")
 
 

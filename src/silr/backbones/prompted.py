@@ -107,6 +107,58 @@ class PromptedLMEncoder(CachedEncoder):
         finally:
             cache.close()
 
+    def llm_scores(self, texts) -> np.ndarray:
+        """The LLM's own score of each text under the prompt (``log p(pos) - log p(neg)``): the evidence the
+        stack needs for new texts. Abstentions never happen with a local model."""
+        texts = list(texts)
+        out = np.zeros(len(texts), dtype=np.float64)
+        for p, idx in self.prompt_groups(texts):
+            for i, r in self.scorer.score([texts[j] for j in idx], p):
+                out[idx[i]] = r.score
+        return out
+
+    def prefill(self, texts, score_cache=None) -> int:
+        """Compute, in one forward pass per batch, the features of the texts missing from this encoder's cache
+        and (when ``score_cache`` is a :class:`silr.annotate.cache.ScoreCache` or a path) their scores in the
+        annotation cache, so that the annotation and the features cost one pass. Returns texts computed."""
+        from silr.annotate.cache import ScoreCache
+        from silr.backbones.cache import text_key
+
+        texts = list(dict.fromkeys(texts))
+        fc = self._cache()
+        try:
+            have = fc.get_many([text_key(t) for t in texts])
+        finally:
+            fc.close()
+        todo = [t for t in texts if text_key(t) not in have]
+        if not todo:
+            return 0
+        from silr.progress import progress_bar
+
+        store = score_cache if isinstance(score_cache, ScoreCache) or score_cache is None else ScoreCache(score_cache)
+        try:
+            with progress_bar(f"scoring and encoding with {self.model}", total=len(todo),
+                              enabled=self.progress) as advance:
+                for start in range(0, len(todo), self.chunk_size):  # committed chunk by chunk: resumable
+                    chunk = todo[start: start + self.chunk_size]
+                    self._prefill_chunk(chunk, store)
+                    advance(len(chunk))
+        finally:
+            if store is not None and store is not score_cache:
+                store.close()
+        return len(todo)
+
+    def _prefill_chunk(self, chunk, store) -> None:
+        from silr.annotate.cache import text_key as score_key
+
+        for p, idx in self.prompt_groups(chunk):
+            ts = [chunk[i] for i in idx]
+            res, H = self.scorer.score_and_embed(ts, p)
+            if store is not None:
+                store.put_many(self.scorer.model_id, p.with_hash(self.scorer.settings_id),
+                               [(score_key(t), r) for t, r in zip(ts, res)])
+            self.put(ts, H)
+
     def spec(self) -> dict:
         return {"name": "llm", "kind": "prompted-lm", "model": self.model, "dim": self.dim,
                 "batch_size": self.batch_size, "max_text_tokens": self.max_text_tokens,
