@@ -234,3 +234,25 @@ def test_relabel_and_llm_score_are_validated():
     with pytest.raises(ValueError, match="llm_score"):
         SelfIterativeRefiner().fit(X, s, X_labeled=X[:20], y_labeled=s[:20], pseudo_labeled=s[:20],
                                    llm_score=np.zeros(99), llm_score_labeled=np.zeros(20))
+
+
+def test_stack_with_probe_input_predicts_and_reloads(tmp_path):
+    """stack_probe adds the labeled-row probe's score as a third stack input; the handed-back model applies
+    the same three inputs to new rows, before and after save/load."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    y = rng.integers(0, 2, n)
+    X = rng.normal(size=(n, 10)) + 0.8 * y[:, None]
+    score = 0.8 * (y - 0.5) + rng.normal(size=n)
+    s = (score > 0).astype(int)
+    lab = rng.choice(n, 50, replace=False)
+    m = SelfIterativeRefiner(rounds=3, epochs=20, stack_probe=True, seed=0)
+    m.fit(X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab], llm_score=score,
+          llm_score_labeled=score[lab])
+    assert m.final_source_ == "stack" and m.stack_["probe"] and len(m.stack_["coef"]) == 3
+    np.testing.assert_array_equal(m.predict(X, llm_score=score), m.transduction_)
+    assert np.mean(m.transduction_ == y) > np.mean(s == y) + 0.1
+    m.save(tmp_path / "m")
+    again = SelfIterativeRefiner.load(tmp_path / "m")
+    np.testing.assert_allclose(again.decision_function(X, llm_score=score), m.decision_function(X, llm_score=score),
+                               atol=1e-6)

@@ -110,6 +110,10 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         pseudo-label (then the stack is the noisy-channel posterior P(y | x, s) ~ P(y | x) P(s | y)).
         To apply it to new inputs pass the same kind of evidence as ``llm_score`` to
         :meth:`decision_function`. See :mod:`silr.selection`.
+    stack_probe : bool
+        Add a third input to the stack: the score of a probe trained on the labeled rows (out of fold on
+        those rows), so that where the labeled rows know more than the LLM and the refined classifier, the
+        stack can lean on them.
     hidden, epochs, lr, weight_decay, batch_size, slope :
         The per-round head (see :class:`silr.learners.HeadLearner`).
     val_fraction : float
@@ -171,6 +175,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         fallback_confidence: float = 0.9,
         probe: bool = True,
         stack: bool = True,
+        stack_probe: bool = False,
         hidden: int = 0,
         epochs: int = 20,
         lr: float = 1e-2,
@@ -192,6 +197,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         self.fallback_confidence = fallback_confidence
         self.probe = probe
         self.stack = stack
+        self.stack_probe = stack_probe
         self.hidden = hidden
         self.epochs = epochs
         self.lr = lr
@@ -489,7 +495,14 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
                         "llm", self.labels_[0], threshold_oof_correct(llm_score_lab, y_lab),
                         "the round-0 pseudo-labels (threshold refitted out of fold on the labeled rows)",
                     )
-                cand = stack_candidate(llm_score, llm_score_lab, self.scores_[last], self._lab_scores[last], y_lab)
+                extra = {}
+                if self.stack_probe:
+                    from silr.selection import probe_scores
+
+                    pc, pl = probe_scores(X_lab, y_lab, X)
+                    extra = {"probe_score": pc, "probe_score_lab": pl}
+                cand = stack_candidate(llm_score, llm_score_lab, self.scores_[last], self._lab_scores[last], y_lab,
+                                       **extra)
                 cand.extra["stack"]["input"] = self.stack_input_
                 cands.append(cand)
                 default = "stack"
@@ -503,7 +516,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             self.final_round_ = 0 if chosen.name == "llm" else last
             self.selection_reason_ = reason
             self.stack_ = next((c.extra["stack"] for c in cands if c.name == "stack"), None)
-            if chosen.name == "probe":
+            if chosen.name == "probe" or (chosen.name == "stack" and (self.stack_ or {}).get("probe")):
                 self._fit_probe_for_predict(X_lab, y_lab)
             self._chosen_labels = chosen.corpus_labels
         self.prob_round0_better_ = (self.candidates_.get("llm") or {}).get("prob_better_than_default")
@@ -559,18 +572,24 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         source = getattr(self, "final_source_", "refined")
         if source == "probe" and self.probe_ is not None:
-            import scipy.sparse as sp
-
-            p = self.probe_
-            if sp.issparse(X):
-                return np.asarray(X @ p["coef"]).ravel() + p["intercept"]
-            return ((np.asarray(X, dtype=np.float64) - p["mean"]) / p["scale"]) @ p["coef"] + p["intercept"]
+            return self._probe_score(X)
         clf = self._classifier_score(X)
         if source == "stack" and self.stack_ is not None and llm_score is not None:
             st = self.stack_
-            F = (np.column_stack([np.asarray(llm_score, dtype=np.float64), clf]) - st["mean"]) / st["std"]
+            cols = [np.asarray(llm_score, dtype=np.float64), clf]
+            if st.get("probe"):
+                cols.append(self._probe_score(X))
+            F = (np.column_stack(cols) - st["mean"]) / st["std"]
             return F @ np.asarray(st["coef"]) + st["intercept"]
         return clf
+
+    def _probe_score(self, X) -> np.ndarray:
+        import scipy.sparse as sp
+
+        p = self.probe_
+        if sp.issparse(X):
+            return np.asarray(X @ p["coef"]).ravel() + p["intercept"]
+        return ((np.asarray(X, dtype=np.float64) - p["mean"]) / p["scale"]) @ p["coef"] + p["intercept"]
 
     def _classifier_score(self, X) -> np.ndarray:
         k = self.predict_round_
@@ -626,7 +645,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
                 state[f"round_{j + 1}.{name}"] = t
             learners.append(self.learners_[j].config())
         probe = None
-        if self.final_source_ == "probe" and self.probe_ is not None:
+        if self.probe_ is not None and (self.final_source_ == "probe" or (self.stack_ or {}).get("probe")):
             for name in ("mean", "scale", "coef"):
                 state[f"probe.{name}"] = torch.from_numpy(np.asarray(self.probe_[name], dtype=np.float64))
             probe = {"intercept": self.probe_["intercept"]}

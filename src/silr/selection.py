@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-__all__ = ["Candidate", "probe_candidate", "stack_candidate", "threshold_oof_correct", "select"]
+__all__ = ["Candidate", "probe_candidate", "probe_scores", "stack_candidate", "threshold_oof_correct", "select"]
 
 
 @dataclass
@@ -107,18 +107,54 @@ def probe_candidate(X_lab, y_lab: np.ndarray, X, *, C: float = 1.0) -> Candidate
     return Candidate("probe", pred.astype(np.int8), loo == y_lab, "logistic regression on the labeled rows alone")
 
 
-def stack_candidate(
-    llm_score: np.ndarray, llm_score_lab: np.ndarray, clf_score: np.ndarray, clf_score_lab: np.ndarray, y_lab: np.ndarray
-) -> Candidate:
-    """Logistic regression of the gold label on (LLM score, refined classifier score), fitted on the labeled rows.
+def probe_scores(X_lab, y_lab: np.ndarray, X, *, C: float = 1.0, max_folds: int = 10):
+    """A probe (logistic regression on the standardised labeled rows) as a score: its decision value on the
+    corpus (fitted on every labeled row) and, for the labeled rows, out-of-fold decision values (each row
+    scored by a probe that never saw it). Returns ``(corpus_scores, labeled_oof_scores)``."""
+    from sklearn.model_selection import StratifiedKFold
 
-    Both scores are standardised with their corpus mean and standard deviation. The coefficients are kept
-    so the stack can be applied to new texts that carry an LLM score.
+    y = np.asarray(y_lab).astype(np.int64)
+    dense = not sp.issparse(X)
+    if dense:
+        scaler = StandardScaler().fit(np.asarray(X_lab, dtype=np.float64))
+        F_lab = scaler.transform(X_lab)
+    else:
+        F_lab = X_lab
+    model = LogisticRegression(C=C, max_iter=2000).fit(F_lab, y)
+    if dense:
+        corpus = np.concatenate([model.decision_function(scaler.transform(X[s : s + 65536]))
+                                 for s in range(0, X.shape[0], 65536)])
+    else:
+        corpus = model.decision_function(X)
+    k = max(2, min(max_folds, int(np.bincount(y, minlength=2).min())))
+    oof = np.zeros(y.size)
+    for tr, te in StratifiedKFold(k, shuffle=True, random_state=0).split(np.zeros(y.size), y):
+        if np.unique(y[tr]).size < 2:
+            oof[te] = 0.0
+            continue
+        oof[te] = LogisticRegression(C=C, max_iter=2000).fit(F_lab[tr], y[tr]).decision_function(F_lab[te])
+    return np.asarray(corpus, dtype=np.float64), oof
+
+
+def stack_candidate(
+    llm_score: np.ndarray, llm_score_lab: np.ndarray, clf_score: np.ndarray, clf_score_lab: np.ndarray, y_lab: np.ndarray,
+    *, probe_score: np.ndarray | None = None, probe_score_lab: np.ndarray | None = None,
+) -> Candidate:
+    """Logistic regression of the gold label on (LLM score, refined classifier score[, probe score]), fitted on
+    the labeled rows.
+
+    The scores are standardised with their corpus mean and standard deviation. The coefficients are kept
+    so the stack can be applied to new texts that carry an LLM score. The probe's score on the labeled rows
+    must be out of fold (:func:`probe_scores`), or the stack would trust the probe's in-sample fit.
     """
-    mu = np.array([np.mean(llm_score), np.mean(clf_score)])
-    sd = np.array([np.std(llm_score) or 1.0, np.std(clf_score) or 1.0])
-    F = (np.column_stack([llm_score, clf_score]) - mu) / sd
-    F_lab = (np.column_stack([llm_score_lab, clf_score_lab]) - mu) / sd
+    cols, cols_lab = [llm_score, clf_score], [llm_score_lab, clf_score_lab]
+    if probe_score is not None:
+        cols.append(probe_score)
+        cols_lab.append(probe_score_lab)
+    mu = np.array([np.mean(c) for c in cols])
+    sd = np.array([np.std(c) or 1.0 for c in cols])
+    F = (np.column_stack(cols) - mu) / sd
+    F_lab = (np.column_stack(cols_lab) - mu) / sd
 
     def make():
         return LogisticRegression(C=1.0)
@@ -131,13 +167,15 @@ def stack_candidate(
         "std": sd.tolist(),
         "coef": model.coef_[0].tolist(),
         "intercept": float(model.intercept_[0]),
+        "probe": probe_score is not None,
     }
     w = model.coef_[0]
+    what = "(LLM evidence, refined score" + (", probe score)" if probe_score is not None else ")")
     return Candidate(
         "stack",
         pred.astype(np.int8),
         loo == y_lab,
-        f"logistic regression on (LLM evidence, refined score), weights {w[0]:.2f} / {w[1]:.2f}",
+        f"logistic regression on {what}, weights " + " / ".join(f"{v:.2f}" for v in w),
         {"stack": coef},
     )
 
