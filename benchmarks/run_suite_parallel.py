@@ -23,6 +23,10 @@ def main() -> None:
     ap.add_argument("--noise", default="cc70,id70,cc60,id60")
     ap.add_argument("--max-corpus", type=int, default=3000)
     ap.add_argument("--max-test", type=int, default=1000)
+    ap.add_argument("--llm-max-corpus", type=int, default=2000)
+    ap.add_argument("--llm-max-test", type=int, default=500)
+    ap.add_argument("--llm-backbones", default="llm,encoder",
+                    help="LLM-track feature sets: 'llm' (the annotator's hidden state) and/or 'encoder' (the task's)")
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--update", default="", help="comma-separated methods to rerun on stored runs")
     ap.add_argument("--notes", default="")
@@ -41,7 +45,9 @@ def main() -> None:
         return
     for seed in [int(s) for s in args.seeds.split(",")]:
         cfg = RunConfig(datasets=[args.dataset], seeds=[seed], tracks=args.tracks.split(","),
-                        noise=args.noise.split(","), max_corpus=args.max_corpus, max_test=args.max_test, out=HERE)
+                        noise=args.noise.split(","), max_corpus=args.max_corpus, max_test=args.max_test, out=HERE,
+                        llm_max_corpus=args.llm_max_corpus, llm_max_test=args.llm_max_test,
+                        llm_backbones=[None if b == "encoder" else b for b in args.llm_backbones.split(",")])
         if args.update:
             cfg.methods = args.update.split(",")
         run_suite(cfg, skip_existing=True, update=bool(args.update), log=lambda m: print(m, flush=True))

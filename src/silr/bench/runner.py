@@ -42,11 +42,12 @@ class RunConfig:
     backbone: dict = field(default_factory=dict)  # dataset -> backbone override
     tag: str = ""  # sub-folder of results/ (settings sweeps)
     use_llm_scores: bool = True  # LLM track: give silr the LLM's scores (else only its thresholded labels)
-    # LLM track: its own caps (the stored Gemma scores cover a smaller sample) and backbone ("llm" = the
-    # labeling LLM's hidden state under the task's prompt, benchmarks/prompts/; None = the noise track's)
+    # LLM track: its own caps (the stored Gemma scores cover a smaller sample) and backbones, one setting
+    # each ("llm" = the labeling LLM's hidden state under the task's prompt, benchmarks/prompts/; None = the
+    # task's encoder, as in the noise track)
     llm_max_corpus: int = 2000
     llm_max_test: int = 500
-    llm_backbone: str | None = "llm"
+    llm_backbones: list = field(default_factory=lambda: ["llm", None])
     prompts_dir: Path | None = None
 
 
@@ -145,6 +146,12 @@ def run_one(task: Task, Xc, Xt, s, s_test, *, seed: int, cfg: RunConfig, setting
     return rec
 
 
+def llm_setting(backbone: str | None) -> str:
+    """Name of an LLM-track setting: the annotator and the features (``@llm`` = the annotator's hidden state,
+    ``@encoder`` = the task's encoder)."""
+    return f"gemma-3-270m@{backbone or 'encoder'}"
+
+
 def _results_dir(cfg: RunConfig, track: str) -> Path:
     d = Path(cfg.out) / "results" / (cfg.tag or "main") / track
     d.mkdir(parents=True, exist_ok=True)
@@ -165,14 +172,15 @@ def run_suite(cfg: RunConfig, *, log: Callable[[str], None] = print, skip_existi
         if "noise" in cfg.tracks:
             jobs += [("noise", n) for n in cfg.noise]
         if "llm" in cfg.tracks:
-            jobs.append(("llm", "gemma-3-270m"))
+            jobs += [("llm", llm_setting(b)) for b in cfg.llm_backbones]
         loaded: dict[tuple, tuple] = {}
 
-        def track_data(track: str):
+        def track_data(track: str, setting: str):
             """(task, Xc, Xt, backbone) of a track, loaded once per (caps, backbone)."""
             if track == "llm":
                 caps = (cfg.llm_max_corpus, cfg.llm_max_test)
-                bname = cfg.backbone.get(name) if cfg.llm_backbone is None else cfg.llm_backbone
+                b = setting.partition("@")[2]
+                bname = cfg.backbone.get(name) if b == "encoder" else b
             else:
                 caps, bname = (cfg.max_corpus, cfg.max_test), cfg.backbone.get(name)
             key = (caps, bname)
@@ -192,7 +200,7 @@ def run_suite(cfg: RunConfig, *, log: Callable[[str], None] = print, skip_existi
                 log(f"[skip] {name} llm track: no stored scores in {scores_dir}")
                 continue
             try:
-                task, Xc, Xt, bb = track_data(track)
+                task, Xc, Xt, bb = track_data(track, setting)
             except FileNotFoundError as e:
                 log(f"[skip] {name}: {e}")
                 break

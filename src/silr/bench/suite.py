@@ -58,7 +58,7 @@ def write_results(records, cfg: RunConfig, path: Path, *, speed=None, seconds=No
         if p is not None:
             plots[track] = str(p.relative_to(path.parent))
     conf = {"n_labeled": cfg.n_labeled, "seeds": cfg.seeds, "max_corpus": cfg.max_corpus, "max_test": cfg.max_test,
-            "silr_params": cfg.silr_params}
+            "silr_params": cfg.silr_params, "llm_max_corpus": cfg.llm_max_corpus, "llm_max_test": cfg.llm_max_test}
     md = results_markdown(records, title=title, config=conf, speed=speed, seconds=seconds, plots=plots, notes=notes)
     path.write_text(md)
     return md
