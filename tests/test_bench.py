@@ -241,3 +241,48 @@ def test_violated_cells_left_out_of_targets():
     assert violated_cells([good, bad]) == {("noise", "id70", "sms")}
     rows = summary([good, bad], track="noise")["rows"]
     assert [r["dataset"] for r in rows] == ["mr"]
+
+
+def test_best_of_table_flags_cells_below_the_best_baseline():
+    from silr.bench.report import best_of_markdown
+
+    recs = [
+        _fake_record("mr", "gemma-3-270m@llm", s, {"llm": (0.84, 0.83), "silr": (0.86, 0.85), "lr_50": (0.80, 0.79),
+                                                    "lr_balanced": (0.84, 0.84), "cleanlab": (0.83, 0.83),
+                                                    "ceiling": (0.87, 0.86)}, track="llm")
+        for s in range(3)
+    ] + [
+        _fake_record("subj", "gemma-3-270m@llm", s, {"llm": (0.62, 0.61), "silr": (0.85, 0.86), "lr_50": (0.88, 0.88),
+                                                      "lr_balanced": (0.63, 0.62), "cleanlab": (0.63, 0.62),
+                                                      "ceiling": (0.90, 0.90)}, track="llm")
+        for s in range(3)
+    ]
+    md = best_of_markdown(recs)
+    mr = next(line for line in md.splitlines() if line.startswith("| mr |"))
+    subj = next(line for line in md.splitlines() if line.startswith("| subj |"))
+    assert "0.840 (balanced LR" in mr and "+0.010" in mr and "| yes |" in mr
+    assert "LR on 50 labels" in subj and "-0.020" in subj and "| no |" in subj
+    assert "within 1 point of the best-of baseline on both test and corpus in 1/2" in md
+
+
+def test_silr_gets_the_llm_scores_on_the_llm_track():
+    """With real LLM scores the refiner's stack reads the score (not the thresholded label), on the corpus and
+    on the test split."""
+    from silr.bench.methods import run_method
+
+    rng = np.random.default_rng(0)
+    n, nt = 1500, 400
+    y, yt = rng.integers(0, 2, n), rng.integers(0, 2, nt)
+    X = rng.normal(size=(n, 8)) + 0.6 * y[:, None]
+    Xt = rng.normal(size=(nt, 8)) + 0.6 * yt[:, None]
+    cs, ts = 1.5 * (y - 0.5) + rng.normal(size=n), 1.5 * (yt - 0.5) + rng.normal(size=nt)
+    s, s_test = (cs > 0).astype(np.int8), (ts > 0).astype(np.int8)
+    lab = np.sort(rng.choice(n, 50, replace=False))
+    with_scores = run_method("silr", X, Xt, s, s_test, lab, y, yt, seed=0, silr_params={"epochs": 10, "rounds": 2},
+                             llm_scores=(cs, ts))
+    assert with_scores.error is None
+    assert with_scores.info["stack_input"] == "llm_score"
+    without = run_method("silr", X, Xt, s, s_test, lab, y, yt, seed=0, silr_params={"epochs": 10, "rounds": 2})
+    assert without.info["stack_input"] == "pseudo_label"
+    if with_scores.info["final_source"] == "stack":
+        assert np.mean(with_scores.test_pred == yt) > np.mean(s_test == yt)

@@ -173,6 +173,7 @@ def run_silr(Xc, Xt, s, lab, y_corpus, y_test, *, params: dict, seed: int, oracl
         except Exception:  # no classifier kept: the pseudo-labels stand (filled in by the runner)
             test_pred = None
     info["final_source"] = source
+    info["stack_input"] = getattr(model, "stack_input_", None)
     res = MethodResult("", model.transduction_.copy(), test_pred, rounds=rounds, info=info)
     if model.predict_round_ > 0 and source != "probe":
         # the refined classifier's calibrated probability combined with the pseudo-label as evidence

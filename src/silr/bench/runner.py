@@ -99,7 +99,9 @@ def _acc(pred, y) -> float | None:
 def run_one(task: Task, Xc, Xt, s, s_test, *, seed: int, cfg: RunConfig, setting: str, track: str,
             backbone: str, extra: dict | None = None, previous: dict | None = None) -> dict:
     y, yt = task.corpus["label"].to_numpy(), task.test["label"].to_numpy()
-    lab = sample_labeled(y, s, cfg.n_labeled, seed)
+    # LLM track: the threshold is fitted on a plain draw of 50 rows (the pseudo-labels do not exist yet); the
+    # draw is redone (next sub-seed) only if those rows then miss a pseudo-label value
+    lab = sample_labeled(y, None if track == "llm" else s, cfg.n_labeled, seed)
     llm_scores = None
     if track == "llm" and extra is not None and "scores" in extra:
         s, s_test, thr = llm_pseudo_labels(extra["scores"][0], extra["scores"][1], lab, y[lab])
