@@ -52,7 +52,8 @@ def test_config_run_with_given_pseudo_labels_evaluates_on_gold(tmp_path, rt_task
 
 @pytest.mark.heavy
 def test_demo_reduced_size_end_to_end(tmp_path):
-    """The README's main job at reduced size: real Gemma-3-270M labels, MiniLM, 2 rounds."""
+    """The README's main job at reduced size: real Gemma-3-270M labels and hidden-state features, 2 rounds;
+    the saved model then scores new texts (Gemma reloaded from the model folder's spec)."""
     p = subprocess.run(
         [sys.executable, "-m", "silr.cli", "demo", "--n", "300", "--rounds", "2", "--out", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=1500,
@@ -65,3 +66,13 @@ def test_demo_reduced_size_end_to_end(tmp_path):
     assert ev["per_round"][0]["accuracy"] > 0.65
     assert ev["final_accuracy"] >= ev["per_round"][0]["accuracy"] - 0.03
     assert rounds["annotation"]["model"]
+    assert rounds["backbone"]["kind"] == "prompted-lm" and rounds["backbone"]["dim"] == 640
+    new = tmp_path / "new.csv"
+    new.write_text("text\nA gorgeous, moving film.\nTedious and badly acted.\n")
+    p = subprocess.run([sys.executable, "-m", "silr.cli", "predict", str(tmp_path / "demo"), str(new), "--out",
+                        str(tmp_path / "pred.csv")], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    import pandas as pd
+
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert list(pred["label"]) == [1, 0]

@@ -32,6 +32,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from silr.learners import HeadLearner
 from silr.priors import DEFAULT_MIN_GAP, PriorEstimate, PriorEstimationError, check_usable, estimate_priors
 from silr.risks import DEFAULT_SLOPE, RISKS, UUWeights
+from silr.selection import is_threshold_of, threshold_oof_predict
 
 __all__ = ["SelfIterativeRefiner", "RefinementError", "AGGREGATES", "SELECTIONS"]
 
@@ -325,12 +326,22 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         z_sum = np.zeros(n, dtype=np.float64)
         z_sum_lab = np.zeros(y_lab.size, dtype=np.float64)
         self.learners_, self.scales_ = [], []
+        # round-0 labels of the labeled rows for the priors: when the pseudo-labels are a threshold of the LLM
+        # score, the threshold may have been fitted on these very rows (``--threshold accuracy``), which makes
+        # the LLM look better on them than it is; then each row gets the label of a threshold fitted on the
+        # other folds (honest either way)
+        s_lab_prior = s_lab
+        self.round0_labeled_ = "as given"
+        if llm_score is not None and is_threshold_of(s0, llm_score):
+            s_lab_prior = threshold_oof_predict(llm_score_labeled, y_lab).astype(np.int8)
+            self.round0_labeled_ = "threshold on the LLM score refitted out of fold"
         try:
-            first = self._estimate(y_lab, s_lab, s0, 0, prior_fn)
+            first = self._estimate(y_lab, s_lab_prior, s0, 0, prior_fn)
         except PriorEstimationError as e:
             raise RefinementError(f"cannot estimate the class priors of the pseudo-labels: {e}") from e
         self.priors_ = [first]
         self.rounds_ = [self._record(0, first, source="pseudo-labels")]
+        self.rounds_[0]["labeled_rows_round0_labels"] = self.round0_labeled_
         if on_round:
             on_round(self.rounds_[0])
         why = check_usable(first, min_gap=self.min_gap)
@@ -549,7 +560,9 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             Xd = np.asarray(X_lab, dtype=np.float64)
             mean, scale = Xd.mean(0), np.where(Xd.std(0) > 0, Xd.std(0), 1.0)
             F = (Xd - mean) / scale
-        lr = LogisticRegression(C=1.0, max_iter=2000).fit(F, y_lab)
+        from silr.selection import SPARSE_PROBE_C
+
+        lr = LogisticRegression(C=SPARSE_PROBE_C if sp.issparse(X_lab) else 1.0, max_iter=2000).fit(F, y_lab)
         self.probe_ = {"mean": mean, "scale": scale, "coef": lr.coef_[0].astype(np.float64), "intercept": float(lr.intercept_[0])}
 
     def _calibrate(self, y_lab: np.ndarray) -> None:

@@ -20,7 +20,8 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-__all__ = ["Candidate", "probe_candidate", "probe_scores", "stack_candidate", "threshold_oof_correct", "select"]
+__all__ = ["Candidate", "probe_candidate", "probe_scores", "stack_candidate", "threshold_oof_correct",
+           "threshold_oof_predict", "is_threshold_of", "select", "SPARSE_PROBE_C"]
 
 
 @dataclass
@@ -63,8 +64,8 @@ def _loo_predict(F_lab: np.ndarray, y: np.ndarray, make, *, max_folds: int = 10)
     return out
 
 
-def threshold_oof_correct(score_lab: np.ndarray, y_lab: np.ndarray, *, max_folds: int = 10) -> np.ndarray:
-    """Out-of-fold correctness of the LLM's labels when their threshold is fitted on the labeled rows.
+def threshold_oof_predict(score_lab: np.ndarray, y_lab: np.ndarray, *, max_folds: int = 10) -> np.ndarray:
+    """Out-of-fold labels of the labeled rows from a threshold on the LLM score fitted on the other folds.
 
     An LLM threshold chosen to maximise accuracy on the labeled rows (``silr annotate --threshold accuracy``)
     makes the LLM look better on those same rows than on the corpus. Here each fold's threshold is the
@@ -83,12 +84,33 @@ def threshold_oof_correct(score_lab: np.ndarray, y_lab: np.ndarray, *, max_folds
             return (F[:, 0] > self.t).astype(np.int64)
 
     F = np.asarray(score_lab, dtype=np.float64)[:, None]
-    return _loo_predict(F, np.asarray(y_lab), _Thr, max_folds=max_folds) == y_lab
+    return _loo_predict(F, np.asarray(y_lab), _Thr, max_folds=max_folds)
+
+
+def threshold_oof_correct(score_lab: np.ndarray, y_lab: np.ndarray, *, max_folds: int = 10) -> np.ndarray:
+    """Out-of-fold correctness of the LLM's labels when their threshold is fitted on the labeled rows
+    (see :func:`threshold_oof_predict`)."""
+    return threshold_oof_predict(score_lab, y_lab, max_folds=max_folds) == np.asarray(y_lab)
+
+
+def is_threshold_of(labels: np.ndarray, score: np.ndarray) -> bool:
+    """Whether 0/1 ``labels`` are ``score > t`` for some cut ``t`` (every positive scores above every negative)."""
+    labels, score = np.asarray(labels), np.asarray(score, dtype=np.float64)
+    if labels.min() == labels.max():
+        return True
+    return bool(score[labels == 0].max() <= score[labels == 1].min())
+
+
+#: C of the probe on sparse (TF-IDF, unit-norm rows) features: C=1 underfits 50 rows badly there
+SPARSE_PROBE_C = 10.0
 
 
 def probe_candidate(X_lab, y_lab: np.ndarray, X, *, C: float = 1.0) -> Candidate:
-    """Logistic regression on the labeled rows alone (standardised features), applied to the corpus."""
+    """Logistic regression on the labeled rows alone (standardised dense features, C; raw sparse features,
+    ``SPARSE_PROBE_C``), applied to the corpus."""
     dense = not sp.issparse(X)
+    if not dense:
+        C = SPARSE_PROBE_C
     if dense:
         scaler = StandardScaler().fit(np.asarray(X_lab, dtype=np.float64))
         F_lab, F = scaler.transform(X_lab), None
@@ -120,6 +142,7 @@ def probe_scores(X_lab, y_lab: np.ndarray, X, *, C: float = 1.0, max_folds: int 
         F_lab = scaler.transform(X_lab)
     else:
         F_lab = X_lab
+        C = SPARSE_PROBE_C
     model = LogisticRegression(C=C, max_iter=2000).fit(F_lab, y)
     if dense:
         corpus = np.concatenate([model.decision_function(scaler.transform(X[s : s + 65536]))
