@@ -282,3 +282,24 @@ def test_round0_priors_do_not_trust_a_threshold_fitted_on_the_labeled_rows():
     assert m.rounds_[0]["labeled_rows_round0_labels"].startswith("threshold")
     assert m.priors_[0].accuracy < in_sample - 0.05
     assert m.n_rounds_ == 0 and m.final_source_ == "probe"
+
+
+def test_no_significant_gap_means_no_refinement_with_llm_scores():
+    """start_gap_lower='auto': with LLM scores, a round-0 gap whose 95% interval reaches 0 does not start a
+    refinement (the probe / LLM selection decides); without scores the rule is off."""
+    rng = np.random.default_rng(11)
+    n = 2000
+    y = rng.integers(0, 2, n)
+    X = rng.normal(size=(n, 10)) + 1.0 * y[:, None]
+    score = 0.6 * (y - 0.5) + rng.normal(size=n)  # barely above chance (~0.62)
+    s = (score > 0).astype(int)
+    lab = rng.choice(n, 50, replace=False)
+    kw = dict(X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab])
+    m = SelfIterativeRefiner(rounds=2, epochs=10, seed=0, min_gap=0.0).fit(
+        X, s, llm_score=score, llm_score_labeled=score[lab], **kw)
+    gap = m.priors_[0].intervals["gap"]
+    assert gap.low <= 0.0
+    assert m.n_rounds_ == 0 and "95% interval" in m.stop_reason_
+    off = SelfIterativeRefiner(rounds=2, epochs=10, seed=0, min_gap=0.0, start_gap_lower=None).fit(
+        X, s, llm_score=score, llm_score_labeled=score[lab], **kw)
+    assert off.n_rounds_ > 0 or "95% interval" not in off.stop_reason_
