@@ -303,3 +303,22 @@ def test_no_significant_gap_means_no_refinement_with_llm_scores():
     off = SelfIterativeRefiner(rounds=2, epochs=10, seed=0, min_gap=0.0, start_gap_lower=None).fit(
         X, s, llm_score=score, llm_score_labeled=score[lab], **kw)
     assert off.n_rounds_ > 0 or "95% interval" not in off.stop_reason_
+
+
+def test_threshold_putting_every_labeled_row_on_one_side_falls_back_to_the_probe():
+    """An LLM threshold that calls all 50 labeled rows negative leaves no prior to estimate: with the LLM's
+    scores the refiner records 'no signal' and hands back the probe (or the LLM labels), it does not raise."""
+    rng = np.random.default_rng(5)
+    n = 2000
+    y = rng.integers(0, 2, n)
+    X = rng.normal(size=(n, 10)) + 1.0 * y[:, None]
+    score = rng.normal(size=n)
+    lab = rng.choice(n, 50, replace=False)
+    t = score[lab].max() + 1e-6  # every labeled row below the cut
+    s = (score > t).astype(int)
+    assert s.sum() > 0 and s[lab].sum() == 0
+    m = SelfIterativeRefiner(rounds=2, epochs=10, seed=0).fit(
+        X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab], llm_score=score, llm_score_labeled=score[lab])
+    assert m.n_rounds_ == 0 and m.final_source_ in ("probe", "llm")
+    assert "refinement not started" in m.stop_reason_
+    assert np.isfinite(m.priors_[0].pi)

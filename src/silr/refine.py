@@ -49,6 +49,19 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
 
+def _no_signal_estimate(y_lab, s_lab, s0) -> PriorEstimate:
+    """The record of round-0 priors that cannot be estimated (every labeled row on one pseudo side):
+    theta_p = theta_n = the labeled positive rate, i.e. no evidence of any signal."""
+    from silr.priors import Interval
+
+    pi = float(np.mean(y_lab))
+    acc = float(np.mean(np.asarray(s_lab) == np.asarray(y_lab)))
+    iv = {k: Interval(v, v) for k, v in (("pi", pi), ("theta_p", pi), ("theta_n", pi), ("accuracy", acc), ("gap", 0.0))}
+    return PriorEstimate(pi=pi, theta_p=pi, theta_n=pi, accuracy=acc, pseudo_positive_rate=float(np.mean(s0)),
+                         intervals=iv, prob_gap_nonpositive=1.0, n_labeled=int(np.size(y_lab)),
+                         n_labeled_pseudo_positive=int(np.sum(s_lab)))
+
+
 def _stack_relabel(ev, ev_lab, agg, agg_lab, y_lab, probe=None) -> tuple[np.ndarray, np.ndarray]:
     """One round's labels from (LLM evidence, classifier score[, probe score]): the corpus by a logistic
     regression fitted on the labeled rows, the labeled rows by its out-of-fold predictions. ``probe`` is
@@ -363,7 +376,12 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             try:
                 first = self._estimate(y_lab, s_lab, s0, 0, prior_fn)
             except PriorEstimationError as e2:
-                raise RefinementError(f"cannot estimate the class priors of the pseudo-labels: {e2}") from e2
+                if not (self.probe and self.selection == "paired"):
+                    raise RefinementError(f"cannot estimate the class priors of the pseudo-labels: {e2}") from e2
+                # nothing to estimate from (every labeled row on one side): recorded as "no signal" and the
+                # probe / LLM selection decides
+                first = _no_signal_estimate(y_lab, s_lab, s0)
+                oof_failed = str(e2)
         self.priors_ = [first]
         self.rounds_ = [self._record(0, first, source="pseudo-labels")]
         self.rounds_[0]["labeled_rows_round0_labels"] = self.round0_labeled_
