@@ -68,11 +68,11 @@ def test_demo_reduced_size_end_to_end(tmp_path):
     assert rounds["annotation"]["model"]
     assert rounds["backbone"]["kind"] == "prompted-lm" and rounds["backbone"]["dim"] == 640
     new = tmp_path / "new.csv"
-    new.write_text("text\nA gorgeous, moving film.\nTedious and badly acted.\n")
+    import pandas as pd
+
+    pd.DataFrame({"text": ["A gorgeous, moving film.", "Tedious and badly acted."]}).to_csv(new, index=False)
     p = subprocess.run([sys.executable, "-m", "silr.cli", "predict", str(tmp_path / "demo"), str(new), "--out",
                         str(tmp_path / "pred.csv")], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    import pandas as pd
-
     pred = pd.read_csv(tmp_path / "pred.csv")
     assert list(pred["label"]) == [1, 0]
