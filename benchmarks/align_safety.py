@@ -280,6 +280,15 @@ def stage_dpo(args) -> None:
     rms = load_rewards()
     res = {}
     samples = stage_dposamples(args)
+    # the untouched policy, sampled exactly like the tuned ones below (same prompts, n, tokens, seed)
+    model, tok = _policy()
+    t0 = time.time()
+    before = sample_answers(model, tok, prompts, n=2, max_new_tokens=args.max_new_tokens, seed=0, batch_size=8,
+                            progress=False)
+    safe0 = (score_samples(rms["judge"], prompts, before) > 0).ravel()
+    res["untouched"] = {"judge_safe_rate": float(safe0.mean()), "ci95": _boot_ci(safe0),
+                        "sample_seconds": round(time.time() - t0, 1)}
+    log(f"untouched policy: {res['untouched']}")
     for k in args.dpo_rewards.split(","):
         model, tok = _policy()
         R = score_samples(rms[k], train_prompts, samples)
@@ -301,7 +310,8 @@ def stage_dpo(args) -> None:
                   "own_reward_after": float(Ra[k].mean()), "pairs_chosen_safer_by_judge": float(np.mean(agree))}
         log(f"DPO with {k}: {res[k]}")
     for k, v in res.items():
-        _save_summary({f"dpo_{k}": {"n_train_prompts": len(train_prompts), "eval_samples_per_prompt": 2,
+        _save_summary({f"dpo_{k}": {"n_train_prompts": len(train_prompts), "n_eval_prompts": len(prompts),
+                                    "eval_samples_per_prompt": 2, "max_new_tokens": args.max_new_tokens,
                                     "lr": args.dpo_lr, **v}})
 
 
