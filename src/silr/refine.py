@@ -604,20 +604,9 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         self.predict_round_ = self.final_round_ if self.final_round_ > 0 else self.n_rounds_
 
     def _fit_probe_for_predict(self, X_lab, y_lab) -> None:
-        import scipy.sparse as sp
-        from sklearn.linear_model import LogisticRegression
+        from silr.selection import fit_probe
 
-        if sp.issparse(X_lab):
-            mean, scale = np.zeros(X_lab.shape[1]), np.ones(X_lab.shape[1])
-            F = X_lab
-        else:
-            Xd = np.asarray(X_lab, dtype=np.float64)
-            mean, scale = Xd.mean(0), np.where(Xd.std(0) > 0, Xd.std(0), 1.0)
-            F = (Xd - mean) / scale
-        from silr.selection import SPARSE_PROBE_C
-
-        lr = LogisticRegression(C=SPARSE_PROBE_C if sp.issparse(X_lab) else 1.0, max_iter=2000).fit(F, y_lab)
-        self.probe_ = {"mean": mean, "scale": scale, "coef": lr.coef_[0].astype(np.float64), "intercept": float(lr.intercept_[0])}
+        self.probe_ = fit_probe(X_lab, y_lab)
 
     def _calibrate(self, y_lab: np.ndarray) -> None:
         """Platt scaling of the classifier's aggregated score on the labeled sample (``predict_proba`` only).
@@ -663,12 +652,9 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         return clf
 
     def _probe_score(self, X) -> np.ndarray:
-        import scipy.sparse as sp
+        from silr.selection import probe_decision
 
-        p = self.probe_
-        if sp.issparse(X):
-            return np.asarray(X @ p["coef"]).ravel() + p["intercept"]
-        return ((np.asarray(X, dtype=np.float64) - p["mean"]) / p["scale"]) @ p["coef"] + p["intercept"]
+        return probe_decision(self.probe_, X)
 
     def _classifier_score(self, X) -> np.ndarray:
         k = self.predict_round_

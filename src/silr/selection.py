@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
-__all__ = ["Candidate", "probe_candidate", "probe_scores", "stack_candidate", "threshold_oof_correct",
+__all__ = ["Candidate", "fit_probe", "probe_decision", "probe_candidate", "probe_scores", "stack_candidate", "threshold_oof_correct",
            "threshold_oof_predict", "is_threshold_of", "select", "SPARSE_PROBE_C"]
 
 
@@ -105,58 +104,67 @@ def is_threshold_of(labels: np.ndarray, score: np.ndarray) -> bool:
 SPARSE_PROBE_C = 10.0
 
 
-def probe_candidate(X_lab, y_lab: np.ndarray, X, *, C: float = 1.0) -> Candidate:
-    """Logistic regression on the labeled rows alone (standardised dense features, C; raw sparse features,
-    ``SPARSE_PROBE_C``), applied to the corpus."""
-    dense = not sp.issparse(X)
-    if not dense:
-        C = SPARSE_PROBE_C
-    if dense:
-        scaler = StandardScaler().fit(np.asarray(X_lab, dtype=np.float64))
-        F_lab, F = scaler.transform(X_lab), None
+def _probe_C(X) -> float:
+    return SPARSE_PROBE_C if sp.issparse(X) else 1.0
+
+
+def _probe_features(probe: dict, X):
+    """The probe's view of ``X``: standardised dense rows (with the labeled rows' mean and scale), raw sparse."""
+    if sp.issparse(X):
+        return X
+    return (np.asarray(X, dtype=np.float64) - probe["mean"]) / probe["scale"]
+
+
+def fit_probe(X_lab, y_lab: np.ndarray) -> dict:
+    """The probe: logistic regression on the labeled rows alone (standardised dense features with C=1; raw
+    sparse features with ``SPARSE_PROBE_C``). Returns plain arrays (``mean``, ``scale``, ``coef``,
+    ``intercept``) so it saves as safetensors + JSON."""
+    d = X_lab.shape[1]
+    if sp.issparse(X_lab):
+        mean, scale = np.zeros(d), np.ones(d)
     else:
-        F_lab = X_lab
-
-    def make():
-        return LogisticRegression(C=C, max_iter=2000)
-
-    model = make().fit(F_lab, y_lab)
-    if dense:
-        pred = np.concatenate([model.predict(scaler.transform(X[s : s + 65536])) for s in range(0, X.shape[0], 65536)])
-    else:
-        pred = model.predict(X)
-    loo = _loo_predict(F_lab, y_lab, make)
-    return Candidate("probe", pred.astype(np.int8), loo == y_lab, "logistic regression on the labeled rows alone")
+        Xd = np.asarray(X_lab, dtype=np.float64)
+        sd = Xd.std(0)
+        mean, scale = Xd.mean(0), np.where(sd > 0, sd, 1.0)
+    probe = {"mean": mean, "scale": scale}
+    lr = LogisticRegression(C=_probe_C(X_lab), max_iter=2000).fit(_probe_features(probe, X_lab), y_lab)
+    probe.update(coef=lr.coef_[0].astype(np.float64), intercept=float(lr.intercept_[0]))
+    return probe
 
 
-def probe_scores(X_lab, y_lab: np.ndarray, X, *, C: float = 1.0, max_folds: int = 10):
-    """A probe (logistic regression on the standardised labeled rows) as a score: its decision value on the
-    corpus (fitted on every labeled row) and, for the labeled rows, out-of-fold decision values (each row
-    scored by a probe that never saw it). Returns ``(corpus_scores, labeled_oof_scores)``."""
+def probe_decision(probe: dict, X, *, chunk: int = 65536) -> np.ndarray:
+    """The probe's decision value (logit) on ``X``, in chunks."""
+    if sp.issparse(X):
+        return np.asarray(X @ probe["coef"]).ravel() + probe["intercept"]
+    return np.concatenate([_probe_features(probe, X[s : s + chunk]) @ probe["coef"] + probe["intercept"]
+                           for s in range(0, X.shape[0], chunk)]) if X.shape[0] else np.zeros(0)
+
+
+def probe_candidate(X_lab, y_lab: np.ndarray, X) -> Candidate:
+    """The probe (:func:`fit_probe`) applied to the corpus, with out-of-fold correctness on the labeled rows."""
+    probe = fit_probe(X_lab, y_lab)
+    pred = (probe_decision(probe, X) > 0).astype(np.int8)
+    C = _probe_C(X_lab)
+    loo = _loo_predict(_probe_features(probe, X_lab), y_lab, lambda: LogisticRegression(C=C, max_iter=2000))
+    return Candidate("probe", pred, loo == y_lab, "logistic regression on the labeled rows alone")
+
+
+def probe_scores(X_lab, y_lab: np.ndarray, X, *, max_folds: int = 10):
+    """The probe as a score: its decision value on the corpus (fitted on every labeled row) and, for the
+    labeled rows, out-of-fold decision values (each row scored by a probe that never saw it). Returns
+    ``(corpus_scores, labeled_oof_scores)``."""
     from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(y_lab).astype(np.int64)
-    dense = not sp.issparse(X)
-    if dense:
-        scaler = StandardScaler().fit(np.asarray(X_lab, dtype=np.float64))
-        F_lab = scaler.transform(X_lab)
-    else:
-        F_lab = X_lab
-        C = SPARSE_PROBE_C
-    model = LogisticRegression(C=C, max_iter=2000).fit(F_lab, y)
-    if dense:
-        corpus = np.concatenate([model.decision_function(scaler.transform(X[s : s + 65536]))
-                                 for s in range(0, X.shape[0], 65536)])
-    else:
-        corpus = model.decision_function(X)
+    probe = fit_probe(X_lab, y)
+    F_lab, C = _probe_features(probe, X_lab), _probe_C(X_lab)
     k = max(2, min(max_folds, int(np.bincount(y, minlength=2).min())))
     oof = np.zeros(y.size)
     for tr, te in StratifiedKFold(k, shuffle=True, random_state=0).split(np.zeros(y.size), y):
         if np.unique(y[tr]).size < 2:
-            oof[te] = 0.0
             continue
         oof[te] = LogisticRegression(C=C, max_iter=2000).fit(F_lab[tr], y[tr]).decision_function(F_lab[te])
-    return np.asarray(corpus, dtype=np.float64), oof
+    return probe_decision(probe, X), oof
 
 
 def stack_candidate(
