@@ -63,31 +63,19 @@ def _no_signal_estimate(y_lab, s_lab, s0) -> PriorEstimate:
 
 
 def _stack_relabel(ev, ev_lab, agg, agg_lab, y_lab, probe=None) -> tuple[np.ndarray, np.ndarray]:
-    """One round's labels from (LLM evidence, classifier score[, probe score]): the corpus by a logistic
-    regression fitted on the labeled rows, the labeled rows by its out-of-fold predictions. ``probe`` is
-    ``(corpus scores, out-of-fold labeled scores)`` of the labeled-row probe."""
-    from sklearn.linear_model import LogisticRegression
+    """One round's labels from the stack of (LLM evidence, classifier score[, probe score]): the corpus by the
+    logistic regression fitted on the labeled rows, the labeled rows by its out-of-fold predictions. ``probe``
+    is ``(corpus scores, out-of-fold labeled scores)`` of the labeled-row probe."""
+    from silr.selection import stack_candidate
 
-    from silr.selection import _loo_predict
-
-    cols, cols_lab = [ev, agg], [ev_lab, agg_lab]
-    if probe is not None:
-        cols.append(probe[0])
-        cols_lab.append(probe[1])
-    mu = np.array([np.mean(c) for c in cols])
-    sd = np.array([np.std(c) or 1.0 for c in cols])
-    F = (np.column_stack(cols) - mu) / sd
-    F_lab = (np.column_stack(cols_lab) - mu) / sd
     y = np.asarray(y_lab).astype(np.int64)
     if np.unique(y).size < 2:  # nothing to fit: the classifier alone
         return (agg > 0).astype(np.int8), (agg_lab > 0).astype(np.int8)
-
-    def make():
-        return LogisticRegression(C=1.0)
-
-    new = make().fit(F_lab, y).predict(F).astype(np.int8)
-    new_lab = _loo_predict(F_lab, y, make).astype(np.int8)
-    return new, new_lab
+    extra = {"probe_score": probe[0], "probe_score_lab": probe[1]} if probe is not None else {}
+    cand = stack_candidate(ev, ev_lab, agg, agg_lab, y, **extra)
+    # the candidate keeps whether each labeled row's out-of-fold prediction was right: that is the prediction
+    new_lab = np.where(cand.correct, y, 1 - y).astype(np.int8)
+    return cand.corpus_labels.astype(np.int8), new_lab
 
 
 class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
@@ -346,7 +334,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         ev, ev_lab = (llm_score, llm_score_labeled) if llm_score is not None else (s0.astype(np.float64), s_lab.astype(np.float64))
         rng = np.random.default_rng(self.seed)
         self.classes_ = np.array([0, 1])
-        probe = None  # the labeled-row probe's scores, when a stack uses them
+        self._probe_cache = None  # the labeled-row probe and its scores, when a stack uses them
 
         labels = [s0]
         lab_labels = [s_lab]
@@ -435,11 +423,8 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             else:
                 agg, agg_lab = g / scale, g_lab / scale
             if self.relabel == "stack":
-                if self.stack_probe_ and probe is None:
-                    from silr.selection import probe_scores
-
-                    probe = probe_scores(X_labeled, y_lab, X)
-                new, new_lab = _stack_relabel(ev, ev_lab, agg, agg_lab, y_lab, probe if self.stack_probe_ else None)
+                probe = self._probe_inputs(X_labeled, y_lab, X)[:2] if self.stack_probe_ else None
+                new, new_lab = _stack_relabel(ev, ev_lab, agg, agg_lab, y_lab, probe)
             else:
                 new = (agg > 0).astype(np.int8)
                 new_lab = (agg_lab > 0).astype(np.int8)
@@ -488,6 +473,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         self._lab_labels = lab_labels
         self._select(y_lab, X, X_labeled, llm_score, llm_score_labeled)
         self._calibrate(y_lab)
+        self._probe_cache = None  # corpus-sized: not kept on the fitted model
         return self
 
     # ------------------------------------------------------------------------------------------
@@ -572,9 +558,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
                     )
                 extra = {}
                 if self.stack_probe_:
-                    from silr.selection import probe_scores
-
-                    pc, pl = probe_scores(X_lab, y_lab, X)
+                    pc, pl, _ = self._probe_inputs(X_lab, y_lab, X)
                     extra = {"probe_score": pc, "probe_score_lab": pl}
                 cand = stack_candidate(llm_score, llm_score_lab, self.scores_[last], self._lab_scores[last], y_lab,
                                        **extra)
@@ -603,10 +587,19 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         # the classifier used for new inputs: the selected round, or the last round if round 0 won
         self.predict_round_ = self.final_round_ if self.final_round_ > 0 else self.n_rounds_
 
+    def _probe_inputs(self, X_lab, y_lab, X):
+        """The labeled-row probe's (corpus scores, out-of-fold labeled scores, probe), computed once per fit."""
+        if getattr(self, "_probe_cache", None) is None:
+            from silr.selection import probe_scores
+
+            self._probe_cache = probe_scores(X_lab, y_lab, X)
+        return self._probe_cache
+
     def _fit_probe_for_predict(self, X_lab, y_lab) -> None:
         from silr.selection import fit_probe
 
-        self.probe_ = fit_probe(X_lab, y_lab)
+        cached = getattr(self, "_probe_cache", None)
+        self.probe_ = cached[2] if cached is not None else fit_probe(X_lab, y_lab)
 
     def _calibrate(self, y_lab: np.ndarray) -> None:
         """Platt scaling of the classifier's aggregated score on the labeled sample (``predict_proba`` only).

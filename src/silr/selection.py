@@ -152,7 +152,7 @@ def probe_candidate(X_lab, y_lab: np.ndarray, X) -> Candidate:
 def probe_scores(X_lab, y_lab: np.ndarray, X, *, max_folds: int = 10):
     """The probe as a score: its decision value on the corpus (fitted on every labeled row) and, for the
     labeled rows, out-of-fold decision values (each row scored by a probe that never saw it). Returns
-    ``(corpus_scores, labeled_oof_scores)``."""
+    ``(corpus_scores, labeled_oof_scores, probe)`` (the fitted :func:`fit_probe` dict, to apply it later)."""
     from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(y_lab).astype(np.int64)
@@ -164,7 +164,7 @@ def probe_scores(X_lab, y_lab: np.ndarray, X, *, max_folds: int = 10):
         if np.unique(y[tr]).size < 2:
             continue
         oof[te] = LogisticRegression(C=C, max_iter=2000).fit(F_lab[tr], y[tr]).decision_function(F_lab[te])
-    return probe_decision(probe, X), oof
+    return probe_decision(probe, X), oof, probe
 
 
 def stack_candidate(
