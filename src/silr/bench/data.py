@@ -142,14 +142,13 @@ def llm_encoder(task: Task, prompts_dir: str | Path, *, scorer=None, cache_dir: 
     """The ``llm`` backbone of a task: Gemma-3-270M's hidden state under the task's few-shot prompt
     (``prompts_dir/<task>.toml``, 4 shots from the task's shot pool), built exactly as ``annotate_frame``
     builds the prompt (same plan, same leave-itself-out for texts that are shots)."""
-    from silr.annotate.prompts import ShotPlan, load_prompt
+    from silr.annotate.prompts import load_prompt
+    from silr.annotate.run import shot_plan
     from silr.backbones.prompted import PromptedLMEncoder
-    from silr.io import clean_texts
 
     spec = load_prompt(Path(prompts_dir) / f"{task.name}.toml")
-    shots = task.shots.set_index("row")
-    plan = ShotPlan(spec, clean_texts(shots["text"], what="shots", column="text"),
-                    shots["label"].astype(int).tolist(), rows=list(shots.index), shots=4, seed=0)
+    # the labeled frame llm_annotate.py gives annotate_frame: the shot pool indexed by train row
+    plan, _, _ = shot_plan(spec, task.shots.set_index("row")[["text", "label"]], "text", shots=4, seed=0)
     return PromptedLMEncoder(plan, scorer=scorer, progress=False, cache_dir=cache_dir)
 
 
