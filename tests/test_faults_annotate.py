@@ -139,8 +139,11 @@ def test_load_small_bounded_concurrency_every_text_once(tmp_path):
     assert set(srv.scored) == set(texts) and set(srv.scored.values()) == {1}
     n_fail = sum(srv.failed.values())
     assert 150 <= n_fail <= 250 and all(srv.failed[f] > 0 for f in FAULTS), srv.failed
-    assert rec["server_stats"]["retries"] == n_fail
-    assert rec["server_stats"]["requests"] == N + n_fail
+    # every scripted failure is retried; on a loaded machine a slow answer can also hit the client's 0.3 s
+    # time-out and be retried once more (the server then stores nothing for it, so "scored once" still holds)
+    retries = rec["server_stats"]["retries"]
+    assert n_fail <= retries <= n_fail + 20, (retries, n_fail)
+    assert rec["server_stats"]["requests"] == N + retries
     assert srv.max_inflight <= 8, srv.max_inflight
     assert srv.max_inflight >= 2, srv.max_inflight  # requests really overlapped
     print(f"\n2000 texts in {secs:.1f}s, {n_fail} retries, max in flight {srv.max_inflight}")
