@@ -226,10 +226,15 @@ def test_retries_succeed_and_count_requests(server):
 
 
 def test_gives_up_after_max_retries_with_clear_error(server):
-    ann = _ann(server, max_retries=2)
+    ann = _ann(server, max_retries=2, api="completions")
     with pytest.raises(AnnotationError, match=r"failed 3 times.*HTTP 500"):
         list(ann.score(["always500 x"], _prompt()))
     assert server.hits["always500 x"] == 3
+    # with the chat API, the completions endpoint is tried once before giving up (it fails here too)
+    server.hits.clear()
+    with pytest.raises(AnnotationError, match=r"failed 3 times in a row.*completions failed too"):
+        list(_ann(server, max_retries=6).score(["always500 x"], _prompt()))
+    assert server.hits["always500 x"] == 3 + 1
 
 
 def test_concurrency_bound(server):

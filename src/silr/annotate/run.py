@@ -144,8 +144,14 @@ def annotate_frame(
             if missing:
                 todo.append((p, phash, missing))
         total = sum(len(m) for _, _, m in todo)
+        if n_cached and total:
+            log.warning("resuming: %d of %d texts are already scored in the cache (same model and prompt); "
+                        "scoring the other %d", n_cached, n_cached + total, total)
+        elif n_cached:
+            log.info("all %d texts are already scored in the cache (same model and prompt)", n_cached)
+        status = getattr(annotator, "status", None)
         with progress_bar(f"Scoring texts with {getattr(annotator, 'name', None) or model_id}", total,
-                          enabled=progress and total > 0) as advance:
+                          enabled=progress and total > 0, status=status if callable(status) else None) as advance:
             for p, phash, missing in todo:
                 for i, r in annotator.score(missing, p):
                     t = missing[i]

@@ -12,7 +12,12 @@
   None) — it is never guessed.
 * Requests run on ``concurrency`` threads.  Timeouts, connection errors, malformed replies, 429 (honouring
   ``Retry-After``) and 5xx are retried with exponential backoff and jitter; 401/403 (wrong key) and 404
-  (unknown model / wrong URL) stop the run at once with a clear message.
+  (unknown model / wrong URL) stop the run at once with a clear message.  An error that repeats identically
+  (same status, same server text) before any request has succeeded is not retried blindly: with
+  ``api="chat"`` the completions endpoint is tried once (base models have no chat template, and servers such
+  as ``transformers serve`` answer 500 for them) and used from then on with a notice; otherwise the run stops
+  with the endpoint, the server's own error text and the fix.  A model id the server does not know is
+  answered with the ids it offers (``GET /models``); ``model="auto"`` takes the only one.
 * The API key is sent only in the ``Authorization`` header; it is never part of the cache key, the records,
   logs or error messages.
 """
@@ -54,6 +59,18 @@ class _Retryable(Exception):
 
 class _LogprobsRejected(Exception):
     pass
+
+
+class _HTTPError(_Retryable):
+    """A retryable HTTP status (429, 408, 5xx), with the server's own error text."""
+
+    def __init__(self, code: int, detail: str, wait: float | None = None):
+        super().__init__(f"HTTP {code}{detail}", wait)
+        self.code, self.detail = code, detail
+
+
+#: identical errors in a row, before any success, after which an error is taken as deterministic
+REPEATS_BEFORE_GIVING_UP = 3
 
 
 def _env(*names: str) -> str | None:
@@ -147,9 +164,58 @@ class OpenAICompatibleAnnotator:
                                     limits=httpx.Limits(max_connections=self.concurrency,
                                                         max_keepalive_connections=self.concurrency))
         self._lock = threading.Lock()
-        self.stats = {"requests": 0, "retries": 0, "logprob_scores": 0, "answer_scores": 0, "abstained": 0,
-                      "truncated": 0}
+        self.stats = {"requests": 0, "retries": 0, "timeouts": 0, "logprob_scores": 0, "answer_scores": 0,
+                      "abstained": 0, "truncated": 0}
         self.n_truncated = 0
+        self._n_ok = 0  # successful replies so far
+        self._repeat: tuple[str, int] = ("", 0)  # (last error signature, times in a row)
+        self._api_switched = False
+        self._kind_noticed = False
+        self.notices: list[str] = []  # one-line notices said during the run (also logged)
+        if model == "auto":
+            self.model = self._auto_model()
+            self.model_id = f"openai:{self.model}@{self.public_base_url}"
+            self._notice(f"--model openai:auto: the server offers one model, {self.model!r}; using it")
+
+    # ------------------------------------------------------------------ notices and model ids
+    def _notice(self, msg: str) -> None:
+        self.notices.append(msg)
+        log.warning("%s", msg)
+
+    def served_models(self) -> list[str] | None:
+        """The model ids the server lists at ``GET /models`` (None when it cannot say)."""
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        try:
+            r = self._client.get(self.base_url + "/models", headers=headers)
+            data = r.json() if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            return None
+        return [str(d["id"]) for d in items if isinstance(d, dict) and d.get("id") is not None]
+
+    def _auto_model(self) -> str:
+        ids = self.served_models()
+        if ids is None:
+            raise AnnotationError(f"--model openai:auto: server {self.public_base_url} did not list its models at "
+                                  f"{self.public_base_url}/models; pass the model id with --model openai:ID")
+        if len(ids) != 1:
+            listed = ", ".join(repr(i) for i in ids) or "none"
+            raise AnnotationError(f"--model openai:auto needs a server with exactly one model; "
+                                  f"{self.public_base_url} offers {listed}: pass one with --model openai:ID")
+        return ids[0]
+
+    def _unknown_model(self, code: int, detail: str) -> _Fatal:
+        ids = self.served_models()
+        offered = ""
+        if ids:
+            offered = ("; the server offers " + ", ".join(repr(i) for i in ids[:10])
+                       + (f" (and {len(ids) - 10} more)" if len(ids) > 10 else "")
+                       + (": use --model openai:" + ids[0] + (" or --model openai:auto" if len(ids) == 1 else "")))
+        return _Fatal(f"model '{self.model}' unknown to server {self.public_base_url} (HTTP {code}){detail}{offered}"
+                      "; check --model (the id as the server's /v1/models lists it), and that --base-url ends "
+                      "with /v1")
 
     # ------------------------------------------------------------------ identity
     @property
@@ -207,17 +273,21 @@ class OpenAICompatibleAnnotator:
             raise _Fatal(f"server {self.public_base_url} refused the request (HTTP {code}): wrong or missing API key"
                          f" (set --api-key or SILR_OPENAI_API_KEY){detail}")
         if code == 404:
-            raise _Fatal(f"model '{self.model}' unknown to server {self.public_base_url} (HTTP 404){detail}; check "
-                         "--model, and that --base-url ends with /v1")
+            raise self._unknown_model(code, detail)
         if code == 429 or code >= 500 or code == 408:
-            raise _Retryable(f"HTTP {code}{detail}", _parse_retry_after(r.headers.get("Retry-After")))
+            raise _HTTPError(code, detail, _parse_retry_after(r.headers.get("Retry-After")))
+        if code in (400, 422) and ("model" in detail.lower() or "pinned" in detail.lower()):
+            ids = self.served_models()
+            if ids is not None and self.model not in ids:
+                raise self._unknown_model(code, detail)
         if code in (400, 422) and ("logprobs" in body or "top_logprobs" in body):
             raise _LogprobsRejected(detail)
-        raise _Fatal(f"server {self.public_base_url} answered HTTP {code}{detail}")
+        raise _Fatal(f"server {self.public_base_url} answered HTTP {code} at {self.public_base_url}{path}{detail}")
 
     def _error_detail(self, r: httpx.Response) -> str:
         try:
-            msg = r.json().get("error", {})
+            data = r.json()
+            msg = data.get("error") or data.get("detail") or data.get("message") or ""  # OpenAI / FastAPI / other
             msg = msg.get("message", "") if isinstance(msg, dict) else str(msg)
         except Exception:
             msg = r.text[:200]
@@ -231,12 +301,23 @@ class OpenAICompatibleAnnotator:
             with self._lock:
                 self.stats["requests"] += 1
             try:
-                return self._post(path, body)
+                data = self._post(path, body)
+                with self._lock:
+                    self._n_ok += 1
+                    self._repeat = ("", 0)
+                return data
             except _LogprobsRejected as e:
-                log.warning("server rejected the logprobs request%s; parsing plain answers instead", e)
+                if self.use_logprobs:
+                    self._notice(f"server {self.public_base_url} rejected the logprobs request{e}; parsing plain "
+                                 "answers instead (scores become +1/-1)")
                 self.use_logprobs = False
                 continue
             except _Retryable as e:
+                if isinstance(e, _HTTPError):
+                    self._check_repeated(e, path, prompt_text, positive, negative)
+                elif e.why.startswith("timeout"):
+                    with self._lock:
+                        self.stats["timeouts"] += 1
                 attempt += 1
                 if attempt > self.max_retries:
                     raise AnnotationError(
@@ -251,6 +332,48 @@ class OpenAICompatibleAnnotator:
                     self.stats["retries"] += 1
                 log.info("retrying in %.2f s (%s)", delay, e.why)
                 time.sleep(delay)
+
+    def _check_repeated(self, e: _HTTPError, path: str, prompt_text: str, positive: str, negative: str) -> None:
+        """Stop (or switch API) when an HTTP error repeats identically before any request has succeeded."""
+        if e.code == 429:
+            return  # rate limits are retried as the server asks
+        with self._lock:
+            sig = f"{path}|{e.code}|{e.detail}"
+            n = self._repeat[1] + 1 if self._repeat[0] == sig else 1
+            self._repeat = (sig, n)
+            deterministic = self._n_ok == 0 and n >= REPEATS_BEFORE_GIVING_UP
+            if not deterministic:
+                return
+            if self.api == "chat" and not self._api_switched:
+                self._api_switched = True
+                try_switch = True
+            else:
+                try_switch = False
+        endpoint = f"{self.public_base_url}{path}"
+        if try_switch:
+            self.api = "completions"
+            cpath, cbody = self._payload(prompt_text, positive, negative, self.use_logprobs)
+            try:
+                self._post(cpath, cbody)
+            except AnnotationError:
+                raise
+            except Exception as e2:  # the completions endpoint fails too: report both
+                self.api = "chat"
+                raise _Fatal(
+                    f"server {self.public_base_url} failed {n} times in a row with the same error at {endpoint} "
+                    f"({e.why}), and {self.public_base_url}{cpath} failed too ({e2}); no request has succeeded, "
+                    "so this is not a passing fault: check the server's own log") from None
+            self._notice(
+                f"{endpoint} failed {n} times in a row with the same error ({e.why}) and {self.public_base_url}{cpath} "
+                "works: switched to --api completions (a base model without a chat template cannot serve chat "
+                "requests; pass --api completions to skip this check)")
+            with self._lock:
+                self._repeat = ("", 0)
+            return
+        hint = ("; the server cannot apply a chat template to this model: use --api completions"
+                if "chat" in path and "template" in e.detail.lower() else "; see the server's own log")
+        raise _Fatal(f"server {self.public_base_url} failed {n} times in a row with the same error at {endpoint}: "
+                     f"{e.why}; no request has succeeded, so this is not a passing fault{hint}")
 
     # ------------------------------------------------------------------ parsing
     def _positions(self, choice: dict) -> list[tuple[str, list[tuple[str, float]]]]:
@@ -312,7 +435,23 @@ class OpenAICompatibleAnnotator:
             kind = "answer_scores"
         with self._lock:
             self.stats["abstained" if s is None else kind] += 1
+            first = s is not None and not self._kind_noticed
+            if first:
+                self._kind_noticed = True
+        if first:
+            self._notice(
+                f"scores from {self.public_base_url}: log-probabilities of the label words (graded; the threshold "
+                "can be tuned)" if kind == "logprob_scores" else
+                f"scores from {self.public_base_url}: parsed answers (+1/-1), the server returned no "
+                "log-probabilities" + (" (logprobs were requested)" if self.use_logprobs else "")
+                + ": the threshold has nothing to tune and the LLM's score carries no confidence; servers that "
+                "return log-probabilities (vLLM, llama.cpp server, OpenAI) give graded scores")
         return ScoreResult(s, s is None, truncated)
+
+    def status(self) -> str:
+        """One line for progress reports: retries and time-outs so far."""
+        st = self.stats
+        return f"{st['retries']} retries, {st['timeouts']} time-outs so far"
 
     # ------------------------------------------------------------------ batch
     def score(self, texts: Sequence[str], prompt: Any) -> Iterator[tuple[int, ScoreResult]]:
