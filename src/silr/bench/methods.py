@@ -1,40 +1,28 @@
-"""The methods the benchmark compares, all on the same features of one task.
+"""The methods the benchmark compares, all on the same inputs of one task: one registry, :data:`REGISTRY`.
 
-Every method gets the corpus features ``Xc``, the corpus pseudo-labels ``s``, the indices of the 50 labeled
-corpus rows (whose gold labels it may read) and returns predictions on the corpus and on the test split.
-Only :func:`run_silr` with ``oracle=True`` and the clean ceiling read the corpus gold beyond the 50 rows
-(reference methods, marked as such in the tables).
+Every method gets the corpus features ``Xc`` and test features ``Xt``, the corpus pseudo-labels ``s``, the
+indices of the labeled corpus rows (the only gold it may read, except the reference methods), and the
+LLM's *evidence* on every corpus and test row: the LLM's real-valued score in the real-LLM track, the
+pseudo-label itself in the controlled-noise track. On the test split every method reads the same inputs
+(features + evidence): the baselines get the evidence as one more, standardised, feature column; the silr
+methods read it through the refiner's stack (``llm_score``) and are all scored the same way.
+
+Adding a method is one entry in :data:`REGISTRY` (a :class:`MethodSpec`: label, runner, reference flag).
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 import warnings
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["MethodResult", "METHODS", "REFERENCE_METHODS", "DEFAULT_SILR", "run_method", "oracle_prior_fn",
-           "logreg"]
-
-#: Parameters of the silr method as benchmarked (the refiner's defaults unless the bench overrides them).
-DEFAULT_SILR: dict = {}
-
-METHODS = (
-    "llm",  # the pseudo-labels as they are
-    "silr",  # SelfIterativeRefiner, 50-label priors
-    "silr_combined",  # silr's calibrated classifier combined with the pseudo-label (noisy-channel posterior)
-    "silr_oracle",  # same with oracle priors (reference)
-    "uu",  # plain UU risk every round, same loop
-    "pn",  # PN on the pseudo-labels, unweighted, one round
-    "lr_balanced",  # class-balanced logistic regression on the pseudo-labels
-    "cleanlab",  # CleanLearning(LogisticRegression) on the pseudo-labels
-    "self_training",  # SelfTrainingClassifier(LogisticRegression) from the 50 labels
-    "lr_50",  # logistic regression on the 50 labels alone
-    "ceiling",  # logistic regression on all gold corpus labels (reference)
-)
-REFERENCE_METHODS = ("silr_oracle", "ceiling")
+__all__ = ["MethodResult", "MethodSpec", "REGISTRY", "METHODS", "REFERENCE_METHODS", "SILR_FAMILY", "run_method",
+           "Inputs", "oracle_prior_fn", "logreg", "logreg_small", "with_evidence", "fit_refiner"]
 
 
 @dataclass
@@ -48,10 +36,42 @@ class MethodResult:
     seconds: float = 0.0
 
 
+@dataclass
+class Inputs:
+    """What one run gives every method. ``ev``/``ev_test``: the LLM's evidence on the corpus / test rows;
+    ``llm_scores``: True when the evidence is a real-valued LLM score (real-LLM track), False when it is the
+    pseudo-label (controlled-noise track)."""
+
+    Xc: object
+    Xt: object
+    s: np.ndarray
+    s_test: np.ndarray  # the LLM's labels of the test rows (its score cut at the same threshold)
+    lab: np.ndarray
+    y_corpus: np.ndarray  # read only at ``lab`` (and by the reference methods)
+    y_test: np.ndarray  # never read by a method (scoring happens in the runner)
+    ev: np.ndarray
+    ev_test: np.ndarray
+    llm_scores: bool
+    seed: int
+    silr_params: dict
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    label: str  # column header in RESULTS.md
+    run: Callable[[Inputs], MethodResult]
+    reference: bool = False  # reads gold beyond the labeled rows (not a contender)
+    silr: bool = False  # a configuration of the refiner (reports what it handed back)
+    reads_evidence: bool = True  # uses the test rows' evidence (False: given it, but reads features only)
+    description: str = ""
+
+
+# ----------------------------------------------------------------------------------------------------------
 def logreg(X, *, class_weight=None, C: float = 1.0, seed: int = 0):
-    """The logistic regression every sklearn baseline uses: scikit-learn's defaults (L2, C=1, lbfgs) on the
-    features as they are (unit-norm sentence embeddings or TF-IDF rows): the practitioner's first try. The same
-    model on all gold labels is the clean ceiling."""
+    """The logistic regression the sklearn baselines use: scikit-learn's defaults (L2, C=1, lbfgs) on the
+    features as they are (plus the standardised evidence column). The same model on all gold labels is the
+    clean ceiling."""
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(C=C, class_weight=class_weight, max_iter=3000, random_state=seed)
@@ -59,7 +79,8 @@ def logreg(X, *, class_weight=None, C: float = 1.0, seed: int = 0):
 
 def logreg_small(X, *, seed: int = 0):
     """Logistic regression for the 50-label baselines: standardised dense features, C=1 (scikit-learn's
-    defaults on raw unit-norm embeddings predict one class from 50 rows), or raw TF-IDF with C=10."""
+    defaults on raw unit-norm embeddings predict one class from 50 rows), or raw sparse features with C=10
+    (the refiner's probe uses the same settings)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -67,6 +88,16 @@ def logreg_small(X, *, seed: int = 0):
     if sp.issparse(X):
         return LogisticRegression(C=10.0, max_iter=3000, random_state=seed)
     return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=3000, random_state=seed))
+
+
+def with_evidence(X, ev: np.ndarray, ref: np.ndarray):
+    """``X`` with the evidence appended as one column, standardised by the corpus evidence ``ref`` (label-free)."""
+    ref = np.asarray(ref, dtype=np.float64)
+    sd = ref.std()
+    col = ((np.asarray(ev, dtype=np.float64) - ref.mean()) / (sd if sd > 0 else 1.0))[:, None]
+    if sp.issparse(X):
+        return sp.hstack([X, sp.csr_matrix(col)], format="csr")
+    return np.hstack([np.asarray(X, dtype=np.float64), col])
 
 
 def oracle_prior_fn(y_corpus: np.ndarray):
@@ -90,7 +121,7 @@ def oracle_prior_fn(y_corpus: np.ndarray):
 
 
 def _silr_round_predictions(model, Xt) -> list[np.ndarray]:
-    """Test-split labels after each kept round (same aggregation as the refiner's corpus labels)."""
+    """Test-split labels of the refined classifier after each kept round (the per-round curves only)."""
     outs, z = [], None
     for j, (lr, sc) in enumerate(zip(model.learners_, model.scales_), start=1):
         g = np.asarray(lr.decision_function(Xt), dtype=np.float64) / sc
@@ -102,39 +133,54 @@ def _silr_round_predictions(model, Xt) -> list[np.ndarray]:
     return outs
 
 
-def combine_with_pseudo(p_y: np.ndarray, s: np.ndarray, y_lab: np.ndarray, s_lab: np.ndarray) -> np.ndarray:
-    """Posterior ``P(y=1 | x, s)`` from the classifier's calibrated ``P(y=1 | x)`` and the pseudo-label ``s``,
-    treating ``s`` as a noisy channel with true/false-positive rates read off the labeled rows (Jeffreys)."""
-    y_lab, s_lab = np.asarray(y_lab), np.asarray(s_lab)
-    tpr = (np.sum(s_lab[y_lab == 1]) + 0.5) / (np.sum(y_lab == 1) + 1.0)
-    fpr = (np.sum(s_lab[y_lab == 0]) + 0.5) / (np.sum(y_lab == 0) + 1.0)
-    p = np.clip(np.asarray(p_y, dtype=np.float64), 1e-6, 1 - 1e-6)
-    l1 = np.where(s == 1, tpr, 1 - tpr)
-    l0 = np.where(s == 1, fpr, 1 - fpr)
-    return p * l1 / (p * l1 + (1 - p) * l0)
+def fit_refiner(model, Xc, s, lab, y_lab, *, llm_score=None, prior_fn=None):
+    """Fit a ``SelfIterativeRefiner`` on the corpus with the labeled rows ``lab`` (gold ``y_lab``), through
+    whichever ``fit`` signature the engine has (``fit(X, y, *, y_gold, llm_score)`` or the older keyword form)."""
+    params = inspect.signature(model.fit).parameters
+    kw = {} if prior_fn is None else {"prior_fn": prior_fn}
+    if "y_gold" in params:
+        y_gold = np.full(s.size, -1, dtype=np.int64)
+        y_gold[lab] = y_lab
+        return model.fit(Xc, s, y_gold=y_gold, llm_score=llm_score, **kw)
+    if llm_score is not None:
+        kw.update(llm_score=llm_score, llm_score_labeled=llm_score[lab])
+    return model.fit(Xc, s, X_labeled=Xc[lab], y_labeled=y_lab, pseudo_labeled=s[lab], **kw)
 
 
-def run_silr(Xc, Xt, s, lab, y_corpus, y_test, *, params: dict, seed: int, oracle: bool = False,
-             s_test: np.ndarray | None = None, llm_scores: tuple | None = None) -> MethodResult:
-    """The refiner on the corpus; ``llm_scores = (corpus, test)`` are the LLM's real-valued scores (LLM track):
-    the refiner gets the corpus scores as its LLM evidence and the handed-back stack reads the test scores."""
-    from silr.refine import RefinementError, SelfIterativeRefiner
+def _source(model) -> str:
+    src = getattr(model, "final_source_", "refined")
+    return str(getattr(src, "value", src))
 
-    p = {**DEFAULT_SILR, **params}
-    model = SelfIterativeRefiner(seed=seed, **p)
+
+def run_silr(inp: Inputs, *, params: dict | None = None, oracle: bool = False) -> MethodResult:
+    """The refiner on the corpus. Real-LLM track: it reads the corpus LLM scores (its stack's input) and the
+    handed-back model is scored with the test rows' scores; noise track: the stack reads the pseudo-labels and
+    the handed-back model is scored with the test rows' pseudo-labels. Every silr configuration is scored so."""
+    from silr import refine
+
+    p = {**inp.silr_params, **(params or {})}
+    # head settings in p ("epochs") become the refiner's learner (engines before the learner object took
+    # them as the refiner's own parameters)
+    make = getattr(refine, "refiner_from_params", refine.SelfIterativeRefiner)
+    model = make(seed=inp.seed, **p)
+    RefinementError = refine.RefinementError
+    y_corpus, y_test = inp.y_corpus, inp.y_test
     prior_fn = oracle_prior_fn(y_corpus) if oracle else None
-    Xl = Xc[lab]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            kw = {}
-            if llm_scores is not None:
-                kw = {"llm_score": llm_scores[0], "llm_score_labeled": llm_scores[0][lab]}
-            model.fit(Xc, s, X_labeled=Xl, y_labeled=y_corpus[lab], pseudo_labeled=s[lab], prior_fn=prior_fn, **kw)
-    except RefinementError as e:
-        # the refiner refuses to start: the product hands back the pseudo-labels unchanged
-        return MethodResult("", s.copy(), None, error=f"refused: {e}", info={"refused": True})
-    test_by_round = _silr_round_predictions(model, Xt)
+            fit_refiner(model, inp.Xc, inp.s, inp.lab, y_corpus[inp.lab], prior_fn=prior_fn,
+                        llm_score=inp.ev if inp.llm_scores else None)
+    except RefinementError as e:  # the refiner refuses to start: the LLM's labels are handed back
+        return MethodResult("", inp.s.copy(), np.asarray(inp.s_test).astype(np.int8),
+                            info={"refused": str(e), "final_source": "llm"})
+    source = _source(model)
+    if source == "llm":
+        # the LLM's own labels are handed back, on new inputs too
+        test_pred = np.asarray(inp.s_test).astype(np.int8)
+    else:
+        test_pred = np.asarray(model.predict(inp.Xt, llm_score=np.asarray(inp.ev_test, dtype=np.float64))).astype(np.int8)
+    test_by_round = _silr_round_predictions(model, inp.Xt)
     rounds = []
     for r in range(model.n_rounds_ + 1):
         rec = {"round": r, "corpus_acc": float(np.mean(model.labels_[r] == y_corpus))}
@@ -143,101 +189,122 @@ def run_silr(Xc, Xt, s, lab, y_corpus, y_test, *, params: dict, seed: int, oracl
         pr = model.priors_[r]
         rec.update({"est_accuracy": pr.accuracy, "pi": pr.pi, "theta_p": pr.theta_p, "theta_n": pr.theta_n})
         s_r = model.labels_[r]
-        y = y_corpus
-        rec["true_theta_p"] = float(y[s_r == 1].mean()) if (s_r == 1).any() else None
-        rec["true_theta_n"] = float(y[s_r == 0].mean()) if (s_r == 0).any() else None
-        rec["true_pi"] = float(y.mean())
+        rec["true_theta_p"] = float(y_corpus[s_r == 1].mean()) if (s_r == 1).any() else None
+        rec["true_theta_n"] = float(y_corpus[s_r == 0].mean()) if (s_r == 0).any() else None
         if r >= 1:
             rr = model.rounds_[r]
             rec["best_epoch"] = rr.get("best_epoch")
             rec["n_changed"] = rr.get("n_changed")
         rounds.append(rec)
-    rejected = [r for r in model.rounds_ if r.get("rejected")]
+    stop = getattr(model, "stop_reason_", None)
     info = {"final_round": int(model.final_round_), "predict_round": int(model.predict_round_),
-            "n_rounds": int(model.n_rounds_), "stop_reason": model.stop_reason_,
-            "selection": model.selection_reason_, "rejected_rounds": len(rejected)}
-    test_pred = None
-    source = getattr(model, "final_source_", "refined")
-    if source == "llm" and s_test is not None:
-        test_pred = np.asarray(s_test).copy()  # the LLM's own labels are handed back, on new inputs too
-    elif model.predict_round_ > 0 or source == "probe":
-        try:  # the handed-back model on new inputs: refined classifier, probe, or stack (needs the
-            # new inputs' LLM evidence, here their pseudo-labels)
-            evidence = None
-            if source == "stack":
-                if llm_scores is not None:
-                    evidence = np.asarray(llm_scores[1])
-                elif s_test is not None:
-                    evidence = np.asarray(s_test)
-            test_pred = model.predict(Xt, llm_score=evidence)
-        except Exception:  # no classifier kept: the pseudo-labels stand (filled in by the runner)
-            test_pred = None
-    info["final_source"] = source
-    info["stack_input"] = getattr(model, "stack_input_", None)
-    res = MethodResult("", model.transduction_.copy(), test_pred, rounds=rounds, info=info)
-    if model.predict_round_ > 0 and source != "probe":
-        # the refined classifier's calibrated probability combined with the pseudo-label as evidence
-        y_lab, s_lab = y_corpus[lab], s[lab]
-        pc = combine_with_pseudo(model.predict_proba(Xc)[:, 1], s, y_lab, s_lab)
-        res.info["combined"] = {"corpus_pred": (pc > 0.5).astype(np.int8)}
-        if s_test is not None:
-            pt = combine_with_pseudo(model.predict_proba(Xt)[:, 1], np.asarray(s_test), y_lab, s_lab)
-            res.info["combined"]["test_pred"] = (pt > 0.5).astype(np.int8)
-    return res
+            "n_rounds": int(model.n_rounds_), "stop_reason": str(getattr(stop, "value", stop)),
+            "selection": getattr(model, "selection_reason_", None),
+            "rejected_rounds": sum(bool(r.get("rejected")) for r in model.rounds_),
+            "final_source": source, "stack_input": getattr(model, "stack_input_", None)}
+    return MethodResult("", np.asarray(model.transduction_).copy(), test_pred, rounds=rounds, info=info)
 
 
-def run_method(name: str, Xc, Xt, s, s_test, lab, y_corpus, y_test, *, seed: int, silr_params: dict | None = None,
-               llm_scores: tuple | None = None) -> MethodResult:
-    """Run one method; never raises for a method failure (the error is recorded). ``llm_scores``: the LLM's
-    (corpus, test) scores when the pseudo-labels come from a real LLM (the silr methods use them)."""
+# ----------------------------------------------------------------------------------------------------------
+def _pseudo(inp: Inputs) -> MethodResult:
+    return MethodResult("", inp.s.copy(), np.asarray(inp.s_test).astype(np.int8))
+
+
+def _sk(fit_predict):
+    """A scikit-learn baseline on (features + standardised evidence column)."""
+
+    def run(inp: Inputs) -> MethodResult:
+        Fc, Ft = with_evidence(inp.Xc, inp.ev, inp.ev), with_evidence(inp.Xt, inp.ev_test, inp.ev)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pc, pt, info = fit_predict(inp, Fc, Ft)
+        return MethodResult("", np.asarray(pc), np.asarray(pt), info=info or {})
+
+    return run
+
+
+def _lr_balanced(inp, Fc, Ft):
+    m = logreg(Fc, class_weight="balanced", seed=inp.seed).fit(Fc, inp.s)
+    return m.predict(Fc), m.predict(Ft), None
+
+
+def _cleanlab(inp, Fc, Ft):
+    from cleanlab.classification import CleanLearning
+
+    m = CleanLearning(logreg(Fc, seed=inp.seed), seed=inp.seed, verbose=False).fit(Fc, inp.s)
+    return m.predict(Fc), m.predict(Ft), {"issues": int(m.label_issues_df["is_label_issue"].sum())}
+
+
+def _self_training(inp, Fc, Ft):
+    from sklearn.semi_supervised import SelfTrainingClassifier
+
+    y_semi = np.full(inp.s.size, -1, dtype=np.int64)
+    y_semi[inp.lab] = inp.y_corpus[inp.lab]
+    m = SelfTrainingClassifier(logreg_small(Fc, seed=inp.seed)).fit(Fc, y_semi)
+    return m.predict(Fc), m.predict(Ft), None
+
+
+def _lr_50(inp, Fc, Ft):
+    m = logreg_small(Fc, seed=inp.seed).fit(Fc[inp.lab], inp.y_corpus[inp.lab])
+    return m.predict(Fc), m.predict(Ft), None
+
+
+def _lr_50_features(inp: Inputs) -> MethodResult:
+    """LR on the 50 labels, features only: the same model as the refiner's probe (what silr hands back when
+    it hands back the probe)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = logreg_small(inp.Xc, seed=inp.seed).fit(inp.Xc[inp.lab], inp.y_corpus[inp.lab])
+    return MethodResult("", m.predict(inp.Xc), m.predict(inp.Xt))
+
+
+def _ceiling(inp, Fc, Ft):
+    m = logreg(Fc, seed=inp.seed).fit(Fc, inp.y_corpus)
+    return m.predict(Fc), m.predict(Ft), None
+
+
+REGISTRY: dict[str, MethodSpec] = {
+    spec.name: spec
+    for spec in (
+        MethodSpec("llm", "pseudo-labels", _pseudo, description="the LLM's labels as they are"),
+        MethodSpec("silr", "silr", lambda i: run_silr(i), silr=True,
+                   description="SelfIterativeRefiner, priors from the 50 labeled rows"),
+        MethodSpec("silr_oracle", "silr oracle priors*", lambda i: run_silr(i, oracle=True), reference=True,
+                   silr=True, description="the same with priors read off the corpus gold (reference)"),
+        MethodSpec("uu", "plain UU", lambda i: run_silr(i, params={"risk": "uu", "later_risk": "uu"}), silr=True,
+                   description="the refiner with the plain UU risk every round"),
+        MethodSpec("pn", "PN on pseudo", lambda i: run_silr(i, params={"risk": "pn", "later_risk": "pn", "rounds": 1,
+                                                                       "selection": "last"}), silr=True,
+                   reads_evidence=False, description="the refiner's head, unweighted PN risk on the pseudo-labels, one round"),
+        MethodSpec("lr_balanced", "balanced LR", _sk(_lr_balanced),
+                   description="class-balanced logistic regression on the pseudo-labels"),
+        MethodSpec("cleanlab", "cleanlab", _sk(_cleanlab),
+                   description="CleanLearning(LogisticRegression) on the pseudo-labels"),
+        MethodSpec("self_training", "self-training (50)", _sk(_self_training),
+                   description="SelfTrainingClassifier(LogisticRegression) from the 50 labels"),
+        MethodSpec("lr_50", "LR on 50 labels", _sk(_lr_50),
+                   description="logistic regression on the 50 labeled rows (features + evidence)"),
+        MethodSpec("lr_50_features", "LR on 50 labels, features only (= silr's probe)", _lr_50_features,
+                   reads_evidence=False, description="logistic regression on the 50 labeled rows, features only: silr's probe"),
+        MethodSpec("ceiling", "clean ceiling*", _sk(_ceiling), reference=True,
+                   description="logistic regression on every gold corpus label (reference)"),
+    )
+}
+
+METHODS: tuple[str, ...] = tuple(REGISTRY)
+REFERENCE_METHODS: tuple[str, ...] = tuple(k for k, v in REGISTRY.items() if v.reference)
+SILR_FAMILY: tuple[str, ...] = tuple(k for k, v in REGISTRY.items() if v.silr)
+
+
+def run_method(name: str, inp: Inputs) -> MethodResult:
+    """Run one method; never raises for a method failure (the error is recorded)."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(REGISTRY)}")
     t0 = time.perf_counter()
-    silr_params = silr_params or {}
     try:
-        res = _run(name, Xc, Xt, s, s_test, lab, y_corpus, y_test, seed=seed, silr_params=silr_params,
-                   llm_scores=llm_scores)
-    except Exception as e:  # a baseline crashing must not stop the suite
+        res = REGISTRY[name].run(inp)
+    except Exception as e:  # a method crashing must not stop the suite
         res = MethodResult(name, None, None, error=f"{type(e).__name__}: {e}")
     res.method = name
     res.seconds = time.perf_counter() - t0
     return res
-
-
-def _run(name, Xc, Xt, s, s_test, lab, y_corpus, y_test, *, seed, silr_params, llm_scores=None) -> MethodResult:
-    s = np.asarray(s).astype(np.int8)
-    if name == "llm":
-        return MethodResult(name, s.copy(), None if s_test is None else np.asarray(s_test))
-    if name == "silr":
-        return run_silr(Xc, Xt, s, lab, y_corpus, y_test, params=silr_params, seed=seed, s_test=s_test, llm_scores=llm_scores)
-    if name == "silr_oracle":
-        return run_silr(Xc, Xt, s, lab, y_corpus, y_test, params=silr_params, seed=seed, oracle=True, llm_scores=llm_scores)
-    if name == "uu":
-        p = {**silr_params, "risk": "uu", "later_risk": "uu"}
-        return run_silr(Xc, Xt, s, lab, y_corpus, y_test, params=p, seed=seed, llm_scores=llm_scores)
-    if name == "pn":
-        p = {**silr_params, "risk": "pn", "later_risk": "pn", "rounds": 1, "selection": "last"}
-        return run_silr(Xc, Xt, s, lab, y_corpus, y_test, params=p, seed=seed, llm_scores=llm_scores)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if name == "lr_balanced":
-            m = logreg(Xc, class_weight="balanced", seed=seed).fit(Xc, s)
-            return MethodResult(name, m.predict(Xc), m.predict(Xt))
-        if name == "cleanlab":
-            from cleanlab.classification import CleanLearning
-
-            m = CleanLearning(logreg(Xc, seed=seed), seed=seed, verbose=False).fit(Xc, s)
-            return MethodResult(name, np.asarray(m.predict(Xc)), np.asarray(m.predict(Xt)),
-                                info={"issues": int(m.label_issues_df["is_label_issue"].sum())})
-        if name == "self_training":
-            from sklearn.semi_supervised import SelfTrainingClassifier
-
-            y_semi = np.full(s.size, -1, dtype=np.int64)
-            y_semi[lab] = y_corpus[lab]
-            m = SelfTrainingClassifier(logreg_small(Xc, seed=seed)).fit(Xc, y_semi)
-            return MethodResult(name, m.predict(Xc), m.predict(Xt))
-        if name == "lr_50":
-            m = logreg_small(Xc, seed=seed).fit(Xc[lab], y_corpus[lab])
-            return MethodResult(name, m.predict(Xc), m.predict(Xt))
-        if name == "ceiling":
-            m = logreg(Xc, seed=seed).fit(Xc, y_corpus)
-            return MethodResult(name, m.predict(Xc), m.predict(Xt))
-    raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")

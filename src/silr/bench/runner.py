@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
+import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from silr.bench.data import Task, load_task, task_features
-from silr.bench.methods import METHODS, run_method
+from silr.bench.groups import group_of
+from silr.bench.methods import METHODS, Inputs, run_method
 from silr.bench.noise import NoiseSpec, make_noise, text_hardness
 
 __all__ = ["RunConfig", "run_suite", "sample_labeled", "llm_pseudo_labels", "load_llm_scores", "run_one"]
@@ -51,15 +53,12 @@ class RunConfig:
     prompts_dir: Path | None = None
 
 
-def sample_labeled(y: np.ndarray, s: np.ndarray | None, n: int, seed: int) -> np.ndarray:
-    """``n`` random corpus rows for the labeled budget; redrawn (next sub-seed) until both gold classes and, when
-    given, both pseudo-label values occur (the priors need them). Sorted indices."""
-    for k in range(100):
-        rng = np.random.default_rng([seed, k])
-        idx = np.sort(rng.choice(y.size, size=min(n, y.size), replace=False))
-        if np.unique(y[idx]).size == 2 and (s is None or np.unique(s[idx]).size == 2):
-            return idx
-    return idx
+def sample_labeled(n_rows: int, n: int, seed: int) -> np.ndarray:
+    """The labeled budget: ``n`` corpus rows drawn uniformly once per seed (sorted indices). No redraw: a redraw
+    conditioned on the drawn rows' gold labels or pseudo-labels would read gold beyond the budget. A draw that
+    misses a class is run as it is (the methods that cannot cope record an error)."""
+    rng = np.random.default_rng([seed, 0])
+    return np.sort(rng.choice(n_rows, size=min(n, n_rows), replace=False))
 
 
 def load_llm_scores(name: str, scores_dir: Path) -> pd.DataFrame | None:
@@ -96,55 +95,67 @@ def _acc(pred, y) -> float | None:
     return None if pred is None else float(np.mean(np.asarray(pred) == np.asarray(y)))
 
 
+def engine_version() -> dict:
+    """The engine the run imported: the git commit of the ``silr`` package's source tree and whether that tree
+    differs from the commit (``dirty``). A snapshot made with ``git archive`` carries the commit in an
+    ``ENGINE_COMMIT`` file next to the package."""
+    import subprocess
+
+    import silr
+
+    pkg = Path(silr.__file__).resolve().parent
+    marker = pkg.parent / "ENGINE_COMMIT"
+    if marker.is_file():
+        return {"commit": marker.read_text().strip(), "dirty": False, "source": "git archive snapshot"}
+    try:
+        commit = subprocess.run(["git", "-C", str(pkg), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(pkg), "status", "--porcelain", "--", "."], capture_output=True,
+                               text=True, check=True).stdout.strip()
+        return {"commit": commit, "dirty": bool(dirty), "source": "working tree"}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None, "source": "unknown"}
+
+
 def run_one(task: Task, Xc, Xt, s, s_test, *, seed: int, cfg: RunConfig, setting: str, track: str,
-            backbone: str, extra: dict | None = None, previous: dict | None = None) -> dict:
+            backbone: str, scores: tuple | None = None, previous: dict | None = None) -> dict:
+    """One (data set, setting, seed): every method in ``cfg.methods`` on the same inputs.
+
+    Real-LLM track (``scores = (corpus, test)``): the 50 labeled rows are drawn once; the LLM threshold is
+    fitted on those 50 rows and the refinement uses the same 50 (no second draw). The evidence every method
+    reads on the test split is the LLM's score; in the noise track it is the pseudo-label."""
     y, yt = task.corpus["label"].to_numpy(), task.test["label"].to_numpy()
-    # LLM track: the threshold is fitted on a plain draw of 50 rows (the pseudo-labels do not exist yet); the
-    # draw is redone (next sub-seed) only if those rows then miss a pseudo-label value
-    lab = sample_labeled(y, None if track == "llm" else s, cfg.n_labeled, seed)
-    llm_scores = None
-    if track == "llm" and extra is not None and "scores" in extra:
-        s, s_test, thr = llm_pseudo_labels(extra["scores"][0], extra["scores"][1], lab, y[lab])
-        med = np.nanmedian(extra["scores"][0])
-        llm_scores = tuple(np.nan_to_num(np.asarray(a, dtype=np.float64), nan=med) for a in extra["scores"])
+    lab = sample_labeled(y.size, cfg.n_labeled, seed)
+    extra: dict = {}
+    if track == "llm":
+        s, s_test, thr = llm_pseudo_labels(scores[0], scores[1], lab, y[lab])
+        med = np.nanmedian(scores[0])
+        ev, ev_test = (np.nan_to_num(np.asarray(a, dtype=np.float64), nan=med) for a in scores)
         extra = {"threshold": thr}
-        lab = sample_labeled(y, s, cfg.n_labeled, seed)
-        if not np.array_equal(lab, sample_labeled(y, None, cfg.n_labeled, seed)):
-            extra["labeled_redrawn"] = True
+    else:
+        ev, ev_test = np.asarray(s, dtype=np.float64), np.asarray(s_test, dtype=np.float64)
+    s, s_test = np.asarray(s).astype(np.int8), np.asarray(s_test).astype(np.int8)
     rec = {
-        "dataset": task.name, "track": track, "setting": setting, "seed": seed, "backbone": backbone,
-        "n_corpus": int(y.size), "n_test": int(yt.size), "n_labeled": int(lab.size),
+        "dataset": task.name, "group": group_of(task.name), "track": track, "setting": setting, "seed": seed,
+        "backbone": backbone, "n_corpus": int(y.size), "n_test": int(yt.size), "n_labeled": int(lab.size),
+        "labeled_rows_digest": hashlib.sha256(lab.astype(np.int64).tobytes()).hexdigest()[:16],
+        "labeled_classes": int(np.unique(y[lab]).size), "labeled_pseudo_values": int(np.unique(s[lab]).size),
         "pseudo_accuracy": _acc(s, y), "pseudo_test_accuracy": _acc(s_test, yt),
         "pseudo_true_gap": float(y[s == 1].mean() - y[s == 0].mean()) if 0 < s.mean() < 1 else 0.0,
-        "silr_params": cfg.silr_params, "methods": {}, **(extra or {}),
+        "evidence": "llm_score" if track == "llm" else "pseudo_label",
+        "silr_params": cfg.silr_params, "engine": engine_version(), "methods": {}, **extra,
     }
-    combined = None
     if previous is not None:  # refresh only cfg.methods, keep the other methods' stored figures
         rec["methods"] = dict(previous["methods"])
         rec["seconds_previous"] = previous.get("seconds")
+    inp = Inputs(Xc, Xt, s, s_test, lab, y, yt, ev, ev_test, track == "llm", seed, dict(cfg.silr_params))
     for m in cfg.methods:
-        if m == "silr_combined":
-            continue  # filled from the silr run
-        r = run_method(m, Xc, Xt, s, s_test, lab, y, yt, seed=seed, silr_params=cfg.silr_params,
-                       llm_scores=llm_scores if cfg.use_llm_scores else None)
-        test_pred = r.test_pred if r.test_pred is not None else (s_test if m.startswith(("silr", "uu", "pn")) else None)
+        r = run_method(m, inp)
         rec["methods"][m] = {
-            "corpus_acc": _acc(r.corpus_pred, y), "test_acc": _acc(test_pred, yt), "rounds": r.rounds,
-            "info": {k: v for k, v in r.info.items() if k != "combined"}, "error": r.error,
-            "seconds": round(r.seconds, 3),
+            "corpus_acc": _acc(r.corpus_pred, y), "test_acc": _acc(r.test_pred, yt), "rounds": r.rounds,
+            "info": r.info, "error": r.error, "seconds": round(r.seconds, 3),
         }
-        if m == "silr":
-            combined = r.info.get("combined")
-    if "silr_combined" in cfg.methods and "silr" in rec["methods"]:
-        base = rec["methods"]["silr"]
-        if combined is not None:
-            rec["methods"]["silr_combined"] = {
-                "corpus_acc": _acc(combined["corpus_pred"], y), "test_acc": _acc(combined.get("test_pred"), yt),
-                "rounds": [], "info": {}, "error": None, "seconds": 0.0}
-        else:  # silr handed back the pseudo-labels: so does the combination
-            rec["methods"]["silr_combined"] = {**base, "rounds": []}
-    order = [k for k in METHODS if k in rec["methods"]]
-    rec["methods"] = {k: rec["methods"][k] for k in order}
+    rec["methods"] = {k: rec["methods"][k] for k in METHODS if k in rec["methods"]}
     return rec
 
 
@@ -197,7 +208,6 @@ def run_suite(cfg: RunConfig, *, log: Callable[[str], None] = print, skip_existi
 
         hard = hard_t = None
         for track, setting in jobs:
-            extra = None
             if track == "llm" and load_llm_scores(name, scores_dir) is None:
                 log(f"[skip] {name} llm track: no stored scores in {scores_dir}")
                 continue
@@ -208,11 +218,11 @@ def run_suite(cfg: RunConfig, *, log: Callable[[str], None] = print, skip_existi
                 break
             y, yt = task.corpus["label"].to_numpy(), task.test["label"].to_numpy()
             if track == "llm":
-                scores = load_llm_scores(name, scores_dir)
-                if scores is None:
+                stored = load_llm_scores(name, scores_dir)
+                if stored is None:
                     log(f"[skip] {name} llm track: no stored scores in {scores_dir}")
                     continue
-                cs, ts = _match_scores(task.corpus, scores, "corpus"), _match_scores(task.test, scores, "test")
+                cs, ts = _match_scores(task.corpus, stored, "corpus"), _match_scores(task.test, stored, "test")
                 if np.isnan(cs).mean() > 0.02 or np.isnan(ts).mean() > 0.02:
                     log(f"[skip] {name} llm track: stored scores cover {1 - np.isnan(cs).mean():.0%} of the corpus, "
                         f"{1 - np.isnan(ts).mean():.0%} of the test rows (rerun benchmarks/llm_annotate.py)")
@@ -229,25 +239,30 @@ def run_suite(cfg: RunConfig, *, log: Callable[[str], None] = print, skip_existi
                     records.append(json.loads(path.read_text()))
                     continue
                 t1 = time.perf_counter()
+                scores = None
                 if track == "llm":
-                    s = s_test = None
-                    extra = {"scores": (cs, ts)}
-                    s = np.zeros(y.size, dtype=np.int8)  # replaced inside run_one
+                    s = s_test = None  # cut from the scores inside run_one, on the seed's labeled rows
+                    scores = (cs, ts)
                 else:
                     spec = NoiseSpec.parse(setting)
                     s = make_noise(spec, y, seed=1000 + seed, hardness=hard)
                     s_test = make_noise(spec, yt, seed=2000 + seed, hardness=hard_t)
-                    extra = None
                 rec = run_one(task, Xc, Xt, s, s_test, seed=seed, cfg=cfg, setting=setting, track=track,
-                              backbone=bb, extra=extra, previous=previous)
+                              backbone=bb, scores=scores, previous=previous)
                 rec["seconds"] = round(time.perf_counter() - t1, 2)
-                path.write_text(json.dumps(rec, indent=1, default=_json_default))
+                _write_atomic(path, json.dumps(rec, indent=1, default=_json_default))
                 records.append(rec)
                 m = rec["methods"]
                 brief = ", ".join(f"{k} {v['test_acc']:.3f}" for k, v in m.items() if v.get("test_acc") is not None)
                 log(f"  {name} {setting} seed {seed}: pseudo {rec['pseudo_accuracy']:.3f} | test: {brief} "
                     f"({rec['seconds']:.0f}s)")
     return records
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _json_default(o):
