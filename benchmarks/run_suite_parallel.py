@@ -38,8 +38,13 @@ def main() -> None:
     from silr.bench.suite import regenerate
 
     if args.report:
-        cfg = RunConfig(datasets=[], seeds=[int(s) for s in args.seeds.split(",")], max_corpus=args.max_corpus,
-                        max_test=args.max_test, out=HERE)
+        from silr.bench.data import DEFAULT_DATASETS
+
+        cfg = RunConfig(datasets=list(DEFAULT_DATASETS), seeds=[int(s) for s in args.seeds.split(",")],
+                        tracks=args.tracks.split(","), noise=args.noise.split(","), max_corpus=args.max_corpus,
+                        max_test=args.max_test, out=HERE, llm_max_corpus=args.llm_max_corpus,
+                        llm_max_test=args.llm_max_test,
+                        llm_backbones=[None if b == "encoder" else b for b in args.llm_backbones.split(",")])
         notes = Path(args.notes).read_text() if args.notes else ""
         regenerate(HERE, cfg, notes=notes)
         return

@@ -31,9 +31,10 @@ def test_class_conditional_exact_accuracy_and_concentration(acc, pi):
     # 80% of the flips on the heavy class unless its cap (60% of the class) binds
     cap = int(0.6 * np.sum(y == h)) / flipped.sum()
     assert share_heavy == pytest.approx(min(0.8, cap), abs=0.01)
-    # flip rate higher on the heavy class when the classes are comparable in size, never more than 60% of it
-    if pi >= 0.25:
-        assert flipped[y == h].mean() > 1.5 * flipped[y != h].mean()
+    # flip rate higher on the heavy class when the classes are comparable in size (with 12% positives the heavy
+    # class is the large negative class, whose flip rate is below the positives'), never more than 60% of it
+    ratio = flipped[y == h].mean() / flipped[y != h].mean()
+    assert (ratio > 1.5) == (pi >= 0.25), ratio
     assert flipped[y == h].mean() <= 0.6 + 1e-9
     # deterministic for a seed, different across seeds
     assert np.array_equal(s, class_conditional_noise(y, acc, seed=1))
@@ -90,41 +91,107 @@ def test_noise_spec_parse_and_make_noise():
     assert abs(np.mean(make_noise("cc60", y, seed=0) == y) - 0.6) <= 0.01
 
 
-def _fake_record(ds, setting, seed, accs, track="noise"):
+def _fake_record(ds, setting, seed, accs, track="noise", source="stack", engine="abc123"):
     methods = {}
     for m, (c, t) in accs.items():
         rounds = []
         if m.startswith("silr"):
             rounds = [{"round": 0, "corpus_acc": 0.7}, {"round": 1, "corpus_acc": c, "test_acc": t},
                       {"round": 2, "corpus_acc": c, "test_acc": t - 0.005}]
-        methods[m] = {"corpus_acc": c, "test_acc": t, "rounds": rounds, "info": {}, "error": None, "seconds": 0.1}
+        info = {"final_source": source} if m == "silr" else {}
+        methods[m] = {"corpus_acc": c, "test_acc": t, "rounds": rounds, "info": info, "error": None, "seconds": 0.1}
     return {"dataset": ds, "track": track, "setting": setting, "seed": seed, "backbone": "minilm", "n_corpus": 100,
-            "n_test": 50, "n_labeled": 50, "pseudo_accuracy": 0.7, "methods": methods}
+            "n_test": 50, "n_labeled": 50, "pseudo_accuracy": 0.7, "methods": methods,
+            "engine": {"commit": engine, "dirty": False}}
 
 
-def test_tables_and_targets(tmp_path):
-    from silr.bench.report import markdown_table, results_markdown, summary, targets_markdown
+def _row(md, start):
+    return next(line for line in md.splitlines() if line.startswith(start))
 
-    recs = [
-        _fake_record("mr", "cc70", s, {"llm": (0.7, 0.7), "silr": (0.8, 0.78 + 0.01 * s), "silr_oracle": (0.81, 0.79),
-                                         "lr_balanced": (0.75, 0.74), "ceiling": (0.85, 0.82)})
+
+def test_tables_bold_only_a_strict_best_and_mark_ties_and_copies():
+    from silr.bench.report import COPY_NOTE, markdown_table
+
+    recs = [  # mr: silr strictly best; subj: silr handed back the probe every seed (a copy of LR-50 features)
+        _fake_record("mr", "cc70", s, {"llm": (0.7, 0.7), "silr": (0.8, 0.78 + 0.01 * s), "silr_oracle": (0.81, 0.95),
+                                         "lr_balanced": (0.75, 0.74), "ceiling": (0.85, 0.99)})
+        for s in range(3)
+    ] + [
+        _fake_record("subj", "cc70", s, {"llm": (0.7, 0.7), "silr": (0.8, 0.81), "lr_50_features": (0.8, 0.81),
+                                           "lr_balanced": (0.75, 0.74)}, source="probe")
+        for s in range(3)
+    ] + [  # sst2: two seeds stack, one probe; silr below a baseline
+        _fake_record("sst2", "cc70", s, {"llm": (0.7, 0.7), "silr": (0.8, 0.75), "lr_balanced": (0.75, 0.76)},
+                     source="probe" if s == 2 else "stack")
         for s in range(3)
     ]
     md = markdown_table(recs, track="noise")
-    assert "| mr | cc70 |" in md
-    assert "**0.790 ± 0.010**" in md  # silr: best contender, mean ± sd
-    assert "clean ceiling*" in md
-    rows = summary(recs, track="noise")["rows"]
-    assert rows[0]["gain"] == pytest.approx(0.09)
-    assert rows[0]["gap_closed"] == pytest.approx(0.09 / 0.12)
-    assert rows[0]["drift"] == pytest.approx(0.005)
-    t = targets_markdown(recs, track="noise")
-    assert "75%" in t and "+0.090" in t
+    mr, subj, sst2 = _row(md, "| mr |"), _row(md, "| subj |"), _row(md, "| sst2 |")
+    assert "| **0.790 ± 0.010** | stack 3/3 |" in mr  # strict best in bold, next to what was handed back
+    assert "0.950" in mr and "**0.950" not in mr  # references (*) are never bold
+    assert f"0.810 ({COPY_NOTE}) (tie) | probe 3/3 |" in subj  # a copy, and a tie, not a win
+    assert "**" not in subj
+    assert "| 0.810 (tie) |" in subj  # the copied column shows the tie too
+    assert "| 0.750 | stack 2/3, probe 1/3 | - | **0.760** |" in sst2  # "-": not run
+    assert "handed back (silr)" in md.splitlines()[0]
+
+
+def test_best_of_counts_copies_apart_from_wins():
+    from silr.bench.report import COPY_NOTE, best_of_markdown
+
+    recs = [
+        _fake_record("mr", "gemma-3-270m@llm", s, {"llm": (0.84, 0.83), "silr": (0.86, 0.85), "lr_50": (0.80, 0.79),
+                                                    "lr_balanced": (0.84, 0.84), "cleanlab": (0.83, 0.83),
+                                                    "ceiling": (0.87, 0.96)}, track="llm")
+        for s in range(3)
+    ] + [
+        _fake_record("subj", "gemma-3-270m@llm", s, {"llm": (0.62, 0.61), "silr": (0.88, 0.88),
+                                                      "lr_50_features": (0.88, 0.88), "lr_50": (0.85, 0.86),
+                                                      "ceiling": (0.90, 0.99)}, track="llm", source="probe")
+        for s in range(3)
+    ] + [
+        _fake_record("sst2", "gemma-3-270m@llm", s, {"llm": (0.80, 0.80), "silr": (0.85, 0.78),
+                                                      "cleanlab": (0.83, 0.83)}, track="llm")
+        for s in range(3)
+    ]
+    md = best_of_markdown(recs)
+    mr, subj, sst2 = _row(md, "| mr |"), _row(md, "| subj |"), _row(md, "| sst2 |")
+    assert "0.840 (balanced LR)" in mr and "| +0.010 |" in mr and "stack 3/3" in mr
+    assert COPY_NOTE in subj and "| +0.000 |" in subj and "probe 3/3" in subj
+    assert "0.830 (cleanlab)" in sst2 and "| -0.050 |" in sst2
+    assert ("3 rows: silr strictly above the best baseline on the test split in 1; within 1 point (margin >= -0.010) "
+            "in 2; a copy of the 50-label probe in every seed in 1") in md
+
+
+def test_results_markdown_reports_groups_engine_and_missing_runs():
+    from silr.bench.report import results_markdown
+
+    recs = [_fake_record(d, "cc70", s, {"llm": (0.7, 0.7), "silr": (0.8, 0.78), "ceiling": (0.85, 0.82)})
+            for d in ("mr", "subj") for s in range(2)]
+    expected = [("noise", "cc70", d, s) for d in ("mr", "subj") for s in range(3)]
     full = results_markdown(recs, config={"seeds": [0, 1, 2], "max_corpus": 3000, "max_test": 1000},
-                            speed=[{"n": 10000, "seconds": 2.0, "rounds": 5}], seconds=12.0)
-    for needle in ("Controlled-noise track", "cores", "Labeled budget: 50", "seeds: [0, 1, 2]", "| 10,000 | 2.0 |"):
-        assert needle in full
-    assert "Real LLM track" not in full
+                            expected=expected)
+    for needle in ("Controlled-noise track", "cores", "Labeled budget: 50", "seeds: [0, 1, 2]", "`abc123` (4 runs)",
+                   "### Tuning group", "### Held-out group (held out", "Missing runs (2 of 6 planned",
+                   "mr cc70 seeds [2]", "subj cc70 seeds [2]"):
+        assert needle in full, needle
+    assert full.index("### Tuning group") < full.index("| subj |") < full.index("### Held-out") < full.index("| mr |")
+    assert "Real-LLM track" not in full and "MIXED" not in full
+    mixed = results_markdown(recs + [_fake_record("mr", "cc70", 2, {"llm": (0.7, 0.7)}, engine="def456")],
+                             config={"seeds": [0, 1, 2]})
+    assert "MIXED OR UNCOMMITTED ENGINE" in mixed
+
+
+def test_groups_place_every_benchmark_data_set_once():
+    from silr.bench.data import TASKS
+    from silr.bench.groups import HELD_OUT, TUNING, group_of
+
+    assert set(TUNING).isdisjoint(HELD_OUT)
+    assert TUNING == ("rotten_tomatoes", "subj", "moleculenet_bace", "pku_saferlhf_safety", "peptide_amp_modlamp")
+    assert {group_of(d) for d in TASKS} == {"tuning", "held_out"}
+    assert group_of("sst2") == "held_out"
+    with pytest.raises(ValueError, match="neither"):
+        group_of("imdb")
 
 
 def test_plot_rounds(tmp_path):
@@ -219,39 +286,6 @@ def test_quick_benchmark_end_to_end(tmp_path, silr_cache):
     assert m["silr"]["test_acc"] > m["llm"]["test_acc"]
     assert m["ceiling"]["test_acc"] >= m["lr_50"]["test_acc"] - 0.02
     json.dumps(rec)
-
-
-def test_violated_cells_left_out_of_targets():
-    from silr.bench.report import summary, violated_cells
-
-    good = _fake_record("mr", "cc70", 0, {"llm": (0.7, 0.7), "silr": (0.8, 0.78), "ceiling": (0.85, 0.82)})
-    bad = _fake_record("sms", "id70", 0, {"llm": (0.7, 0.7), "silr": (0.7, 0.7), "ceiling": (0.95, 0.95)})
-    good["pseudo_true_gap"], bad["pseudo_true_gap"] = 0.4, -0.1
-    assert violated_cells([good, bad]) == {("noise", "id70", "sms")}
-    rows = summary([good, bad], track="noise")["rows"]
-    assert [r["dataset"] for r in rows] == ["mr"]
-
-
-def test_best_of_table_flags_cells_below_the_best_baseline():
-    from silr.bench.report import best_of_markdown
-
-    recs = [
-        _fake_record("mr", "gemma-3-270m@llm", s, {"llm": (0.84, 0.83), "silr": (0.86, 0.85), "lr_50": (0.80, 0.79),
-                                                    "lr_balanced": (0.84, 0.84), "cleanlab": (0.83, 0.83),
-                                                    "ceiling": (0.87, 0.86)}, track="llm")
-        for s in range(3)
-    ] + [
-        _fake_record("subj", "gemma-3-270m@llm", s, {"llm": (0.62, 0.61), "silr": (0.85, 0.86), "lr_50": (0.88, 0.88),
-                                                      "lr_balanced": (0.63, 0.62), "cleanlab": (0.63, 0.62),
-                                                      "ceiling": (0.90, 0.90)}, track="llm")
-        for s in range(3)
-    ]
-    md = best_of_markdown(recs)
-    mr = next(line for line in md.splitlines() if line.startswith("| mr |"))
-    subj = next(line for line in md.splitlines() if line.startswith("| subj |"))
-    assert "0.840 (balanced LR" in mr and "+0.010" in mr and "| yes |" in mr
-    assert "LR on 50 labels" in subj and "-0.020" in subj and "| no |" in subj
-    assert "within 1 point of the best-of baseline on both test and corpus in 1/2" in md
 
 
 def _inputs(seed=0, n=1500, nt=400, llm_scores=True):

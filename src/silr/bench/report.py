@@ -1,35 +1,30 @@
-"""Aggregate benchmark runs into tables (Markdown), target checks and per-round plots."""
+"""Aggregate benchmark runs into RESULTS.md: tables per track and per data-set group, what silr handed back,
+silr against the best baseline, per-round plots. Every figure comes from the stored runs."""
 
 from __future__ import annotations
 
 import os
 import platform
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from silr.bench.methods import METHODS, REFERENCE_METHODS
+from silr.bench.groups import GROUP_TITLES, group_of
+from silr.bench.methods import METHODS, REFERENCE_METHODS, REGISTRY, SILR_FAMILY
 
-__all__ = ["aggregate", "summary", "markdown_table", "results_markdown", "plot_rounds", "machine_info"]
+__all__ = ["aggregate", "markdown_table", "best_of_markdown", "handed_back", "results_markdown", "plot_rounds",
+           "machine_info", "missing_runs", "LABELS", "BEST_OF"]
 
-LABELS = {
-    "llm": "pseudo-labels",
-    "silr": "silr (50-label priors)",
-    "silr_combined": "silr + pseudo-label posterior",
-    "silr_oracle": "silr oracle priors*",
-    "uu": "plain UU",
-    "pn": "PN on pseudo",
-    "lr_balanced": "balanced LR",
-    "cleanlab": "cleanlab",
-    "self_training": "self-training (50)",
-    "lr_50": "LR on 50 labels",
-    "ceiling": "clean ceiling*",
-}
-BASELINES = ("llm", "uu", "pn", "lr_balanced", "cleanlab", "self_training", "lr_50")
+LABELS = {k: v.label + ("" if v.reads_evidence else " †") for k, v in REGISTRY.items()}
+#: The baselines silr is held against: every contender that is not a configuration of the refiner, plus PN on
+#: the pseudo-labels (the refiner's head without the UU risk).
+BEST_OF = tuple(m for m in METHODS if m not in REFERENCE_METHODS and (m not in SILR_FAMILY or m == "pn"))
+COPY_NOTE = "= LR on 50 labels, features only"
+TRACKS = (("llm", "Real-LLM track (Gemma-3-270M, 4-shot)"), ("noise", "Controlled-noise track"))
 
 
-def _mean_sd(v: list[float]) -> tuple[float, float]:
+def _mean_sd(v: list) -> tuple[float, float]:
     a = np.asarray([x for x in v if x is not None], dtype=float)
     if a.size == 0:
         return float("nan"), float("nan")
@@ -46,6 +41,129 @@ def aggregate(records: list[dict], metric: str = "test_acc") -> dict:
     return out
 
 
+def handed_back(records: list[dict], method: str = "silr") -> dict:
+    """{(track, setting, dataset): Counter of what ``method`` handed back over the seeds}."""
+    out: dict = defaultdict(Counter)
+    for r in records:
+        m = r["methods"].get(method)
+        if m is not None:
+            src = "failed" if m.get("error") else (m.get("info") or {}).get("final_source", "?")
+            out[(r["track"], r["setting"], r["dataset"])][src] += 1
+    return out
+
+
+def _hb_text(c: Counter) -> str:
+    n = sum(c.values())
+    return ", ".join(f"{k} {v}/{n}" for k, v in sorted(c.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def is_copy(c: Counter) -> bool:
+    """silr handed back the 50-label probe in every seed: its figure is a copy of "LR on 50 labels, features
+    only" (the same model), not a result of the refinement."""
+    return bool(c) and set(c) == {"probe"}
+
+
+def _fmt(m: float, sd: float) -> str:
+    if np.isnan(m):
+        return "failed"
+    return f"{m:.3f} ± {sd:.3f}" if sd >= 0.0005 else f"{m:.3f}"
+
+
+def _cell(values: list) -> str:
+    """mean ± sd of a method's values over seeds; "-" when it did not run, "failed" / "(k failed)" for errors."""
+    if not values:
+        return "-"
+    bad = sum(v is None for v in values)
+    c = _fmt(*_mean_sd(values))
+    return c if bad == 0 or bad == len(values) else f"{c} ({bad} failed)"
+
+
+def _best(vals: dict, methods) -> tuple[list, bool]:
+    """The contenders with the highest mean at the printed precision, and whether that best is strict."""
+    r = {m: round(vals[m][0], 3) for m in methods if not np.isnan(vals[m][0])}
+    if not r:
+        return [], False
+    top = max(r.values())
+    best = [m for m in r if r[m] == top]
+    return best, len(best) == 1
+
+
+def markdown_table(records: list[dict], *, track: str, metric: str = "test_acc",
+                   methods: tuple[str, ...] = METHODS) -> str:
+    """One row per (data set, setting): mean ± sd over seeds; silr's "handed back" column next to it; bold only
+    for a strict best contender, "(tie)" on each of several equal best; a silr cell that is a copy of the
+    50-label probe in every seed says so."""
+    recs = [r for r in records if r["track"] == track]
+    agg, hb = aggregate(recs, metric), handed_back(recs)
+    if not agg:
+        return "_no runs_\n"
+    present = [m for m in methods if any(m in v for v in agg.values())]
+    head = ["data set", "setting", "seeds"]
+    for m in present:
+        head.append(LABELS.get(m, m))
+        if m == "silr":
+            head.append("handed back (silr)")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key in sorted(agg, key=lambda k: (k[1], k[2])):
+        vals = {m: _mean_sd(agg[key].get(m, [])) for m in present}
+        best, strict = _best(vals, [m for m in present if m not in REFERENCE_METHODS])
+        n = max(len(v) for v in agg[key].values())
+        cells = [key[2], key[1], str(n)]
+        for m in present:
+            c = _cell(agg[key].get(m, []))
+            if m == "silr" and is_copy(hb.get(key, Counter())):
+                c += f" ({COPY_NOTE})"
+            if m in best:
+                c = f"**{c}**" if strict else f"{c} (tie)"
+            cells.append(c)
+            if m == "silr":
+                cells.append(_hb_text(hb.get(key, Counter())))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def best_of_markdown(records: list[dict], *, track: str = "llm", method: str = "silr") -> str:
+    """silr against the best baseline of each row (the best of :data:`BEST_OF` at that row, test and corpus),
+    with what silr handed back; copies of the 50-label probe are counted apart, never as wins."""
+    recs = [r for r in records if r["track"] == track]
+    if not recs:
+        return "_no runs_\n"
+    lines = ["| data set | setting | best baseline (test) | silr (test) | margin | best baseline (corpus) | "
+             "silr (corpus) | margin | handed back (silr) |", "|" + "---|" * 9]
+    test_agg, corp_agg, hb = aggregate(recs, "test_acc"), aggregate(recs, "corpus_acc"), handed_back(recs, method)
+    margins, within, wins, copies, n = [], 0, 0, 0, 0
+    for key in sorted(test_agg, key=lambda k: (k[1], k[2])):
+        mt = {m: _mean_sd(v)[0] for m, v in test_agg[key].items()}
+        mc = {m: _mean_sd(v)[0] for m, v in corp_agg.get(key, {}).items()}
+        if np.isnan(mt.get(method, np.nan)):
+            continue
+        base = [b for b in BEST_OF if not np.isnan(mt.get(b, np.nan))]
+        bt = max(base, key=lambda b: mt[b])
+        bc = max(base, key=lambda b: mc.get(b, -1.0))
+        dt, dc = round(mt[method] - mt[bt], 3), round(mc.get(method, np.nan) - mc.get(bc, np.nan), 3)
+        copy = is_copy(hb.get(key, Counter()))
+        n += 1
+        copies += copy
+        margins.append(dt)
+        within += dt >= -0.01
+        wins += dt > 0 and not copy
+        note = f" ({COPY_NOTE})" if copy else ""
+        lines.append(f"| {key[2]} | {key[1]} | {mt[bt]:.3f} ({LABELS.get(bt, bt)}) | {mt[method]:.3f}{note} | "
+                     f"{dt:+.3f} | {mc.get(bc, np.nan):.3f} ({LABELS.get(bc, bc)}) | {mc.get(method, np.nan):.3f} | "
+                     f"{dc:+.3f} | {_hb_text(hb.get(key, Counter()))} |")
+    lines.append("")
+    lines.append(f"{n} rows: silr strictly above the best baseline on the test split in {wins}; within 1 point "
+                 f"(margin >= -0.010) in {within}; a copy of the 50-label probe in every seed in {copies} (counted "
+                 f"neither as a win nor apart from 'within'); mean test margin {np.mean(margins):+.3f}.")
+    return "\n".join(lines) + "\n"
+
+
+def missing_runs(records: list[dict], expected: list[tuple]) -> list[tuple]:
+    """The (track, setting, dataset, seed) in ``expected`` with no stored run."""
+    have = {(r["track"], r["setting"], r["dataset"], r["seed"]) for r in records}
+    return [e for e in expected if e not in have]
+
+
 def round_curves(records: list[dict], method: str = "silr", metric: str = "test_acc") -> dict:
     """{(track, setting, dataset): list over seeds of per-round values} (round 0 excluded for test_acc)."""
     out: dict = defaultdict(list)
@@ -56,77 +174,6 @@ def round_curves(records: list[dict], method: str = "silr", metric: str = "test_
         out[(r["track"], r["setting"], r["dataset"])].append([x.get(metric) for x in m["rounds"]])
     return out
 
-
-def _fmt(m: float, sd: float) -> str:
-    if np.isnan(m):
-        return "n/a"
-    return f"{m:.3f} ± {sd:.3f}" if sd > 0 else f"{m:.3f}"
-
-
-def markdown_table(records: list[dict], *, track: str, metric: str = "test_acc",
-                   methods: tuple[str, ...] = METHODS) -> str:
-    agg = aggregate([r for r in records if r["track"] == track], metric)
-    if not agg:
-        return "_no runs_\n"
-    present = [m for m in methods if any(m in v for v in agg.values())]
-    head = "| data set | setting | " + " | ".join(LABELS.get(m, m) for m in present) + " |"
-    lines = [head, "|" + "---|" * (len(present) + 2)]
-    for (tr, setting, ds) in sorted(agg, key=lambda k: (k[1], k[2])):
-        vals = {m: _mean_sd(agg[(tr, setting, ds)].get(m, [])) for m in present}
-        nonref = [m for m in present if m not in REFERENCE_METHODS and not np.isnan(vals[m][0])]
-        best = max(nonref, key=lambda m: vals[m][0]) if nonref else None
-        cells = []
-        for m in present:
-            c = _fmt(*vals[m])
-            cells.append(f"**{c}**" if m == best else c)
-        lines.append(f"| {ds} | {setting} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-#: Cells whose pseudo-labels have a true theta gap below this violate the method's assumption (P~ holds more
-#: positives than N~): reported, but left out of the target averages.
-MIN_TRUE_GAP = 0.05
-
-
-def violated_cells(records: list[dict]) -> set:
-    by: dict = defaultdict(list)
-    for r in records:
-        if r.get("pseudo_true_gap") is not None:
-            by[(r["track"], r["setting"], r["dataset"])].append(r["pseudo_true_gap"])
-    return {k for k, v in by.items() if np.mean(v) < MIN_TRUE_GAP}
-
-
-def summary(records: list[dict], *, track: str, method: str = "silr") -> dict:
-    """Target figures for one track: gain over the pseudo-labels, gap closed, wins, drift, oracle distance."""
-    bad = violated_cells(records)
-    recs = [r for r in records if r["track"] == track and (r["track"], r["setting"], r["dataset"]) not in bad]
-    agg = aggregate(recs, "test_acc")
-    curves = round_curves(recs, method)
-    rows = []
-    for key, d in sorted(agg.items()):
-        mean = {m: _mean_sd(v)[0] for m, v in d.items()}
-        if np.isnan(mean.get(method, np.nan)):
-            continue
-        llm, ceil, ours = mean.get("llm", np.nan), mean.get("ceiling", np.nan), mean[method]
-        gap = ceil - llm
-        row = {"track": key[0], "setting": key[1], "dataset": key[2], "llm": llm, "ours": ours, "ceiling": ceil,
-               "gain": ours - llm, "gap_closed": (ours - llm) / gap if gap > 0.02 else np.nan,
-               "oracle_minus_ours": mean.get("silr_oracle", np.nan) - ours}
-        for b in BASELINES:
-            if b in mean and b != "llm":
-                row[f"vs_{b}"] = ours - mean[b]
-        # drift: best round minus the last round, test accuracy, mean over seeds of the per-seed curve
-        drifts, final_vs_best = [], []
-        for c in curves.get(key, []):
-            t = [x for x in c[1:] if x is not None]
-            if t:
-                drifts.append(max(t) - t[-1])
-        row["drift"] = float(np.mean(drifts)) if drifts else np.nan
-        mc = _mean_curve(curves.get(key, []))
-        row["mean_curve"] = mc
-        row["drift_mean_curve"] = (np.nanmax(mc[1:]) - mc[-1]) if len(mc) > 1 else np.nan
-        rows.append(row)
-    return {"rows": rows}
 
 
 def _mean_curve(curves: list[list]) -> list[float]:
@@ -149,103 +196,6 @@ def _mean_curve(curves: list[list]) -> list[float]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return [float(x) for x in np.nanmean(arr, 0)]
-
-
-def targets_markdown(records: list[dict], *, track: str, method: str = "silr") -> str:
-    s = summary(records, track=track, method=method)["rows"]
-    if not s:
-        return "_no runs_\n"
-    lines = ["| data set | setting | pseudo | silr | ceiling | gain | gap closed | vs best baseline | "
-             "drift (best round - last) | oracle - silr |", "|" + "---|" * 10]
-    for r in s:
-        vs = {k[3:]: v for k, v in r.items() if k.startswith("vs_") and not np.isnan(v)}
-        worst = min(vs, key=vs.get) if vs else None
-        vb = f"{vs[worst]:+.3f} ({LABELS.get(worst, worst)})" if worst else "n/a"
-        lines.append(
-            f"| {r['dataset']} | {r['setting']} | {r['llm']:.3f} | {r['ours']:.3f} | {r['ceiling']:.3f} | "
-            f"{r['gain']:+.3f} | {_pct(r['gap_closed'])} | {vb} | {r['drift']:.3f} | {r['oracle_minus_ours']:+.3f} |"
-        )
-    g = _overall(s)
-    bad = sorted(k for k in violated_cells(records) if k[0] == track)
-    if bad:
-        lines.append("")
-        lines.append("Left out (the pseudo-labels' true theta_p - theta_n < "
-                     f"{MIN_TRUE_GAP}: no positive signal, the method's assumption fails): "
-                     + ", ".join(f"{d}/{s_}" for _, s_, d in bad) + ".")
-    lines.append("")
-    lines.append(
-        f"Overall ({len(s)} cells): mean gain {g['gain']:+.3f} (cells with pseudo accuracy 0.55-0.80: "
-        f"{g['gain_mid']:+.3f}, target >= +0.100); mean gap closed {_pct(g['gap_closed'])} (target >= 70%); "
-        f"mean margin over each baseline: " + ", ".join(f"{LABELS[b]} {v:+.3f}" for b, v in g['vs'].items())
-        + f"; cells where silr beats every baseline: {g['wins_all']}/{len(s)}; "
-        f"max drift {g['max_drift']:.3f} (target <= 0.010), cells drifting > 1 pt: {g['n_drift']}; "
-        f"mean oracle - silr {g['oracle']:+.3f} (target <= 0.015)."
-    )
-    return "\n".join(lines) + "\n"
-
-
-BEST_OF = ("llm", "lr_50", "lr_balanced", "cleanlab")
-
-
-def best_of_markdown(records: list[dict], *, track: str = "llm", method: str = "silr") -> str:
-    """The real-LLM targets: silr against the best of (LLM labels, LR on the 50 labels, balanced LR on the
-    pseudo-labels, cleanlab), per data set and setting, on the test split and on the corpus labels.
-    Rule 1: silr >= best-of - 1 point everywhere; rule 2: +5 points above it on average."""
-    recs = [r for r in records if r["track"] == track]
-    if not recs:
-        return "_no runs_\n"
-    lines = ["| data set | setting | best-of baseline (test) | silr (test) | margin | best-of (corpus) | silr (corpus) "
-             "| margin | within 1 pt | headroom (ceiling* - best-of, test) |", "|" + "---|" * 10]
-    margins_t, margins_c, ok = [], [], 0
-    test_agg, corp_agg = aggregate(recs, "test_acc"), aggregate(recs, "corpus_acc")
-    n = 0
-    for key in sorted(test_agg):
-        mt = {m: _mean_sd(v)[0] for m, v in test_agg[key].items()}
-        mc = {m: _mean_sd(v)[0] for m, v in corp_agg.get(key, {}).items()}
-        if np.isnan(mt.get(method, np.nan)):
-            continue
-        bt = max(BEST_OF, key=lambda b: mt.get(b, -1))
-        bc = max(BEST_OF, key=lambda b: mc.get(b, -1))
-        dt, dc = mt[method] - mt[bt], mc.get(method, np.nan) - mc.get(bc, np.nan)
-        good = dt >= -0.01 and dc >= -0.01
-        ok += good
-        n += 1
-        margins_t.append(dt)
-        margins_c.append(dc)
-        head = mt.get("ceiling", np.nan) - mt[bt]
-        lines.append(f"| {key[2]} | {key[1]} | {mt[bt]:.3f} ({LABELS.get(bt, bt)}) | {mt[method]:.3f} | {dt:+.3f} | "
-                     f"{mc.get(bc, np.nan):.3f} ({LABELS.get(bc, bc)}) | {mc.get(method, np.nan):.3f} | {dc:+.3f} | "
-                     f"{'yes' if good else 'no'} | {head:+.3f} |")
-    lines.append("")
-    lines.append(f"Overall ({n} cells): within 1 point of the best-of baseline on both test and corpus in {ok}/{n}; "
-                 f"mean margin over the best-of baseline: test {np.mean(margins_t):+.3f}, corpus "
-                 f"{np.nanmean(margins_c):+.3f} (target >= +0.050).")
-    return "\n".join(lines) + "\n"
-
-
-def _overall(rows: list[dict]) -> dict:
-    gain = float(np.nanmean([r["gain"] for r in rows]))
-    mid = [r["gain"] for r in rows if 0.55 <= r["llm"] <= 0.80]
-    vs = {}
-    for b in BASELINES:
-        if b == "llm":
-            continue
-        v = [r.get(f"vs_{b}", np.nan) for r in rows]
-        if not all(np.isnan(v)):
-            vs[b] = float(np.nanmean(v))
-    wins = sum(all(r.get(f"vs_{b}", 1) > 0 for b in BASELINES if b != "llm") and r["gain"] > 0 for r in rows)
-    drift = [r["drift"] for r in rows if not np.isnan(r["drift"])]
-    return {
-        "gain": gain, "gain_mid": float(np.mean(mid)) if mid else float("nan"),
-        "gap_closed": float(np.nanmean([r["gap_closed"] for r in rows])),
-        "vs": vs, "wins_all": wins, "max_drift": max(drift) if drift else float("nan"),
-        "n_drift": sum(d > 0.01 for d in drift),
-        "oracle": float(np.nanmean([r["oracle_minus_ours"] for r in rows])),
-    }
-
-
-def _pct(x: float) -> str:
-    return "n/a" if x is None or np.isnan(x) else f"{100 * x:.0f}%"
 
 
 def plot_rounds(records: list[dict], path: Path, *, track: str) -> Path | None:
@@ -290,6 +240,7 @@ def plot_rounds(records: list[dict], path: Path, *, track: str) -> Path | None:
     return path
 
 
+
 def machine_info() -> dict:
     import sklearn
     import torch
@@ -314,54 +265,83 @@ def machine_info() -> dict:
             "sklearn": sklearn.__version__, "cleanlab": cl, "silr": silr_version, "platform": platform.platform()}
 
 
+
+
+INPUTS = {
+    "llm": ("Inputs on the test split: every method is given the features and the LLM's score of each test row. "
+            "The baselines read the score as one more feature column (standardised by the corpus scores); silr, "
+            "silr oracle priors and plain UU read it through the refiner's stack, and each is scored with what it "
+            "handed back applied to the test features and scores; † = given the score, reads the features only. "
+            "The pseudo-labels are the LLM's scores cut at the threshold that maximises accuracy on the seed's "
+            "50 labeled rows (the same rows the refinement uses)."),
+    "noise": ("Inputs on the test split: every method is given the features and the pseudo-label of each test row "
+              "(simulated noise of the same kind as the corpus's, independent of the features given the gold "
+              "label: the ideal case for a stack). The baselines read it as one more feature column; silr, silr "
+              "oracle priors and plain UU read it through the refiner's stack; † = given it, reads the features "
+              "only."),
+}
+
+
 def results_markdown(records: list[dict], *, title: str = "silr benchmark", config: dict | None = None,
-                     speed: list[dict] | None = None, seconds: float | None = None, plots: dict | None = None,
-                     notes: str = "") -> str:
+                     plots: dict | None = None, notes: str = "", expected: list[tuple] | None = None) -> str:
     mi = machine_info()
     cfg = config or {}
-    parts = [f"# {title}\n", "_Regenerated by `silr bench`; do not edit by hand._\n"]
+    engines = Counter(((r.get("engine") or {}).get("commit") or "unknown") for r in records)
+    dirty = sum(bool((r.get("engine") or {}).get("dirty")) for r in records)
+    eng = ", ".join(f"`{c}` ({n} runs)" for c, n in engines.most_common())
+    if len(engines) > 1 or dirty:
+        eng += f" — MIXED OR UNCOMMITTED ENGINE ({dirty} runs from a modified tree): do not quote these figures"
+    groups = defaultdict(set)
+    for r in records:
+        groups[group_of(r["dataset"])].add(r["dataset"])
+    parts = [f"# {title}\n", "_Regenerated from the stored runs by `silr.bench`; do not edit by hand._\n\n"]
     parts.append(
         f"- Machine: {mi['cpu']}, {mi['cores']} cores ({mi['platform']})\n"
         f"- Versions: silr {mi['silr']}, Python {mi['python']}, torch {mi['torch']}, scikit-learn {mi['sklearn']}, "
         f"cleanlab {mi['cleanlab']}\n"
-        f"- Data sets: {', '.join(sorted({r['dataset'] for r in records}))}\n"
-        f"- Labeled budget: {cfg.get('n_labeled', 50)} corpus rows per seed; seeds: {cfg.get('seeds')}; corpus cap "
-        f"{cfg.get('max_corpus')} rows (stratified, fixed seed), test cap {cfg.get('max_test')}"
+        f"- Engine: every stored run records the git commit of the `silr` source it imported: {eng}\n"
+        f"- Data sets: tuning group {', '.join(sorted(groups['tuning'])) or '-'}; held-out group "
+        f"{', '.join(sorted(groups['held_out'])) or '-'} (`silr.bench.groups`)\n"
+        f"- Labeled budget: {cfg.get('n_labeled', 50)} corpus rows per seed, one uniform draw (no redraw); seeds: "
+        f"{cfg.get('seeds')}; corpus cap {cfg.get('max_corpus')} rows (stratified, fixed seed), test cap "
+        f"{cfg.get('max_test')}"
         + (f" (real-LLM track: {cfg['llm_max_corpus']} / {cfg['llm_max_test']})" if "llm_max_corpus" in cfg else "")
         + "\n"
-        f"- silr parameters: `{cfg.get('silr_params') or 'refiner defaults'}`\n"
-        + (f"- Run time: {seconds:.0f} s\n" if seconds is not None else "")
+        f"- silr parameters: `{cfg.get('silr_params') or 'refiner defaults'}` (otherwise the refiner's defaults)\n"
     )
-    bb = sorted({(r["dataset"], r["backbone"]) for r in records})
-    parts.append("- Backbones: " + ", ".join(f"{d}: {b}" for d, b in bb) + "\n")
-    parts.append("\nMethods marked * read the corpus gold (references, not contenders). Cells: test accuracy, "
-                 "mean ± sd over seeds; the best contender per row in bold.\n")
+    bb = sorted({(r["dataset"], r["setting"], r["backbone"]) for r in records})
+    parts.append("- Features: " + ", ".join(f"{d} {s}: {b}" for d, s, b in bb) + "\n")
+    parts.append("\nMethods marked * read the corpus gold (references, not contenders); † = given the evidence "
+                 "column, reads the features only. Cells: accuracy, mean ± sd over seeds; bold = the strictly best "
+                 "contender of the row, \"(tie)\" = several contenders share the best mean; \"handed back\" = what "
+                 f"silr's selection handed back in each seed; \"({COPY_NOTE})\" = silr handed back the probe on the "
+                 "50 labeled rows in every seed, which is the same model as that column: a copy, not a result of "
+                 "the refinement.\n")
     if notes:
         parts.append("\n" + notes.strip() + "\n")
-    for track, title_t in (("noise", "Controlled-noise track"), ("llm", "Real LLM track (Gemma-3-270M, 4-shot)")):
+    for track, title_t in TRACKS:
         tr = [r for r in records if r["track"] == track]
         if not tr:
             continue
-        parts.append(f"\n## {title_t}\n\n### Test accuracy\n\n")
-        parts.append(markdown_table(records, track=track))
-        parts.append("\n### Refined corpus labels (accuracy against the hidden gold)\n\n")
-        parts.append(markdown_table(records, track=track, metric="corpus_acc"))
-        for m in ("silr", "silr_combined"):
-            if any(m in r["methods"] for r in tr):
-                parts.append(f"\n### Targets ({LABELS[m]}, test accuracy)\n\n")
-                parts.append(targets_markdown(records, track=track, method=m))
-        if track == "llm":
-            parts.append("\n### Against the best of (LLM labels, 50 labels alone, balanced LR, cleanlab)\n\n")
-            parts.append(best_of_markdown(records, track="llm"))
+        parts.append(f"\n## {title_t}\n\n{INPUTS[track]}\n")
+        for g in ("tuning", "held_out"):
+            gr = [r for r in tr if group_of(r["dataset"]) == g]
+            if not gr:
+                continue
+            parts.append(f"\n### {GROUP_TITLES[g]}\n\n#### Test accuracy\n\n")
+            parts.append(markdown_table(gr, track=track))
+            parts.append("\n#### Refined corpus labels (accuracy against the hidden gold)\n\n")
+            parts.append(markdown_table(gr, track=track, metric="corpus_acc"))
+            parts.append("\n#### silr against the best baseline of each row\n\n")
+            parts.append(best_of_markdown(gr, track=track))
+        miss = missing_runs(records, [e for e in (expected or []) if e[0] == track])
+        if miss:
+            by = defaultdict(list)
+            for _, s, d, seed in miss:
+                by[(d, s)].append(seed)
+            parts.append(f"\nMissing runs ({len(miss)} of {sum(e[0] == track for e in expected)} planned; not in "
+                         "any table above): " + "; ".join(f"{d} {s} seeds {v}" for (d, s), v in sorted(by.items()))
+                         + ".\n")
         if plots and plots.get(track):
-            parts.append(f"\nPer-round test accuracy: ![{track}]({plots[track]})\n")
-    if speed:
-        parts.append("\n## Speed (5 rounds, random 384-d float32 features, 70%-accurate labels)\n\n"
-                     "| rows | wall time (s) | s / round | corpus accuracy r0 -> final | machine load (1-min average) |\n"
-                     "|---|---|---|---|---|\n")
-        for s in speed:
-            load = s.get("load_avg_1min")
-            acc = (f"{s['corpus_acc_round0']:.3f} -> {s['corpus_acc_final']:.3f}" if "corpus_acc_final" in s else "")
-            parts.append(f"| {s['n']:,} | {s['seconds']:.1f} | {s['seconds'] / max(s['rounds'], 1):.1f} | {acc} | "
-                         f"{'' if load is None else f'{load:.1f}'} |\n")
+            parts.append(f"\nPer-round test accuracy of the refined classifier: ![{track}]({plots[track]})\n")
     return "".join(parts)
