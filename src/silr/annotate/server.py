@@ -344,17 +344,28 @@ class OpenAICompatibleAnnotator:
             deterministic = self._n_ok == 0 and n >= REPEATS_BEFORE_GIVING_UP
             if not deterministic:
                 return
+            if path.endswith("/chat/completions") and self._api_switched and self.api == "completions":
+                return  # another request is switching (or has switched) the API: retry on the new endpoint
             if self.api == "chat" and not self._api_switched:
                 self._api_switched = True
+                self.api = "completions"  # requests retried from now on go to the completions endpoint
                 try_switch = True
             else:
                 try_switch = False
         endpoint = f"{self.public_base_url}{path}"
         if try_switch:
-            self.api = "completions"
             cpath, cbody = self._payload(prompt_text, positive, negative, self.use_logprobs)
             try:
-                self._post(cpath, cbody)
+                for probe in range(REPEATS_BEFORE_GIVING_UP):
+                    try:
+                        self._post(cpath, cbody)
+                        break
+                    except _HTTPError:
+                        raise
+                    except _Retryable:  # a dropped connection or time-out says nothing about the endpoint
+                        if probe == REPEATS_BEFORE_GIVING_UP - 1:
+                            raise
+                        time.sleep(min(self.max_backoff, self.backoff * 2 ** probe))
             except AnnotationError:
                 raise
             except Exception as e2:  # the completions endpoint fails too: report both
