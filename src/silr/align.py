@@ -55,9 +55,10 @@ def load_policy(policy: str | os.PathLike, *, cache_dir: str | os.PathLike | Non
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from silr.annotate.local import _offline, resolve_model_dir
+    from silr.annotate.local import resolve_model_dir
+    from silr.env import use_local_models
 
-    _offline()
+    use_local_models()
     p = Path(policy).expanduser()
     if (p / "adapter_config.json").exists():
         from peft import PeftModel
@@ -339,7 +340,8 @@ def self_refine_answers(model, tokenizer, questions: Sequence[str], gold: Sequen
     from silr.annotate.local import LocalLMScorer
     from silr.annotate.prompts import spec_from_instruction
     from silr.annotate.run import annotate_frame
-    from silr.pipeline import RefineInputs, refine_texts
+    from silr.inputs import RefineInputs
+    from silr.texts import refine_texts
 
     t0 = time.time()
     questions = list(questions)

@@ -11,13 +11,14 @@ re-scores what it needs instead of failing (delete the moved file when you no lo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
+
+from silr.cache_keys import text_key  # noqa: F401 (the cache's key; re-exported)
 
 from .types import AnnotationError, ScoreResult
 
@@ -36,10 +37,6 @@ CREATE TABLE IF NOT EXISTS scores (
     PRIMARY KEY (model, prompt_hash, text_sha256)
 ) WITHOUT ROWID;
 """
-
-
-def text_key(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ScoreCache:

@@ -18,23 +18,15 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from pathlib import Path
 
+from silr.cache_keys import default_cache_dir
+from silr.env import use_local_models
+
 from .types import AnnotationError, ScoreResult
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gemma-3-270m"
 _GEMMA_ALIASES = {"gemma-3-270m", "gemma3-270m", "gemma-3-270m-q4_k_m"}
-
-
-def default_cache_dir() -> Path:
-    """``$SILR_CACHE_DIR`` or ``~/.cache/silr``."""
-    env = os.environ.get("SILR_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "silr"
-
-
-def _offline() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def ensure_gemma_270m(cache_dir: str | Path | None = None) -> Path:
@@ -44,7 +36,7 @@ def ensure_gemma_270m(cache_dir: str | Path | None = None) -> Path:
     assembles the GGUF, dequantises it with transformers (~45 s) and saves the result as an HF folder under
     ``<cache_dir>/models/gemma-3-270m``; later calls return that folder (loads in ~2 s).
     """
-    _offline()
+    use_local_models()
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     out = root / "models" / "gemma-3-270m"
     if (out / "config.json").exists() and any(out.glob("*.safetensors")):
@@ -115,7 +107,7 @@ class LocalLMScorer:
     def __init__(self, model: str | Path = DEFAULT_MODEL, *, cache_dir: str | Path | None = None,
                  batch_size: int = 16, max_text_tokens: int = 256, device: str = "cpu",
                  model_obj: Any = None, tokenizer: Any = None):
-        _offline()
+        use_local_models()
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

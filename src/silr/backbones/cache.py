@@ -7,7 +7,6 @@ nothing.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 from pathlib import Path
@@ -15,16 +14,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from silr.cache_keys import default_cache_dir, text_key
+
 __all__ = ["FeatureCache", "default_cache_dir", "text_key"]
-
-
-def default_cache_dir() -> Path:
-    """``$SILR_CACHE_DIR`` or ``~/.cache/silr``."""
-    return Path(os.environ.get("SILR_CACHE_DIR") or Path.home() / ".cache" / "silr")
-
-
-def text_key(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class FeatureCache:
