@@ -56,7 +56,7 @@ def split_rows(n_corpus: int, n_labeled: int, seed: int = 0):
     """Corpus = the first ``n_corpus`` rows of a fixed permutation of train; gold = its first ``n_labeled``."""
     import numpy as np
 
-    from silr.data import load_shared
+    from silr.corpora import load_shared
 
     train = load_shared(DATA, "train")
     perm = np.random.default_rng(seed).permutation(len(train))
@@ -151,8 +151,10 @@ def stage_rewards(args) -> None:
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
-    from silr.data import load_shared
-    from silr.pipeline import RefineInputs, refine_texts, write_run
+    from silr.corpora import load_shared
+    from silr.inputs import RefineInputs
+    from silr.run_folder import write_run
+    from silr.texts import refine_texts
 
     corpus = pd.read_csv(WORK / "corpus_annotated.csv")
     labeled = pd.read_csv(WORK / "labeled.csv")
@@ -200,7 +202,7 @@ def heldout_prompts(n_prompts: int, max_chars: int = 200, seed: int = 0) -> list
 
     import numpy as np
 
-    from silr.data import load_shared
+    from silr.corpora import load_shared
 
     test = load_shared(DATA, "test")
     ps = [m.group(1).strip() for m in (re.match(r"^# Prompt: (.*?)\n# Response: ", t, re.S) for t in test["text"]) if m]
@@ -339,7 +341,7 @@ def train_prompts_for_dpo(n: int, seed: int = 0) -> list[str]:
 
     import numpy as np
 
-    from silr.data import load_shared
+    from silr.corpora import load_shared
 
     tr = load_shared(DATA, "train")
     ps = [m.group(1).strip() for m in (re.match(r"^# Prompt: (.*?)\n# Response: ", t, re.S) for t in tr["text"]) if m]

@@ -215,8 +215,8 @@ def test_run_with_llm_backbone_scores_each_text_once(tiny_model_dir, tmp_path, m
     and scores new texts with its own LLM evidence."""
     import pandas as pd
 
-    from silr.pipeline import load_model, predict_texts
-    from silr.runner import config_from_dict, run_pipeline
+    from silr.run_folder import load_model, predict_texts
+    from silr.job import config_from_dict, run_job
 
     if "gemma3" in str(tiny_model_dir):
         pytest.skip("one model is enough here")
@@ -245,7 +245,7 @@ def test_run_with_llm_backbone_scores_each_text_once(tiny_model_dir, tmp_path, m
 
     monkeypatch.setattr(LocalLMScorer, "score", counted_score)
     monkeypatch.setattr(LocalLMScorer, "score_and_embed", counted_sae)
-    summary = run_pipeline(cfg, tmp_path / "out", echo=lambda m: None, progress=False)
+    summary = run_job(cfg, tmp_path / "out", echo=lambda m: None, progress=False)
     assert calls["score"] == 0  # every score came from the shared pass
     assert calls["embed"] == len(set(texts))
     assert summary["backbone"]["kind"] == "prompted-lm" and summary["backbone"]["dim"] == 32

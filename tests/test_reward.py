@@ -26,7 +26,7 @@ def _inproc(*args):
 def tiny_run(tmp_path_factory, silr_cache):
     """A small run folder made with `silr refine` on 240 real Rotten Tomatoes snippets with simulated
     pseudo-labels (75% accurate), 50 labeled rows, the fast n-gram backbone."""
-    from silr.data import load_embedded
+    from silr.corpora import load_embedded
 
     d = tmp_path_factory.mktemp("reward-run")
     df = load_embedded("rotten_tomatoes", split="train").sample(240, random_state=0).reset_index(drop=True)
@@ -54,7 +54,7 @@ def test_format_and_unwrap():
 
 
 def test_reward_matches_predict_and_signs(tiny_run):
-    from silr.pipeline import predict_texts
+    from silr.run_folder import predict_texts
     from silr.reward import RewardModel
 
     texts = ["a gorgeous, moving film", "dull and lifeless, a waste of time", "it is a movie"]
@@ -91,7 +91,7 @@ def test_reward_cli(tiny_run, tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from silr.align_cli import reward
+    from silr.cli.align import reward
 
     app = typer.Typer()
     app.command("reward")(reward)
@@ -105,7 +105,7 @@ def test_reward_cli(tiny_run, tmp_path):
     res = CliRunner().invoke(app, ["reward", str(tiny_run), str(tmp_path / "pairs.csv"), "--out", str(tmp_path / "t.csv"),
                                    "--text-col", "response", "--positive-is-bad", "-q"])
     assert res.exit_code == 0, res.output
-    from silr.pipeline import predict_texts
+    from silr.run_folder import predict_texts
 
     t = pd.read_csv(tmp_path / "t.csv")
     np.testing.assert_allclose(t["reward"], -predict_texts(tiny_run, ["great fun", "awful"], progress=False)["score"],

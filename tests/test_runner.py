@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from silr.io import InputError
-from silr.runner import config_from_dict, load_config, run_pipeline
+from silr.job import config_from_dict, load_config, run_job
 
 
 def test_unknown_key_and_wrong_type_are_named(tmp_path):
@@ -37,7 +37,7 @@ def test_config_run_with_given_pseudo_labels_evaluates_on_gold(tmp_path, rt_task
         '[data]\ncorpus = "corpus.csv"\npseudo_col = "pseudo_label"\ngold_col = "gold"\n'
         "[labeled]\nsample_from_gold = 50\n[refine]\nrounds = 2\n"
     )
-    summary = run_pipeline(load_config(tmp_path / "run.toml"), tmp_path / "out", echo=lambda m: None, progress=False)
+    summary = run_job(load_config(tmp_path / "run.toml"), tmp_path / "out", echo=lambda m: None, progress=False)
     out = tmp_path / "out"
     for f in ("labels.csv", "rounds.json", "report.html", "gold.csv", "model/config.json"):
         assert (out / f).exists(), f
@@ -47,7 +47,7 @@ def test_config_run_with_given_pseudo_labels_evaluates_on_gold(tmp_path, rt_task
     assert summary["config"]["refine"]["rounds"] == 2
     # a second run into the same folder needs --overwrite
     with pytest.raises(InputError, match="overwrite"):
-        run_pipeline(load_config(tmp_path / "run.toml"), out, echo=lambda m: None, progress=False)
+        run_job(load_config(tmp_path / "run.toml"), out, echo=lambda m: None, progress=False)
 
 
 @pytest.mark.heavy

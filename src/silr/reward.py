@@ -125,7 +125,7 @@ class RewardModel:
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike, *, progress: bool = False, **kw) -> "RewardModel":
         """Load the refined classifier of a ``silr refine`` run folder (or its ``model/`` folder)."""
-        from silr.pipeline import load_model
+        from silr.run_folder import load_model
 
         refiner, bb = load_model(run_dir)
         if hasattr(bb, "progress"):

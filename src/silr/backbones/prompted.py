@@ -17,7 +17,7 @@ import numpy as np
 
 from silr.backbones.base import CachedEncoder
 
-__all__ = ["PromptedLMEncoder", "prompt_from_dict", "prompt_to_dict"]
+__all__ = ["PromptedLMEncoder", "llm_backbone", "prompt_from_dict", "prompt_to_dict"]
 
 
 def prompt_to_dict(prompt) -> dict:
@@ -168,3 +168,15 @@ class PromptedLMEncoder(CachedEncoder):
     def load(cls, spec: dict, folder: Path) -> "PromptedLMEncoder":
         return cls(prompt_from_dict(spec["prompt"]), spec.get("model", "gemma-3-270m"),
                    batch_size=int(spec.get("batch_size", 16)), max_text_tokens=int(spec.get("max_text_tokens", 256)))
+
+
+def llm_backbone(spec, labeled, text_col: str = "text", *, shots: int = 4, seed: int = 0,
+                 model: str | Path = "gemma-3-270m", scorer=None, progress: bool = False,
+                 cache_dir: str | Path | None = None) -> PromptedLMEncoder:
+    """The ``llm`` backbone: the annotating LLM's hidden state under the few-shot plan that
+    :func:`silr.annotate.run.annotate_frame` scores with (same arguments, same prompts, same leave-itself-out
+    for texts that are shots). ``labeled`` is the labeled frame given to the annotation."""
+    from silr.annotate.run import shot_plan
+
+    plan, _, _ = shot_plan(spec, labeled, text_col, shots=shots, seed=seed)
+    return PromptedLMEncoder(plan, model, scorer=scorer, progress=progress, cache_dir=cache_dir)

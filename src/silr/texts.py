@@ -1,0 +1,87 @@
+"""Refining texts: featurize them with a backbone, run the refiner, collect labels and a summary (``rounds.json``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from silr import __version__
+from silr.inputs import RefineInputs
+from silr.refine import SelfIterativeRefiner, refiner_from_params
+from silr.refine_inputs import merge_labeled
+
+__all__ = ["RefineResult", "refine_texts"]
+
+
+@dataclass
+class RefineResult:
+    refiner: SelfIterativeRefiner
+    backbone: object
+    inputs: RefineInputs
+    labels: pd.DataFrame
+    summary: dict
+    seconds: float
+
+
+def refine_texts(
+    inputs: RefineInputs,
+    *,
+    backbone="minilm",
+    rounds: int = 5,
+    seed: int = 0,
+    progress: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    on_round: Callable[[dict], None] | None = None,
+    **refiner_params,
+) -> RefineResult:
+    """The one-call function over texts: featurize with ``backbone``, refine, and collect the results.
+
+    Examples
+    --------
+    >>> inputs = RefineInputs(texts, llm_labels, labeled_texts, gold, labeled_llm_labels)  # doctest: +SKIP
+    >>> result = refine_texts(inputs, backbone="minilm", rounds=5)                         # doctest: +SKIP
+    >>> result.labels["final"]                                                              # doctest: +SKIP
+    """
+    from silr.backbones import Backbone, get_backbone
+
+    t0 = time.perf_counter()
+    bb = backbone if isinstance(backbone, Backbone) else get_backbone(backbone, cache_dir=cache_dir, progress=progress)
+    bb.fit(inputs.texts)
+    X = bb.transform(inputs.texts)
+    X_lab = bb.transform(inputs.labeled_texts)
+    # a backbone with a learner of its own (LoRA fine-tuning) trains each round; the others feed the head
+    learner = bb.new_learner(1) if type(bb).new_learner is not Backbone.new_learner else None
+    refiner = refiner_from_params(rounds=rounds, seed=seed, learner=learner, **refiner_params)
+    # one fit input: the labeled rows are corpus rows (matched by text) or appended after the corpus
+    n = len(inputs.texts)
+    X_all, y_all, y_gold, llm_all = merge_labeled(
+        X, inputs.pseudo, X_lab, inputs.labeled_y, inputs.labeled_pseudo, keys=inputs.texts,
+        labeled_keys=inputs.labeled_texts, llm_score=inputs.llm_score, llm_score_lab=inputs.labeled_llm_score)
+    refiner.fit(X_all, y_all, y_gold=y_gold, llm_score=llm_all, on_round=on_round)
+    cols = {f"round_{r}": refiner.labels_[r][:n].astype(int) for r in range(refiner.n_rounds_ + 1)}
+    cols["final"] = refiner.transduction_[:n].astype(int)
+    if refiner.predict_round_ == 0 and refiner.final_source_ != "probe":
+        # every refinement round was rejected and round 0's labels were handed back: there is no classifier to
+        # score the corpus with, so the score is the handed-back label as +1/-1 (never NaN)
+        cols["score"] = np.where(refiner.transduction_[:n] == 1, 1.0, -1.0)
+        inputs.notes.append("no refinement round was kept: the score column is the handed-back label as +1/-1, "
+                            "and the saved model has no classifier for `silr predict`")
+    else:
+        cols["score"] = refiner.decision_function(X, llm_score=inputs.llm_score).astype(float)
+    labels = pd.DataFrame(cols)
+    summary = {
+        "silr_version": __version__,
+        "backbone": bb.spec(),
+        "n_corpus": len(inputs.texts),
+        "n_labeled": len(inputs.labeled_texts),
+        "inputs": {"corpus": inputs.corpus_path, "labeled": inputs.labeled_path},
+        "notes": inputs.notes,
+        **refiner.summary(),
+    }
+    summary["seconds"] = time.perf_counter() - t0
+    return RefineResult(refiner, bb, inputs, labels, summary, summary["seconds"])
