@@ -119,7 +119,7 @@ def test_align_cli_best_of_n(tiny_lm, tiny_run, tmp_path):  # noqa: F811
     import typer
     from typer.testing import CliRunner
 
-    from silr.align_cli import align, reward
+    from silr.cli.align import align, reward
 
     app = typer.Typer()
     app.command("align")(align)

@@ -1,23 +1,19 @@
-"""``silr annotate``: round 0, the LLM labels every text (registered by :mod:`silr.cli`)."""
+"""``silr annotate``: round 0, the LLM labels every text."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from silr.cli.errors import reported
+
 _HELP_MODEL = ("gemma-3-270m (default, local, offline), a local transformers model folder, or openai:MODEL for an "
                "OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio, OpenAI).")
-
-
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise SystemExit(1)
 
 
 class _OneLine(logging.Formatter):
@@ -63,8 +59,6 @@ def annotate(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Round 0: label every text with an LLM (few-shot), calibrate the threshold on the labeled sample."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     if (instruction is None) != (label_words is None) and prompt is None:
         raise typer.BadParameter("--instruction and --label-words go together (or give --prompt)")
     if prompt is None and instruction is None:
@@ -72,21 +66,12 @@ def annotate(
     if api not in ("chat", "completions"):
         raise typer.BadParameter("--api must be chat or completions")
     _setup_logging(quiet)
-    from silr.io import InputError
-
-    from .types import AnnotationError
-
-    try:
+    with reported(redact=api_key):
         _run(input=input, out=out, text_col=text_col, model=model, prompt=prompt, instruction=instruction,
              label_words=label_words, labeled=labeled, label_col=label_col, shots=shots, base_url=base_url,
              api_key=api_key, api=api, threshold=threshold, limit=limit, sample=sample, seed=seed,
              batch_size=batch_size, max_text_tokens=max_text_tokens, concurrency=concurrency, timeout=timeout,
              cache_dir=cache_dir, no_cache=no_cache, quiet=quiet)
-    except (InputError, AnnotationError, ValueError, OSError) as e:
-        msg = " ".join(str(e).split()) or type(e).__name__
-        if api_key:
-            msg = msg.replace(api_key, "***")
-        _fail(msg)
 
 
 def _run(*, input: Path, out: Path, text_col: str, model: str, prompt: str | None, instruction: str | None,
@@ -96,11 +81,11 @@ def _run(*, input: Path, out: Path, text_col: str, model: str, prompt: str | Non
          no_cache: bool, quiet: bool) -> None:
     from silr.io import InputError, atomic_write_text, read_table, write_table
 
-    from .cache import CACHE_FILE
-    from .local import LocalLMScorer, default_cache_dir
-    from .prompts import load_prompt, spec_from_instruction
-    from .run import annotate_frame
-    from .server import OpenAICompatibleAnnotator
+    from silr.annotate.cache import CACHE_FILE
+    from silr.annotate.factory import make_annotator
+    from silr.annotate.prompts import load_prompt, spec_from_instruction
+    from silr.annotate.run import annotate_frame
+    from silr.cache_keys import default_cache_dir
 
     # check every input before loading a model
     out_fmt_ok = out.suffix.lower() in (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq")
@@ -123,11 +108,9 @@ def _run(*, input: Path, out: Path, text_col: str, model: str, prompt: str | Non
     assert spec is not None
     cdir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
 
-    if model.startswith("openai:"):
-        annotator = OpenAICompatibleAnnotator(model[len("openai:"):], base_url=base_url, api_key=api_key, api=api,
-                                              concurrency=concurrency, timeout=timeout)
-    else:
-        annotator = LocalLMScorer(model, cache_dir=cdir, batch_size=batch_size, max_text_tokens=max_text_tokens)
+    annotator = make_annotator(model, cache_dir=cdir, base_url=base_url, api_key=api_key, api=api,
+                               concurrency=concurrency, timeout=timeout, batch_size=batch_size,
+                               max_text_tokens=max_text_tokens)
     try:
         df_out, record = annotate_frame(df, text_col, annotator, spec, labeled=lab_df, shots=shots,
                                         threshold=threshold, limit=limit, sample=sample, seed=seed,

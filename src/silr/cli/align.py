@@ -1,4 +1,4 @@
-"""``silr reward`` and ``silr align`` (typer command functions; registered by :mod:`silr.cli`)."""
+"""``silr reward`` and ``silr align``: a refined classifier as a reward model, and aligning a policy with it."""
 
 from __future__ import annotations
 
@@ -8,12 +8,8 @@ from typing import Optional
 
 import typer
 
+from silr.cli.errors import reported
 from silr.reward import PKU_PAIR_TEMPLATE
-
-
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {' '.join(str(msg).split())}", fg=typer.colors.RED, err=True)
-    raise SystemExit(1)
 
 
 def _unescape(s: str) -> str:
@@ -36,10 +32,10 @@ def reward(
 ) -> None:
     """Score (prompt, response) pairs or texts with a refined classifier used as a reward model
     (higher = the classifier's positive class, or its negative class with --positive-is-bad)."""
-    from silr.io import InputError, clean_texts, read_table, write_table
+    from silr.io import clean_texts, read_table, write_table
     from silr.reward import RewardModel
 
-    try:
+    with reported():
         rm = RewardModel.from_run(run_dir, template=_unescape(template), invert=positive_is_bad,
                                   output="proba" if proba else "score", batch_size=batch_size, progress=not quiet)
         if text_col:
@@ -52,8 +48,6 @@ def reward(
                                df[response_col].fillna("").astype(str).tolist())
         df["reward"] = r
         write_table(df, out)
-    except (InputError, ValueError, OSError) as e:
-        _fail(str(e))
     if not quiet:
         typer.echo(f"{len(df)} rows scored: mean reward {float(r.mean()):.4f}", err=True)
     typer.echo(str(out))
@@ -84,7 +78,7 @@ def align(
     """Align a policy LM with a silr reward: best-of-n sampling, or DPO with LoRA on reward-ranked pairs;
     or self-refine its answers. Reports the reward of the policy's answers before and after."""
     from silr.align import run_align
-    from silr.io import InputError, clean_texts, read_table
+    from silr.io import clean_texts, read_table
     from silr.reward import RewardModel
 
     if method not in ("best-of-n", "dpo", "self-refine"):
@@ -93,7 +87,7 @@ def align(
         raise typer.BadParameter(f"--method {method} needs --reward RUN_DIR")
     if method == "self-refine" and not answer_col:
         raise typer.BadParameter("--method self-refine needs --answer-col (gold answers)")
-    try:
+    with reported():
         df = read_table(prompts, required=[prompt_col] + ([answer_col] if answer_col else []), what="prompts")
         ps = clean_texts(df[prompt_col], what=f"prompts file '{prompts}'", column=prompt_col)
         rm = None
@@ -103,8 +97,6 @@ def align(
                       save_steps=save_steps, seed=seed, batch_size=batch_size, learning_rate=learning_rate,
                       beta=beta, lora_r=lora_r, gold=df[answer_col].tolist() if answer_col else None,
                       n_labeled=n_labeled, progress=not quiet)
-    except (InputError, ValueError, OSError) as e:
-        _fail(str(e))
     if method == "self-refine":
         for k, v in s["accuracy"].items():
             typer.echo(f"{k}: {v:.3f}", err=True)

@@ -1,0 +1,5 @@
+"""``python -m silr.cli``."""
+
+from silr.cli import main
+
+main()

@@ -1,0 +1,119 @@
+"""``silr refine``, ``silr predict``, ``silr evaluate``: refine pseudo-labels from files, use and score the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from silr.cli.errors import Failure
+
+__all__ = ["refine", "predict", "evaluate", "print_round"]
+
+
+def print_round(rec: dict) -> None:
+    """One line per round on stderr: priors with intervals, the risk, the rows changed."""
+    r = rec["round"]
+    if "pi" not in rec:
+        typer.echo(f"round {r}: rejected ({rec.get('rejected')})", err=True)
+        return
+    iv = rec.get("intervals", {})
+
+    def f(k):
+        lo, hi = iv.get(k, [float("nan")] * 2)
+        return f"{rec[k]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+    extra = ""
+    if r > 0:
+        extra = f"  risk={rec['risk']} best_epoch={rec['best_epoch']} changed={rec['n_changed']} ({rec['seconds']:.1f}s)"
+    status = f"  REJECTED: {rec['rejected']}" if rec.get("rejected") else ""
+    typer.echo(
+        f"round {r}: pseudo+ {rec['pseudo_positive_rate']:.3f}  pi {f('pi')}  theta_p {f('theta_p')}  "
+        f"theta_n {f('theta_n')}  est.acc {f('accuracy')}{extra}{status}",
+        err=True,
+    )
+
+
+def refine(
+    corpus: Path = typer.Argument(..., help="Corpus file (CSV, JSONL or Parquet) with a text and a pseudo-label column."),
+    pseudo_col: str = typer.Option(..., "--pseudo-col", help="Column of the corpus holding the LLM's 0/1 labels (or scores with --threshold)."),
+    labeled: Path = typer.Option(..., "--labeled", help="Labeled sample (text + gold label), about 50 rows. Its pseudo-labels come from its own PSEUDO_COL column or from the corpus rows with the same text."),
+    out: Path = typer.Option(..., "--out", help="Output folder: labels.csv, rounds.json, model/, report.html."),
+    text_col: str = typer.Option("text", "--text-col", help="Text column (both files)."),
+    label_col: str = typer.Option("label", "--label-col", help="Gold label column of the labeled sample."),
+    rounds: int = typer.Option(5, "--rounds", min=1, help="Maximum refinement rounds."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    backbone: str = typer.Option("minilm", "--backbone", help="minilm (default, English), e5 (multilingual), ngram (char/word n-grams), lora:MODEL_DIR (fine-tuned), st:MODEL_DIR."),
+    risk: str = typer.Option("robust_uu", "--risk", help="Risk of round 1: robust_uu, uu, or pn (PN on pseudo-labels, a baseline)."),
+    later_risk: str = typer.Option("uu", "--later-risk", help="Risk of rounds 2+ (robust_uu, uu, pn)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Treat PSEUDO_COL as real-valued scores; label = score > THRESHOLD."),
+    score_col: Optional[str] = typer.Option(None, "--score-col", help="Column of the LLM's real-valued score (e.g. llm_score from `silr annotate`): the final labels may then stack it with the refined classifier."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache folder (default $SILR_CACHE_DIR or ~/.cache/silr)."),
+    no_report: bool = typer.Option(False, "--no-report", help="Skip the HTML report."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Refine pseudo-labels with robust UU learning, round after round, and save labels, priors and model."""
+    from silr.inputs import load_refine_inputs
+    from silr.run_folder import prepare_out_dir, write_run
+    from silr.texts import refine_texts
+
+    prepare_out_dir(out, overwrite=overwrite)
+    inputs = load_refine_inputs(corpus, labeled, pseudo_col=pseudo_col, text_col=text_col, label_col=label_col, threshold=threshold, score_col=score_col)
+    if not quiet:
+        for n in inputs.notes:
+            typer.echo(f"note: {n}", err=True)
+    result = refine_texts(
+        inputs, backbone=backbone, rounds=rounds, seed=seed, progress=not quiet, cache_dir=cache_dir,
+        on_round=None if quiet else print_round, risk=risk, later_risk=later_risk,
+    )
+    write_run(result, out, report=not no_report)
+    s = result.summary
+    typer.echo(f"final labels: {s['final_source']} ({s['selection']})", err=True)
+    typer.echo(f"stop: {s['stop_reason']}", err=True)
+    typer.echo(str(out))
+
+
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `silr refine` (or its model/ folder)."),
+    input: Path = typer.Argument(..., help="File of texts to score (CSV, JSONL or Parquet)."),
+    out: Path = typer.Option(..., "--out", help="Output file: INPUT's columns plus score, label and proba."),
+    text_col: str = typer.Option("text", "--text-col", help="Text column of INPUT."),
+    score_col: Optional[str] = typer.Option(None, "--score-col", help="Column of INPUT with the LLM's score, used when the run handed back the stack of LLM and refined scores."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Score new texts with a saved model: `score` (higher = positive), `label` (0/1), `proba`."""
+    from silr.io import clean_texts, read_table, write_table
+    from silr.run_folder import predict_texts
+
+    df = read_table(input, required=[text_col], what="input")
+    texts = clean_texts(df[text_col], what=f"input file '{input}'", column=text_col)
+    from silr.io import parse_scores
+
+    if score_col and score_col not in df.columns:
+        raise Failure(f"input file '{input}' has no column '{score_col}'")
+    llm = parse_scores(df[score_col], what=f"input file '{input}'", column=score_col) if score_col else None
+    pred = predict_texts(run_dir, texts, progress=not quiet, llm_score=llm)
+    for c in pred.columns:
+        df[c] = pred[c].to_numpy()
+    write_table(df, out)
+    typer.echo(str(out))
+
+
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A finished run folder."),
+    gold: Path = typer.Option(..., "--gold", help="Gold labels for the corpus rows, in corpus order (column --label-col)."),
+    test: Optional[Path] = typer.Option(None, "--test", help="Optional held-out test file (text, label) scored with the saved model."),
+    label_col: str = typer.Option("label", "--label-col"),
+    text_col: str = typer.Option("text", "--text-col"),
+) -> None:
+    """Score a finished run against held-out gold labels (never used by the run itself)."""
+    from silr.run_folder import evaluate_run
+
+    ev = evaluate_run(run_dir, gold, label_col=label_col, text_col=text_col, test=test)
+    for pr in ev["per_round"]:
+        typer.echo(f"round {pr['round']}: accuracy {pr['accuracy']:.4f}  f1 {pr['f1']:.4f}")
+    typer.echo(f"final labels: accuracy {ev['final_accuracy']:.4f} (gain over round 0: {ev['gain_over_round_0']:+.4f})")
+    if "test" in ev:
+        typer.echo(f"test set: accuracy {ev['test']['accuracy']:.4f} on {ev['test']['n']} rows")
