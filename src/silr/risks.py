@@ -25,12 +25,11 @@ and the negative slope pushes it back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 
 RiskName = Literal["robust_uu", "uu", "pn"]
-RISKS: tuple[str, ...] = ("robust_uu", "uu", "pn")
 
 #: Default slope of the generalized leaky ReLU for negative partial risks (PAPER.md section 3).
 DEFAULT_SLOPE = -0.001
@@ -143,11 +142,18 @@ def batch_risk(
     *,
     slope: float = DEFAULT_SLOPE,
 ) -> torch.Tensor:
-    """Dispatch on the risk name: ``robust_uu``, ``uu`` or ``pn`` (PN on the pseudo-labels)."""
-    if name == "robust_uu":
-        return robust_uu_risk(scores, pseudo, weights, slope)
-    if name == "uu":
-        return uu_risk(scores, pseudo, weights)
-    if name == "pn":
-        return pn_risk(scores, pseudo)
-    raise ValueError(f"unknown risk {name!r}; choose one of {', '.join(RISKS)}")
+    """The corpus risk named ``name`` (a key of :data:`CORPUS_RISKS`) of one batch."""
+    try:
+        risk = CORPUS_RISKS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown risk {name!r}; choose one of {', '.join(RISKS)}") from None
+    return risk(scores, pseudo, weights, slope)
+
+
+#: The corpus risks by name, each ``risk(scores, pseudo, weights, slope)``: adding a risk is one entry here.
+CORPUS_RISKS: dict[str, Callable[[torch.Tensor, torch.Tensor, UUWeights, float], torch.Tensor]] = {
+    "robust_uu": robust_uu_risk,
+    "uu": lambda scores, pseudo, weights, slope: uu_risk(scores, pseudo, weights),
+    "pn": lambda scores, pseudo, weights, slope: pn_risk(scores, pseudo),  # PN on the pseudo-labels (a baseline)
+}
+RISKS: tuple[str, ...] = tuple(CORPUS_RISKS)
