@@ -80,3 +80,38 @@ def test_weights_reject_inverted_priors_and_dispatch():
     assert float(batch_risk("pn", s, p, w)) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="unknown risk"):
         batch_risk("bogus", s, p, w)
+
+
+def test_each_uu_coefficient_matches_its_closed_form_where_a_swap_would_show():
+    """a, b, c, d against their closed forms on priors where all four differ widely, and the risk of a fixed
+    batch against ``a R_P^+ - b R_P^- - c R_N^+ + d R_N^-`` computed by hand: swapping any two coefficients
+    moves the risk by far more than the tolerance (checked below), so a swap in risks.py cannot pass."""
+    pi, tp, tn = 0.3, 0.9, 0.2
+    gap = tp - tn
+    closed = {"a": pi * (1 - tn) / gap, "b": (1 - pi) * tn / gap, "c": pi * (1 - tp) / gap, "d": (1 - pi) * tp / gap}
+    w = UUWeights.from_priors(pi, tp, tn)
+    for k, v in closed.items():
+        assert getattr(w, k) == pytest.approx(v, abs=1e-12), k
+    assert min(abs(closed[x] - closed[y]) for x in "abcd" for y in "abcd" if x < y) > 0.1
+    # a batch whose partial risks differ: P~ scores high (R_P^+ ~0.06, R_P^- ~0.94), N~ scores near 0 (~0.5)
+    zp = torch.tensor([3.0, 2.5, 2.0, 4.0], dtype=torch.float64)
+    zn = torch.tensor([0.0, 0.5, -0.5, 0.2], dtype=torch.float64)
+    scores = torch.cat([zp, zn])
+    pseudo = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0], dtype=torch.float64)
+    sig = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
+    r = {"P+": np.mean(sig(-zp.numpy())), "P-": np.mean(sig(zp.numpy())), "N+": np.mean(sig(-zn.numpy())),
+         "N-": np.mean(sig(zn.numpy()))}
+
+    def by_hand(c):
+        return c["a"] * r["P+"] - c["b"] * r["P-"] - c["c"] * r["N+"] + c["d"] * r["N-"]
+
+    expected = by_hand(closed)
+    assert float(uu_risk(scores, pseudo, w)) == pytest.approx(expected, abs=1e-9)
+    pos, neg = partial_risks(scores, pseudo, w)
+    assert float(pos) == pytest.approx(closed["a"] * r["P+"] - closed["c"] * r["N+"], abs=1e-9)
+    assert float(neg) == pytest.approx(closed["d"] * r["N-"] - closed["b"] * r["P-"], abs=1e-9)
+    for x in "abcd":  # the test has the power to see a swap
+        for y in "abcd":
+            if x < y:
+                swapped = {**closed, x: closed[y], y: closed[x]}
+                assert abs(by_hand(swapped) - expected) > 0.02, (x, y)
