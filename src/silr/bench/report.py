@@ -317,6 +317,8 @@ def results_markdown(records: list[dict], *, title: str = "silr benchmark", conf
                  f"silr's selection handed back in each seed; \"({COPY_NOTE})\" = silr handed back the probe on the "
                  "50 labeled rows in every seed, which is the same model as that column: a copy, not a result of "
                  "the refinement.\n")
+    parts.append("\nMethods (`silr.bench.methods.REGISTRY`):\n" + "".join(
+        f"- {LABELS[m]}: {REGISTRY[m].description}\n" for m in METHODS if any(m in r["methods"] for r in records)))
     if notes:
         parts.append("\n" + notes.strip() + "\n")
     for track, title_t in TRACKS:
