@@ -91,10 +91,11 @@ def _best(vals: dict, methods) -> tuple[list, bool]:
 def markdown_table(records: list[dict], *, track: str, metric: str = "test_acc",
                    methods: tuple[str, ...] = METHODS) -> str:
     """One row per (data set, setting): mean ± sd over seeds; silr's "handed back" column next to it; bold only
-    for a strict best contender, "(tie)" on each of several equal best; a silr cell that is a copy of the
-    50-label probe in every seed says so."""
+    for a strict best contender, "(tie)" on each of several equal best; a cell of a silr configuration that
+    handed back the 50-label probe in every seed says it is a copy."""
     recs = [r for r in records if r["track"] == track]
     agg, hb = aggregate(recs, metric), handed_back(recs)
+    hbs = {m: handed_back(recs, m) for m in SILR_FAMILY}
     if not agg:
         return "_no runs_\n"
     present = [m for m in methods if any(m in v for v in agg.values())]
@@ -111,7 +112,7 @@ def markdown_table(records: list[dict], *, track: str, metric: str = "test_acc",
         cells = [key[2], key[1], str(n)]
         for m in present:
             c = _cell(agg[key].get(m, []))
-            if m == "silr" and is_copy(hb.get(key, Counter())):
+            if m in hbs and is_copy(hbs[m].get(key, Counter())):
                 c += f" ({COPY_NOTE})"
             if m in best:
                 c = f"**{c}**" if strict else f"{c} (tie)"
@@ -314,9 +315,9 @@ def results_markdown(records: list[dict], *, title: str = "silr benchmark", conf
     parts.append("\nMethods marked * read the corpus gold (references, not contenders); † = given the evidence "
                  "column, reads the features only. Cells: accuracy, mean ± sd over seeds; bold = the strictly best "
                  "contender of the row, \"(tie)\" = several contenders share the best mean; \"handed back\" = what "
-                 f"silr's selection handed back in each seed; \"({COPY_NOTE})\" = silr handed back the probe on the "
-                 "50 labeled rows in every seed, which is the same model as that column: a copy, not a result of "
-                 "the refinement.\n")
+                 f"silr's selection handed back in each seed; \"({COPY_NOTE})\" = that configuration of the refiner "
+                 "(silr, oracle priors or plain UU) handed back the probe on the 50 labeled rows in every seed, "
+                 "which is the same model as that column: a copy, not a result of the refinement.\n")
     parts.append("\nMethods (`silr.bench.methods.REGISTRY`):\n" + "".join(
         f"- {LABELS[m]}: {REGISTRY[m].description}\n" for m in METHODS if any(m in r["methods"] for r in records)))
     if notes:
