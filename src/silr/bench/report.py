@@ -274,7 +274,8 @@ INPUTS = {
             "silr oracle priors and plain UU read it through the refiner's stack, and each is scored with what it "
             "handed back applied to the test features and scores; † = given the score, reads the features only. "
             "The pseudo-labels are the LLM's scores cut at the threshold that maximises accuracy on the seed's "
-            "50 labeled rows (the same rows the refinement uses)."),
+            "50 labeled rows (the same rows the refinement uses). Gold behind each cell: the 50 labeled rows plus "
+            "the 8 gold-labeled few-shot rows of the prompt's fixed pool, outside the budget (58 in all)."),
     "noise": ("Inputs on the test split: every method is given the features and the pseudo-label of each test row "
               "(simulated noise of the same kind as the corpus's, independent of the features given the gold "
               "label: the ideal case for a stack). The baselines read it as one more feature column; silr, silr "
