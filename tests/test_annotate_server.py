@@ -9,14 +9,12 @@ import re
 import socket
 import subprocess
 import sys
-import threading
-import time
-from collections import Counter, defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from fakeserver import NamedFateServer
 
 from silr.annotate.prompts import ShotPlan, load_prompt
 from silr.annotate.run import annotate_frame
@@ -27,139 +25,9 @@ KEY = "sk-test-SECRET-4f1d9c"
 TEXT_RE = re.compile(r"Text: (.*)\nLabel:\s*$", re.S)
 
 
-class FakeOpenAI:
-    """Behaviour per text (the text under classification is the prompt's last ``Text: ...``):
-
-    ``pos*``/``neg*`` logprobs favouring that word; ``onlypos*`` top list without the negative word;
-    ``plainpos*``/``plainneg*`` answer text without logprobs; ``garbage*`` answer 'banana' (no logprobs);
-    ``lpgarbage*`` logprobs without either word; ``ratelimit*`` first a 429 with Retry-After;
-    ``err500*`` two 500s first; ``slow*`` first reply after 1.0 s; ``drop*`` connection dropped mid-body first;
-    ``badjson*`` malformed JSON first; ``always500*`` always 500.
-    """
-
-    def __init__(self, key: str | None = KEY, models=("tiny",), delay: float = 0.0):
-        self.key, self.models, self.delay = key, set(models), delay
-        self.hits: Counter = Counter()
-        self.times: dict[str, list[float]] = defaultdict(list)
-        self.inflight = 0
-        self.max_inflight = 0
-        self.lock = threading.Lock()
-        self.auth_headers: list[str | None] = []
-        self.paths: Counter = Counter()
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):  # keep test output clean
-                pass
-
-            def do_POST(self):
-                with outer.lock:
-                    outer.inflight += 1
-                    outer.max_inflight = max(outer.max_inflight, outer.inflight)
-                try:
-                    outer.handle(self)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-                finally:
-                    with outer.lock:
-                        outer.inflight -= 1
-
-        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.srv.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
-
-    # ------------------------------------------------------------------ replies
-    def _send(self, h, code, obj=None, raw: bytes | None = None, headers=()):
-        body = raw if raw is not None else json.dumps(obj).encode()
-        h.send_response(code)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(body)))
-        for k, v in headers:
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(body)
-
-    def handle(self, h):
-        n = int(h.headers.get("Content-Length", 0))
-        req = json.loads(h.rfile.read(n))
-        chat = h.path.endswith("/chat/completions")
-        self.paths[h.path] += 1
-        self.auth_headers.append(h.headers.get("Authorization"))
-        if self.key is not None and h.headers.get("Authorization") != f"Bearer {self.key}":
-            return self._send(h, 401, {"error": {"message": "Incorrect API key provided", "type": "auth"}})
-        if req.get("model") not in self.models:
-            return self._send(h, 404, {"error": {"message": f"The model `{req.get('model')}` does not exist"}})
-        prompt = req["messages"][-1]["content"] if chat else req["prompt"]
-        m = TEXT_RE.search(prompt.rsplit("Text: ", 1)[-1].join(["Text: ", ""]))
-        text = m.group(1) if m else ""
-        with self.lock:
-            self.hits[text] += 1
-            k = self.hits[text]
-            self.times[text].append(time.monotonic())
-        if self.delay:
-            time.sleep(self.delay)
-        if text.startswith("always500"):
-            return self._send(h, 500, {"error": {"message": "boom"}})
-        if text.startswith("ratelimit") and k == 1:
-            return self._send(h, 429, {"error": {"message": "slow down"}}, headers=[("Retry-After", "0.3")])
-        if text.startswith("err500") and k <= 2:
-            return self._send(h, 500 if k == 1 else 503, {"error": {"message": "server error"}})
-        if text.startswith("slow") and k == 1:
-            time.sleep(1.0)
-        if text.startswith("drop") and k == 1:
-            h.send_response(200)
-            h.send_header("Content-Type", "application/json")
-            h.send_header("Content-Length", "5000")
-            h.end_headers()
-            h.wfile.write(b'{"choices": [{"te')
-            h.wfile.flush()
-            h.connection.shutdown(socket.SHUT_RDWR)
-            h.close_connection = True
-            return
-        if text.startswith("badjson") and k == 1:
-            return self._send(h, 200, raw=b'{"choices": [ {"text": " positive", ')
-        want_lp = bool(req.get("logprobs"))
-        # decide the answer
-        if text.startswith(("plainpos", "plainneg", "garbage")):
-            answer = {"plainpos": " positive", "plainneg": "Negative.", "garbage": " banana"}[
-                re.match(r"(plainpos|plainneg|garbage)", text).group(1)]
-            return self._send(h, 200, self._reply(chat, answer, None))
-        if text.startswith("lpgarbage"):
-            tops = [(" banana", -0.2), (" apple", -1.9)]
-            return self._send(h, 200, self._reply(chat, " banana", tops if want_lp else None))
-        if text.startswith("onlypos"):
-            tops = [(" positive", -0.5), (" maybe", -1.5), (" so", -3.0)]
-            return self._send(h, 200, self._reply(chat, " positive", tops if want_lp else None))
-        pos = not text.startswith("neg")
-        tops = [(" positive", -0.1), (" negative", -2.5), ("Positive", -4.0)] if pos else \
-            [(" negative", -0.2), (" positive", -1.8), (" neutral", -5.0)]
-        return self._send(h, 200, self._reply(chat, tops[0][0], tops if want_lp else None))
-
-    @staticmethod
-    def _reply(chat, answer, tops):
-        if chat:
-            lp = None
-            if tops is not None:
-                lp = {"content": [{"token": answer, "logprob": tops[0][1],
-                                   "top_logprobs": [{"token": t, "logprob": v} for t, v in tops]}]}
-            return {"choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "logprobs": lp,
-                                 "finish_reason": "stop"}]}
-        lp = None if tops is None else {"tokens": [answer], "token_logprobs": [tops[0][1]],
-                                        "top_logprobs": [dict(tops)]}
-        return {"choices": [{"index": 0, "text": answer, "logprobs": lp, "finish_reason": "stop"}]}
-
-
 @pytest.fixture
 def server():
-    s = FakeOpenAI()
+    s = NamedFateServer(key=KEY)
     yield s
     s.close()
 
