@@ -143,13 +143,12 @@ def llm_encoder(task: Task, prompts_dir: str | Path, *, scorer=None, cache_dir: 
     (``prompts_dir/<task>.toml``, 4 shots from the task's shot pool), built exactly as ``annotate_frame``
     builds the prompt (same plan, same leave-itself-out for texts that are shots)."""
     from silr.annotate.prompts import load_prompt
-    from silr.annotate.run import shot_plan
-    from silr.backbones.prompted import PromptedLMEncoder
+    from silr.backbones.prompted import llm_backbone
 
     spec = load_prompt(Path(prompts_dir) / f"{task.name}.toml")
     # the labeled frame llm_annotate.py gives annotate_frame: the shot pool indexed by train row
-    plan, _, _ = shot_plan(spec, task.shots.set_index("row")[["text", "label"]], "text", shots=4, seed=0)
-    return PromptedLMEncoder(plan, scorer=scorer, progress=False, cache_dir=cache_dir)
+    return llm_backbone(spec, task.shots.set_index("row")[["text", "label"]], "text", shots=4, seed=0,
+                        scorer=scorer, progress=False, cache_dir=cache_dir)
 
 
 def task_features(task: Task, backbone: str | None = None, *, cache_dir: str | Path | None = None,
