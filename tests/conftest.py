@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from silr.env import use_local_models
+
+use_local_models()  # the one set-up the command line uses too
 
 
 @pytest.fixture(scope="session")
