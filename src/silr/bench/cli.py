@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from silr.cli.errors import print_error
+
 __all__ = ["bench"]
 
 
@@ -47,7 +49,7 @@ def bench(
         typer.echo(f"quick benchmark: {out / 'RESULTS_quick.md'} ({res['seconds']:.0f}s)")
         if res["problems"]:
             for p in res["problems"]:
-                typer.secho(f"error: {p}", fg=typer.colors.RED, err=True)
+                print_error(p)
             raise typer.Exit(1)
         return
     ds = _split(datasets) or list(DEFAULT_DATASETS)
