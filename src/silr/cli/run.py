@@ -68,7 +68,7 @@ def run(
 
     cfg = load_config(config)
     summary = run_job(cfg, out, overwrite=overwrite, progress=not quiet,
-                           echo=lambda m: typer.echo(m, err=True), on_round=None if quiet else print_round)
+                      echo=lambda m: typer.echo(m, err=True), on_round=None if quiet else print_round)
     _print_summary_table(summary)
     typer.echo(str(out))
 
