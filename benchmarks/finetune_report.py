@@ -105,7 +105,7 @@ def rounds_table(runs: list[dict]) -> list[str]:
 
 
 def cost_table(runs: list[dict]) -> list[str]:
-    lines = ["| data set | seed | frozen MiniLM pass over the corpus (s) | one fine-tuning round (s) | ratio | "
+    lines = ["| data set | seed | frozen pass, wall s (CPU s) | one fine-tuning round, wall s (CPU s) | ratio wall (CPU) | "
              "load (1-min avg) before / after |", "|---|---|---|---|---|---|"]
     for r in sorted(runs, key=lambda r: (r["dataset"], r["seed"])):
         fp = r.get("frozen_pass")
@@ -113,9 +113,10 @@ def cost_table(runs: list[dict]) -> list[str]:
         if not fp or not rounds or "fit_seconds" not in rounds[0]:
             continue
         m = r["methods"]["silr_ft"]
-        fs = rounds[0]["fit_seconds"]
-        lines.append(f"| {r['dataset']} | {r['seed']} | {fp['seconds']:.0f} ({fp['texts']} texts) | {fs:.0f} | "
-                     f"{fs / fp['seconds']:.1f}x | pass {fp['load_before']:.1f} / {fp['load_after']:.1f}; "
+        fs, fc, pc = rounds[0]["fit_seconds"], rounds[0].get("fit_cpu_seconds"), fp.get("cpu_seconds")
+        cpu = f" ({fc / pc:.1f}x)" if fc and pc else ""
+        lines.append(f"| {r['dataset']} | {r['seed']} | {fp['seconds']:.0f} ({_fmt(pc, 0)}) | {fs:.0f} ({_fmt(fc, 0)}) | "
+                     f"{fs / fp['seconds']:.1f}x{cpu} | pass {fp['load_before']:.1f} / {fp['load_after']:.1f}; "
                      f"round {m.get('load_before', float('nan')):.1f} / {m.get('load_after', float('nan')):.1f} |")
     return lines
 

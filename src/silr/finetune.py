@@ -106,6 +106,9 @@ class FineTuneLearner:
         A tqdm bar per epoch on stderr.
     """
 
+    #: the refiner passes texts (not feature arrays) to this learner
+    takes_texts = True
+
     def __init__(self, model_dir: str | Path | None = None, *, lr: float = 3e-5, head_lr: float | None = None,
                  epochs: int = 2, batch_size: int = 32, labeled_batch_size: int = 16, max_length: int = 64,
                  weight_decay: float = 0.01, warmup_ratio: float = 0.1, max_grad_norm: float = 1.0,
@@ -233,7 +236,7 @@ class FineTuneLearner:
     def _fit(self, texts, pseudo, weights, risk, val_mask, seed, lab):
         from tqdm.auto import tqdm
 
-        t_start = time.perf_counter()
+        t_start, cpu_start = time.perf_counter(), time.process_time()
         model = self._load(seed)
         ids = self._tokenize(texts)
         self.n_truncated_ = self._last_truncated
@@ -316,6 +319,7 @@ class FineTuneLearner:
             model.load_state_dict(best[2])
         model.eval()
         self.fit_seconds_ = time.perf_counter() - t_start
+        self.fit_cpu_seconds_ = time.process_time() - cpu_start  # CPU time of this process (load-independent)
         return self
 
     # -- inference ----------------------------------------------------------------------------------

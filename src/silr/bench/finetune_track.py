@@ -179,6 +179,7 @@ def m_silr_ft(inp, *, seed, params, progress, rounds: int = 1, **_):
         out = {"corpus_pred": gc > 0, "test_pred": gt > 0}
         rec.update({"corpus_acc": _acc(gc > 0, y), "test_acc": _acc(gt > 0, inp["yt"]), "best_epoch": L.best_epoch_,
                     "history": L.history_, "fit_seconds": round(L.fit_seconds_, 1),
+                    "fit_cpu_seconds": round(getattr(L, "fit_cpu_seconds_", float("nan")), 1),
                     "seconds": round(time.perf_counter() - t0, 1)})
         recs.append(rec)
     if out is None:
@@ -186,8 +187,8 @@ def m_silr_ft(inp, *, seed, params, progress, rounds: int = 1, **_):
     return {**out, "rounds": recs, "info": {"w": w, "params": p}}
 
 
-def frozen_pass_seconds(texts, threads: int = 1) -> float:
-    """Seconds of one frozen all-MiniLM-L6-v2 encoding pass over ``texts`` (no cache; same thread count and
+def frozen_pass_seconds(texts, threads: int = 1) -> tuple[float, float]:
+    """Wall and CPU seconds of one frozen all-MiniLM-L6-v2 encoding pass over ``texts`` (no cache; same thread count and
     token limit as the fine-tuning learner), the unit of the fine-tuning cost ratio."""
     import torch
     from sentence_transformers import SentenceTransformer
@@ -199,9 +200,9 @@ def frozen_pass_seconds(texts, threads: int = 1) -> float:
     try:
         m = SentenceTransformer(str(default_model_dir()), device="cpu", local_files_only=True)
         m.max_seq_length = FT_DEFAULT["max_length"]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         m.encode(list(texts), batch_size=128, show_progress_bar=False)
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
     finally:
         torch.set_num_threads(prev)
 
@@ -230,7 +231,8 @@ def run_cell(name: str, seed: int, *, out_dir: Path, scores_dir: Path, methods=M
         if m in ("silr_ft", "ft_llm") and "frozen_pass" not in rec:
             # the cost unit, measured side by side with the fine-tuning rounds (the CPU is shared: load recorded)
             load = os.getloadavg()[0]
-            rec["frozen_pass"] = {"texts": len(inp["texts"]), "seconds": round(frozen_pass_seconds(inp["texts"]), 2),
+            wall, cpu = frozen_pass_seconds(inp["texts"])
+            rec["frozen_pass"] = {"texts": len(inp["texts"]), "seconds": round(wall, 2), "cpu_seconds": round(cpu, 2),
                                   "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
         load = os.getloadavg()[0]
         t0 = time.perf_counter()
