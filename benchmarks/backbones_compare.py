@@ -58,9 +58,9 @@ def run(dataset: str, backbone: str, seed: int, n_max: int, rounds: int) -> dict
     X, Xt = b.transform(texts), b.transform(te.text.astype(str).tolist())
     t_feat = time.perf_counter() - t0
     t0 = time.perf_counter()
-    m = SelfIterativeRefiner(rounds=rounds, seed=seed).fit(
-        X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab]
-    )
+    y_gold = np.full(y.size, -1)
+    y_gold[lab] = y[lab]
+    m = SelfIterativeRefiner(rounds=rounds, seed=seed).fit(X, s, y_gold=y_gold)
     t_fit = time.perf_counter() - t0
     z = np.zeros(len(yt))
     test_acc = []
@@ -82,7 +82,7 @@ def run(dataset: str, backbone: str, seed: int, n_max: int, rounds: int) -> dict
         "final_round": int(m.final_round_),
         "final_corpus_acc": float((m.transduction_ == y).mean()),
         "balanced_lr_test": float((base.predict(Xt) == yt).mean()),
-        "stop": m.stop_reason_,
+        "stop": m.stop_detail_,
         "feature_seconds": round(t_feat, 1),
         "fit_seconds": round(t_fit, 1),
     }

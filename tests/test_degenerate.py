@@ -223,12 +223,12 @@ def test_pipeline_rejects_one_class_inputs(tmp_path):
 def test_refine_pipeline_when_no_refinement_round_is_kept(tmp_path, monkeypatch):
     """Round 1 rejected and the LLM's labels kept: the run is still written (finite scores, both classes), and
     predicting with it says clearly that there is no classifier."""
-    import silr.refine
+    import silr.rounds
     from silr.inputs import RefineInputs
     from silr.run_folder import predict_texts, write_run
     from silr.texts import refine_texts
 
-    monkeypatch.setattr(silr.refine, "HeadLearner", lambda **kw: _BadLearner(0.0))
+    monkeypatch.setattr(silr.rounds, "HeadLearner", lambda **kw: _BadLearner(0.0))  # the head refine_texts builds
     rng = np.random.default_rng(3)
     words = ["good", "bad", "fine", "awful", "great", "poor", "nice", "dull"]
     texts = [" ".join(rng.choice(words, 6)) + f" {i}" for i in range(300)]

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
+from silr.learners import HeadLearner
 from silr.priors import estimate_priors
-from silr.refine import RefinementError, SelfIterativeRefiner
+from silr.refine import RefinementError, SelfIterativeRefiner, StopReason
+
+
+def gold(y, lab):
+    """y_gold: the gold labels of the labeled rows, -1 elsewhere."""
+    g = np.full(len(y), -1)
+    g[lab] = np.asarray(y)[lab]
+    return g
 
 
 def make_task(n=4000, d=10, flip_pos=0.45, flip_neg=0.10, seed=0, n_lab=50):
@@ -22,8 +30,8 @@ def make_task(n=4000, d=10, flip_pos=0.45, flip_neg=0.10, seed=0, n_lab=50):
 
 
 def fit(X, y, s, lab, **kw):
-    kw.setdefault("epochs", 30)
-    return SelfIterativeRefiner(**kw).fit(X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab])
+    kw.setdefault("learner", HeadLearner(epochs=30))
+    return SelfIterativeRefiner(**kw).fit(X, s, y_gold=gold(y, lab))
 
 
 def test_refinement_beats_class_conditional_noise_and_records_every_round():
@@ -60,7 +68,7 @@ def test_estimator_api_contract():
     with pytest.raises(NotFittedError):
         SelfIterativeRefiner().predict(X)
     with pytest.raises(ValueError, match="risk"):
-        SelfIterativeRefiner(risk="nope").fit(X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab])
+        SelfIterativeRefiner(risk="nope").fit(X, s, y_gold=gold(y, lab))
 
 
 def test_save_and_load_reproduce_scores_without_pickle(tmp_path):
@@ -80,7 +88,7 @@ def test_inverted_pseudo_labels_stop_with_a_clear_message():
         fit(X, y, 1 - y, lab, rounds=2, probe=False)
     # with the probe (default) the loop does not start, says why, and hands back the labeled rows' probe
     m = fit(X, y, 1 - y, lab, rounds=2)
-    assert m.n_rounds_ == 0 and "not started" in m.stop_reason_ and "inverted" in m.stop_reason_
+    assert m.n_rounds_ == 0 and m.stop_reason_ is StopReason.NOT_STARTED and "inverted" in m.stop_detail_
     assert m.final_source_ == "probe"
     assert (m.transduction_ == y).mean() > 0.7
     assert np.array_equal(m.predict(X), m.transduction_)
@@ -97,11 +105,11 @@ def test_a_round_with_unusable_priors_does_not_relabel():
             return estimate_priors(y[lab], 1 - y[lab], float(np.mean(labels)))
         return est
 
-    m = SelfIterativeRefiner(rounds=3, epochs=10).fit(
-        X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab], prior_fn=prior_fn
+    m = SelfIterativeRefiner(rounds=3, learner=HeadLearner(epochs=10)).fit(
+        X, s, y_gold=gold(y, lab), prior_fn=prior_fn
     )
     assert m.n_rounds_ == 0
-    assert "round 1" in m.stop_reason_ and m.rounds_[1]["rejected"]
+    assert m.stop_reason_ == "round_rejected" and "round 1" in m.stop_detail_ and m.rounds_[1]["rejected"]
     assert np.array_equal(m.transduction_, s)
 
 
@@ -149,8 +157,8 @@ def test_stack_of_llm_score_and_refined_score_beats_both():
     accs = {"llm": [], "refined": [], "final": []}
     for seed in range(3):
         X, y, s, llm, lab = _strong_llm_task(seed)
-        m = SelfIterativeRefiner(rounds=2, epochs=30, seed=seed).fit(
-            X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab], llm_score=llm, llm_score_labeled=llm[lab]
+        m = SelfIterativeRefiner(rounds=2, learner=HeadLearner(epochs=30), seed=seed).fit(
+            X, s, y_gold=gold(y, lab), llm_score=llm
         )
         assert "stack" in m.candidates_ and m.stack_ is not None
         accs["llm"].append((s == y).mean())
@@ -165,8 +173,8 @@ def test_stack_of_llm_score_and_refined_score_beats_both():
 
 def test_stack_and_probe_survive_save_and_load(tmp_path):
     X, y, s, llm, lab = _strong_llm_task(1, n=2000)
-    m = SelfIterativeRefiner(rounds=1, epochs=20).fit(
-        X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab], llm_score=llm, llm_score_labeled=llm[lab]
+    m = SelfIterativeRefiner(rounds=1, learner=HeadLearner(epochs=20)).fit(
+        X, s, y_gold=gold(y, lab), llm_score=llm
     )
     m.save(tmp_path / "m")
     m2 = SelfIterativeRefiner.load(tmp_path / "m")
@@ -184,7 +192,7 @@ def test_probe_is_handed_back_when_the_refined_labels_are_far_worse():
     # pseudo-labels mostly follow a nuisance feature, not y (instance-dependent noise): about 58% accurate
     s = np.where(rng.random(n) < 0.15, y, (X[:, 3] > 0).astype(int))
     lab = rng.choice(n, 50, replace=False)
-    m = SelfIterativeRefiner(rounds=1, epochs=20).fit(X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab])
+    m = SelfIterativeRefiner(rounds=1, learner=HeadLearner(epochs=20)).fit(X, s, y_gold=gold(y, lab))
     assert m.candidates_["probe"]["labeled_accuracy"] > 0.75
     assert m.final_source_ == "probe"
     assert (m.transduction_ == y).mean() > 0.75
@@ -218,9 +226,8 @@ def test_relabel_stack_keeps_llm_evidence_in_the_loop():
     lab = rng.choice(n, 50, replace=False)
     res = {}
     for relabel in ("classifier", "stack"):
-        m = SelfIterativeRefiner(rounds=3, epochs=20, relabel=relabel, probe=False, stack=False, seed=0)
-        m.fit(X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab], llm_score=score,
-              llm_score_labeled=score[lab])
+        m = SelfIterativeRefiner(rounds=3, learner=HeadLearner(epochs=20), relabel=relabel, probe=False, stack=False, seed=0)
+        m.fit(X, s, y_gold=gold(y, lab), llm_score=score)
         res[relabel] = [float(np.mean(m.labels_[r] == y)) for r in range(m.n_rounds_ + 1)]
     assert res["stack"][-1] > res["classifier"][-1] + 0.03
     assert res["stack"][-1] >= res["stack"][0] - 0.01  # never far below the LLM it started from
@@ -230,10 +237,9 @@ def test_relabel_and_llm_score_are_validated():
     X = np.random.default_rng(0).normal(size=(100, 3))
     s = (X[:, 0] > 0).astype(int)
     with pytest.raises(ValueError, match="relabel"):
-        SelfIterativeRefiner(relabel="both").fit(X, s, X_labeled=X[:20], y_labeled=s[:20], pseudo_labeled=s[:20])
+        SelfIterativeRefiner(relabel="both").fit(X, s, y_gold=gold(s, np.arange(20)))
     with pytest.raises(ValueError, match="llm_score"):
-        SelfIterativeRefiner().fit(X, s, X_labeled=X[:20], y_labeled=s[:20], pseudo_labeled=s[:20],
-                                   llm_score=np.zeros(99), llm_score_labeled=np.zeros(20))
+        SelfIterativeRefiner().fit(X, s, y_gold=gold(s, np.arange(20)), llm_score=np.zeros(99))
 
 
 def test_stack_with_probe_input_predicts_and_reloads(tmp_path):
@@ -246,9 +252,8 @@ def test_stack_with_probe_input_predicts_and_reloads(tmp_path):
     score = 1.6 * (y - 0.5) + rng.normal(size=n)
     s = (score > 0).astype(int)
     lab = rng.choice(n, 50, replace=False)
-    m = SelfIterativeRefiner(rounds=3, epochs=20, stack_probe=True, seed=0)
-    m.fit(X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab], llm_score=score,
-          llm_score_labeled=score[lab])
+    m = SelfIterativeRefiner(rounds=3, learner=HeadLearner(epochs=20), stack_probe=True, seed=0)
+    m.fit(X, s, y_gold=gold(y, lab), llm_score=score)
     assert m.final_source_ == "stack" and m.stack_["probe"] and len(m.stack_["coef"]) == 3
     np.testing.assert_array_equal(m.predict(X, llm_score=score), m.transduction_)
     assert np.mean(m.transduction_ == y) > np.mean(s == y) + 0.08
@@ -277,8 +282,8 @@ def test_round0_priors_do_not_trust_a_threshold_fitted_on_the_labeled_rows():
     assert is_threshold_of(s, score) and not is_threshold_of(1 - s, score)
     in_sample = np.mean(s[lab] == y[lab])
     assert in_sample >= 0.58  # looks like signal in-sample
-    m = SelfIterativeRefiner(rounds=2, epochs=10, seed=0).fit(
-        X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab], llm_score=score, llm_score_labeled=score[lab])
+    m = SelfIterativeRefiner(rounds=2, learner=HeadLearner(epochs=10), seed=0).fit(
+        X, s, y_gold=gold(y, lab), llm_score=score)
     assert m.rounds_[0]["labeled_rows_round0_labels"].startswith("threshold")
     assert m.priors_[0].accuracy < in_sample - 0.05
     assert m.n_rounds_ == 0 and m.final_source_ == "probe"
@@ -294,15 +299,15 @@ def test_no_significant_gap_means_no_refinement_with_llm_scores():
     score = 0.6 * (y - 0.5) + rng.normal(size=n)  # barely above chance (~0.62)
     s = (score > 0).astype(int)
     lab = rng.choice(n, 50, replace=False)
-    kw = dict(X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab])
-    m = SelfIterativeRefiner(rounds=2, epochs=10, seed=0, min_gap=0.0).fit(
-        X, s, llm_score=score, llm_score_labeled=score[lab], **kw)
+    kw = dict(y_gold=gold(y, lab))
+    m = SelfIterativeRefiner(rounds=2, learner=HeadLearner(epochs=10), seed=0, min_gap=0.0).fit(
+        X, s, llm_score=score, **kw)
     gap = m.priors_[0].intervals["gap"]
     assert gap.low <= 0.0
-    assert m.n_rounds_ == 0 and "95% interval" in m.stop_reason_
-    off = SelfIterativeRefiner(rounds=2, epochs=10, seed=0, min_gap=0.0, start_gap_lower=None).fit(
-        X, s, llm_score=score, llm_score_labeled=score[lab], **kw)
-    assert off.n_rounds_ > 0 or "95% interval" not in off.stop_reason_
+    assert m.n_rounds_ == 0 and "95% interval" in m.stop_detail_
+    off = SelfIterativeRefiner(rounds=2, learner=HeadLearner(epochs=10), seed=0, min_gap=0.0, start_gap_lower=None).fit(
+        X, s, llm_score=score, **kw)
+    assert off.n_rounds_ > 0 or "95% interval" not in off.stop_detail_
 
 
 def test_threshold_putting_every_labeled_row_on_one_side_falls_back_to_the_probe():
@@ -317,8 +322,8 @@ def test_threshold_putting_every_labeled_row_on_one_side_falls_back_to_the_probe
     t = score[lab].max() + 1e-6  # every labeled row below the cut
     s = (score > t).astype(int)
     assert s.sum() > 0 and s[lab].sum() == 0
-    m = SelfIterativeRefiner(rounds=2, epochs=10, seed=0).fit(
-        X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab], llm_score=score, llm_score_labeled=score[lab])
+    m = SelfIterativeRefiner(rounds=2, learner=HeadLearner(epochs=10), seed=0).fit(
+        X, s, y_gold=gold(y, lab), llm_score=score)
     assert m.n_rounds_ == 0 and m.final_source_ in ("probe", "llm")
-    assert "refinement not started" in m.stop_reason_
+    assert "refinement not started" in m.stop_detail_
     assert np.isfinite(m.priors_[0].pi)

@@ -18,8 +18,12 @@ the labeled rows. Nothing here ever sees gold labels beyond the sample it is giv
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import numpy as np
+
+__all__ = ["DEFAULT_MIN_GAP", "PriorEstimationError", "RefinementError", "Interval", "PriorEstimate",
+           "estimate_priors", "check_usable", "no_signal_estimate", "StartGate", "start_gate"]
 
 #: A theta gap below this makes the UU weights (which scale as 1 / gap) too unstable to train on. Small on
 #: purpose: 50 labels often underestimate the gap of a 60%-accurate labeler (0.10 estimated for a true 0.24
@@ -29,6 +33,10 @@ DEFAULT_MIN_GAP = 0.03
 
 class PriorEstimationError(ValueError):
     """The labeled sample cannot support a prior estimate (one class only, or an empty side)."""
+
+
+class RefinementError(ValueError):
+    """The refinement cannot start (for example the LLM labels' priors are inverted)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,9 @@ class PriorEstimate:
     n_labeled: int = 0
     n_labeled_pseudo_positive: int = 0
     confidence: float = 0.95
+    #: where the estimate comes from: ``"labeled"`` (the labeled sample) or ``"confident_joint"`` (the corpus
+    #: alone, :func:`silr.priors_unlabeled.estimate_priors_unlabeled`)
+    method: str = "labeled"
 
     @property
     def gap(self) -> float:
@@ -89,7 +100,8 @@ class PriorEstimate:
 
         return ", ".join(fmt(n) for n in ("pi", "theta_p", "theta_n", "accuracy")) + (
             f"; pseudo-positive rate {self.pseudo_positive_rate:.3f}; "
-            f"{self.n_labeled} labeled rows ({self.n_labeled_pseudo_positive} called positive)"
+            + (f"{self.n_labeled} labeled rows ({self.n_labeled_pseudo_positive} called positive)"
+             if self.method == "labeled" else "estimated from the corpus alone (no gold labels)")
         )
 
 
@@ -208,12 +220,16 @@ def estimate_priors(
     )
 
 
+def _where(est: PriorEstimate) -> str:
+    return "labeled sample" if est.method == "labeled" else "corpus (no gold labels)"
+
+
 def check_usable(est: PriorEstimate, *, min_gap: float = DEFAULT_MIN_GAP) -> str | None:
     """Why these priors cannot drive a UU round, or ``None`` when they can."""
     if est.theta_p <= est.theta_n:
         return (
             f"estimated theta_p={est.theta_p:.3f} <= theta_n={est.theta_n:.3f}: the labeler is no better "
-            f"than chance or inverted on the labeled sample ({est.describe()})"
+            f"than chance or inverted on the {_where(est)} ({est.describe()})"
         )
     if est.gap < min_gap:
         return (
@@ -221,3 +237,87 @@ def check_usable(est: PriorEstimate, *, min_gap: float = DEFAULT_MIN_GAP) -> str
             f"below {min_gap}: the UU weights would be unstable ({est.describe()})"
         )
     return None
+
+
+def no_signal_estimate(y_lab, s_lab, s0) -> PriorEstimate:
+    """The record of round-0 priors that cannot be estimated (every labeled row on one pseudo side):
+    theta_p = theta_n = the labeled positive rate, i.e. no evidence of any signal."""
+    pi = float(np.mean(y_lab))
+    acc = float(np.mean(np.asarray(s_lab) == np.asarray(y_lab)))
+    iv = {k: Interval(v, v) for k, v in (("pi", pi), ("theta_p", pi), ("theta_n", pi), ("accuracy", acc), ("gap", 0.0))}
+    return PriorEstimate(pi=pi, theta_p=pi, theta_n=pi, accuracy=acc, pseudo_positive_rate=float(np.mean(s0)),
+                         intervals=iv, prob_gap_nonpositive=1.0, n_labeled=int(np.size(y_lab)),
+                         n_labeled_pseudo_positive=int(np.sum(s_lab)))
+
+
+@dataclass(frozen=True)
+class StartGate:
+    """Round 0's priors and whether they may start a refinement.
+
+    ``why`` is ``None`` when they may, else the reason they may not; ``round0_labeled`` says how the labeled
+    rows' round-0 labels were made (as given, or out-of-fold threshold labels)."""
+
+    estimate: PriorEstimate
+    why: str | None
+    round0_labeled: str
+
+
+def start_gate(
+    y_lab: np.ndarray,
+    s_lab: np.ndarray,
+    s0: np.ndarray,
+    estimate: Callable[[np.ndarray, np.ndarray, np.ndarray], PriorEstimate],
+    *,
+    llm_score: np.ndarray | None = None,
+    llm_score_lab: np.ndarray | None = None,
+    min_gap: float = DEFAULT_MIN_GAP,
+    start_gap_lower: float | str | None = "auto",
+    can_fall_back: bool = True,
+) -> StartGate:
+    """Round 0: estimate the pseudo-labels' priors and decide whether they can start a refinement.
+
+    When the pseudo-labels are a threshold of the LLM score, that threshold may have been fitted on the
+    labeled rows (``--threshold accuracy``), which makes the LLM look better on them than it is; then each
+    labeled row gets the label of a threshold fitted on the other folds. ``estimate(y_lab, s_lab, s_corpus)``
+    makes one estimate. ``start_gap_lower`` also requires the lower end of the 95% interval of the gap
+    ``theta_p - theta_n`` to exceed it (``"auto"``: 0.0 when LLM scores are given, else off).
+    ``can_fall_back``: a failed estimate is recorded as "no signal" (the hand-back decides) instead of
+    raising :class:`RefinementError`.
+    """
+    from silr.selection import is_threshold_of, threshold_oof_predict
+
+    s_lab_prior = s_lab
+    round0_labeled = "as given"
+    if llm_score is not None and np.size(y_lab) and is_threshold_of(s0, llm_score):
+        s_lab_prior = threshold_oof_predict(llm_score_lab, y_lab).astype(np.int8)
+        round0_labeled = "threshold on the LLM score refitted out of fold"
+    oof_failed = None
+    try:
+        first = estimate(y_lab, s_lab_prior, s0)
+    except PriorEstimationError as e:
+        if s_lab_prior is s_lab:
+            raise RefinementError(f"cannot estimate the class priors of the pseudo-labels: {e}") from e
+        # the out-of-fold threshold put every labeled row on one side: no usable evidence of signal; the
+        # in-sample labels are recorded and the refinement does not start
+        oof_failed = str(e)
+        try:
+            first = estimate(y_lab, s_lab, s0)
+        except PriorEstimationError as e2:
+            if not can_fall_back:
+                raise RefinementError(f"cannot estimate the class priors of the pseudo-labels: {e2}") from e2
+            # nothing to estimate from (every labeled row on one side): recorded as "no signal"
+            first = no_signal_estimate(y_lab, s_lab, s0)
+            oof_failed = str(e2)
+    why = check_usable(first, min_gap=min_gap)
+    if oof_failed is not None:
+        why = f"with the LLM threshold refitted out of fold, {oof_failed}"
+    lower = start_gap_lower
+    if lower == "auto":
+        lower = 0.0 if llm_score is not None else None
+    if why is None and lower is not None:
+        iv = first.intervals.get("gap")
+        if iv is not None and iv.low <= float(lower):
+            why = (f"the 95% interval of the estimated theta gap, [{iv.low:.3f}, {iv.high:.3f}], reaches "
+                   f"{float(lower):g}: no evidence on the {_where(first)} that the LLM beats chance "
+                   f"({first.describe()})")
+    return StartGate(first, why, round0_labeled)

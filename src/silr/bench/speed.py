@@ -13,7 +13,7 @@ DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 
 def speed_run(n: int, *, rounds: int = 5, dim: int = 384, seed: int = 0, params: dict | None = None) -> dict:
     """Time ``rounds`` refinement rounds over ``n`` rows of random features with 70%-accurate pseudo-labels."""
-    from silr.refine import SelfIterativeRefiner
+    from silr.refine import refiner_from_params
 
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, dim), dtype=np.float32)
@@ -23,7 +23,9 @@ def speed_run(n: int, *, rounds: int = 5, dim: int = 384, seed: int = 0, params:
     lab = rng.choice(n, 50, replace=False)
     p = {**(params or {}), "rounds": rounds}
     t0 = time.perf_counter()
-    m = SelfIterativeRefiner(seed=seed, **p).fit(X, s, X_labeled=X[lab], y_labeled=y[lab], pseudo_labeled=s[lab])
+    y_gold = np.full(n, -1, dtype=np.int64)
+    y_gold[lab] = y[lab]
+    m = refiner_from_params(seed=seed, **p).fit(X, s, y_gold=y_gold)
     sec = time.perf_counter() - t0
     import os
 

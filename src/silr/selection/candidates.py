@@ -1,4 +1,4 @@
-"""Honest selection of the labels handed back, from the small labeled sample.
+"""Candidate labelings for the hand-back, and the paired-bootstrap choice between them.
 
 Candidates are whole-corpus labelings: the LLM's labels (round 0), the refined labels (the last round),
 a probe trained on the labeled rows alone, and a stack of the LLM's score with the refined classifier's

@@ -1,0 +1,114 @@
+"""The pieces of one refinement round that the loop in :mod:`silr.refine` puts together: a fresh learner from
+the template, the stack relabeling, and the round's record."""
+
+from __future__ import annotations
+
+import copy
+from enum import StrEnum
+
+import numpy as np
+
+from silr.learners import HeadLearner
+from silr.priors import PriorEstimate, estimate_priors
+from silr.selection import stack_candidate
+
+__all__ = ["StopReason", "HEAD_PARAMS", "refiner_from_params", "default_learner", "new_learner", "prior_estimator",
+           "stack_relabel", "round_record"]
+
+
+class StopReason(StrEnum):
+    """Why the loop ended (``stop_reason_``; the sentence is ``stop_detail_``)."""
+
+    COMPLETED = "completed"  # every planned round ran
+    CONVERGED = "converged"  # a round changed no corpus label
+    ROUND_REJECTED = "round_rejected"  # a round's labels could not drive another round (they are not kept)
+    NOT_STARTED = "not_started"  # round 0's priors could not start a refinement
+
+
+#: the head's settings, refiner parameters before ``learner`` became one (:func:`refiner_from_params` takes them)
+HEAD_PARAMS = ("hidden", "epochs", "lr", "weight_decay", "batch_size", "slope")
+
+
+def refiner_from_params(**params) -> "SelfIterativeRefiner":
+    """A refiner from one flat dict of settings (JSON configs, ``--silr-params``) in which the head's settings
+    (``epochs``, ``hidden``, ``lr``, ...) may sit beside the refiner's: they make the ``learner``, a
+    :class:`~silr.learners.HeadLearner` with the default learner's 20 epochs unless ``epochs`` is given."""
+    head = {k: params.pop(k) for k in HEAD_PARAMS if k in params}
+    if head:
+        if params.get("learner") is not None:
+            raise ValueError(f"give either learner or the head's settings ({', '.join(head)}), not both")
+        params["learner"] = HeadLearner(**{"epochs": 20, **head})  # 20: the default learner's
+    from silr.refine import SelfIterativeRefiner
+
+    return SelfIterativeRefiner(**params)
+
+
+
+def prior_estimator(X, *, gold: bool, prior_fn=None, n_bootstrap: int = 2000, seed: int = 0):
+    """``estimate(r, y_lab, s_lab, s_corpus) -> PriorEstimate`` for round ``r``'s labels: from the labeled rows
+    (:func:`silr.priors.estimate_priors`), from the corpus alone when there is no gold label
+    (:func:`silr.priors_unlabeled.estimate_priors_unlabeled`), or ``prior_fn(r, s_corpus)`` (benchmarks only)."""
+
+    def estimate(r: int, y_lab, s_lab, s_corpus) -> PriorEstimate:
+        if prior_fn is not None:
+            return prior_fn(r, s_corpus)
+        if not gold:
+            from silr.priors_unlabeled import estimate_priors_unlabeled
+
+            return estimate_priors_unlabeled(X, s_corpus, n_bootstrap=n_bootstrap, seed=seed + r)
+        return estimate_priors(y_lab, s_lab, float(np.mean(s_corpus)), n_bootstrap=n_bootstrap, seed=seed + r)
+
+    return estimate
+
+
+
+def default_learner() -> HeadLearner:
+    """The per-round learner used when ``learner=None``: a linear head, 20 epochs (the refiner's defaults)."""
+    return HeadLearner(epochs=20)
+
+
+def new_learner(template):
+    """A fresh, unfitted copy of the learner template for one round."""
+    if callable(getattr(template, "clone", None)):
+        return template.clone()
+    if hasattr(template, "get_params"):
+        from sklearn.base import clone
+
+        return clone(template)
+    return copy.deepcopy(template)
+
+
+def stack_relabel(ev, ev_lab, agg, agg_lab, y_lab, probe=None) -> tuple[np.ndarray, np.ndarray]:
+    """One round's labels from the stack of (LLM evidence, classifier score[, probe score]): the corpus by the
+    logistic regression fitted on the labeled rows, the labeled rows by its out-of-fold predictions. ``probe``
+    is ``(corpus scores, out-of-fold labeled scores)`` of the labeled-row probe."""
+    y = np.asarray(y_lab).astype(np.int64)
+    if np.unique(y).size < 2:  # nothing to fit: the classifier alone
+        return (agg > 0).astype(np.int8), (agg_lab > 0).astype(np.int8)
+    extra = {"probe_score": probe[0], "probe_score_lab": probe[1]} if probe is not None else {}
+    cand = stack_candidate(ev, ev_lab, agg, agg_lab, y, **extra)
+    # the candidate keeps whether each labeled row's out-of-fold prediction was right: that is the prediction
+    new_lab = np.where(cand.correct, y, 1 - y).astype(np.int8)
+    return cand.corpus_labels.astype(np.int8), new_lab
+
+
+def round_record(r, est, *, source, risk=None, trained_with=None, learner=None, n_changed=None, seconds=None) -> dict:
+    """One round's record (``rounds_[r]``, a ``rounds.json`` entry): priors with intervals, risk, losses, time."""
+    rec: dict = {"round": r, "source": source, "risk": risk}
+    if est is not None:
+        d = est.to_dict()
+        rec.update({k: d[k] for k in ("pi", "theta_p", "theta_n", "accuracy", "gap", "pseudo_positive_rate")})
+        rec["intervals"] = d["intervals"]
+        rec["prob_gap_nonpositive"] = d["prob_gap_nonpositive"]
+    if trained_with is not None:
+        rec["trained_with"] = {"pi": trained_with.pi, "theta_p": trained_with.theta_p, "theta_n": trained_with.theta_n}
+    hist = getattr(learner, "history_", []) if learner is not None else []
+    best = getattr(learner, "best_epoch_", None) if learner is not None else None
+    rec["history"] = hist
+    rec["best_epoch"] = best
+    chosen = next((h for h in hist if h.get("epoch") == best), None)
+    rec["train_loss"] = chosen.get("train_loss") if chosen else None
+    rec["val_loss"] = chosen.get("val_loss") if chosen else None
+    rec["n_changed"] = n_changed
+    rec["seconds"] = seconds
+    return rec
