@@ -26,8 +26,8 @@ from sklearn.utils.validation import check_is_fitted
 from silr.priors import DEFAULT_MIN_GAP, PriorEstimate, PriorEstimationError, RefinementError, check_usable, start_gate
 from silr.refine_inputs import check_fit_inputs, check_predict_X, takes_texts
 from silr.risks import RISKS, UUWeights
-from silr.rounds import (HEAD_PARAMS, StopReason, default_learner, new_learner, prior_estimator, refiner_from_params,
-                         round_record, stack_relabel)
+from silr.rounds import (HEAD_PARAMS, RunningScore, StopReason, aggregated_score, default_learner, prior_estimator,
+                         refiner_from_params, round_record, stack_relabel, train_round)
 from silr.selection import SELECTIONS, HandBack, HandBackModel, ProbeCache
 
 __all__ = ["SelfIterativeRefiner", "RefinementError", "StopReason", "HandBack", "AGGREGATES", "SELECTIONS",
@@ -302,8 +302,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         labels, lab_labels = [s0], [s_lab]
         scores = [np.full(n, np.nan, dtype=np.float32)]
         lab_scores: list[np.ndarray] = [np.full(y_lab.size, np.nan, dtype=np.float32)]
-        z_sum = np.zeros(n, dtype=np.float64)
-        z_sum_lab = np.zeros(y_lab.size, dtype=np.float64)
+        running = RunningScore(self.aggregate, n, y_lab.size)
         learners, scales = [], []
         for r in range(1, n_planned + 1):
             est = priors[-1]
@@ -313,20 +312,11 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             if self.val_fraction > 0:
                 val_mask[rng.choice(n, int(round(self.val_fraction * n)), replace=False)] = True
             t0 = time.perf_counter()
-            learner = new_learner(template)
-            learner.fit(X, labels[-1], weights, risk=risk, val_mask=val_mask, seed=self.seed * 1000 + r, **labeled_kw)
-            g = np.asarray(learner.decision_function(X), dtype=np.float64)
-            g_lab = (np.asarray(learner.decision_function(d.X_lab), dtype=np.float64) if gold
-                     else np.zeros(0, dtype=np.float64))
-            scale = float(np.std(g)) or 1.0
+            learner, g, g_lab, scale = train_round(template, X, d.X_lab if gold else None, labels[-1], weights, risk=risk,
+                                                   val_mask=val_mask, seed=self.seed * 1000 + r, **labeled_kw)
             learners.append(learner)
             scales.append(scale)
-            if self.aggregate == "running_mean":
-                z_sum += g / scale
-                z_sum_lab += g_lab / scale
-                agg, agg_lab = z_sum / r, z_sum_lab / r
-            else:
-                agg, agg_lab = g / scale, g_lab / scale
+            agg, agg_lab = running.add(g, g_lab, scale, r)
             if relabel == "stack":
                 probe = probes.scores()[:2] if stack_probe else None
                 new, new_lab = stack_relabel(ev, ev_lab, agg, agg_lab, y_lab, probe)
@@ -390,11 +380,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         k = self.handback_.predict_round
         if k == 0:
             raise RefinementError("no refinement round was kept, so there is no classifier to apply")
-        if self.aggregate == "running_mean":
-            z = sum(np.asarray(self.learners_[j].decision_function(X), dtype=np.float64) / self.scales_[j]
-                    for j in range(k))
-            return z / k
-        return np.asarray(self.learners_[k - 1].decision_function(X), dtype=np.float64) / self.scales_[k - 1]
+        return aggregated_score(self.learners_[:k], self.scales_[:k], self.aggregate, X)
 
     def decision_function(self, X, llm_score=None) -> np.ndarray:
         """Score of the handed-back model on new inputs (higher = ``classes_[1]``; 0 = threshold).

@@ -13,7 +13,7 @@ from silr.priors import PriorEstimate, estimate_priors
 from silr.selection import stack_candidate
 
 __all__ = ["StopReason", "HEAD_PARAMS", "refiner_from_params", "default_learner", "new_learner", "prior_estimator",
-           "stack_relabel", "round_record"]
+           "train_round", "RunningScore", "aggregated_score", "stack_relabel", "round_record"]
 
 
 class StopReason(StrEnum):
@@ -76,6 +76,43 @@ def new_learner(template):
 
         return clone(template)
     return copy.deepcopy(template)
+
+
+def train_round(template, X, X_lab, pseudo, weights, *, risk: str, val_mask, seed: int, **labeled):
+    """Fit a fresh copy of the learner on the corpus split by ``pseudo``. Returns ``(learner, corpus scores,
+    labeled-row scores, scale)``; ``scale`` is the corpus scores' standard deviation (1 when it is 0); no
+    labeled-row scores when ``X_lab`` is None. ``labeled`` is the learner's ``labeled=`` argument, if any."""
+    learner = new_learner(template)
+    learner.fit(X, pseudo, weights, risk=risk, val_mask=val_mask, seed=seed, **labeled)
+    g = np.asarray(learner.decision_function(X), dtype=np.float64)
+    g_lab = np.asarray(learner.decision_function(X_lab), dtype=np.float64) if X_lab is not None else np.zeros(0)
+    return learner, g, g_lab, float(np.std(g)) or 1.0
+
+
+class RunningScore:
+    """The scores that label each round: the running mean of every round's standardised scores
+    (``"running_mean"``) or the last round's alone (``"last"``), on the corpus and on the labeled rows."""
+
+    def __init__(self, aggregate: str, n: int, n_lab: int):
+        self.aggregate = aggregate
+        self.z_sum = np.zeros(n, dtype=np.float64)
+        self.z_sum_lab = np.zeros(n_lab, dtype=np.float64)
+
+    def add(self, g, g_lab, scale: float, r: int):
+        """Round ``r``'s scores in; the aggregated ``(corpus, labeled rows)`` scores out."""
+        if self.aggregate == "running_mean":
+            self.z_sum += g / scale
+            self.z_sum_lab += g_lab / scale
+            return self.z_sum / r, self.z_sum_lab / r
+        return g / scale, g_lab / scale
+
+
+def aggregated_score(learners: list, scales: list, aggregate: str, X) -> np.ndarray:
+    """The aggregated score of rounds ``1..len(learners)`` on new inputs (what labeled the last of them)."""
+    k = len(learners)
+    if aggregate == "running_mean":
+        return sum(np.asarray(learners[j].decision_function(X), dtype=np.float64) / scales[j] for j in range(k)) / k
+    return np.asarray(learners[k - 1].decision_function(X), dtype=np.float64) / scales[k - 1]
 
 
 def stack_relabel(ev, ev_lab, agg, agg_lab, y_lab, probe=None) -> tuple[np.ndarray, np.ndarray]:
