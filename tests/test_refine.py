@@ -327,3 +327,23 @@ def test_threshold_putting_every_labeled_row_on_one_side_falls_back_to_the_probe
     assert m.n_rounds_ == 0 and m.final_source_ in ("probe", "llm")
     assert "refinement not started" in m.stop_detail_
     assert np.isfinite(m.priors_[0].pi)
+
+
+def test_model_folders_from_before_the_learner_parameter_still_load(tmp_path):
+    """A silr-refiner/1 folder written before the learner became one parameter (the head's settings among the
+    refiner's parameters, no classes) loads and scores the same."""
+    X, y, s, lab = make_task(n=1500)
+    m = fit(X, y, s, lab, rounds=2)
+    m.save(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    params = cfg["params"]
+    for k in ("learner", "supervised_weight"):
+        params.pop(k)
+    params.update(hidden=0, epochs=30, lr=0.01, weight_decay=1e-4, batch_size=None, slope=0.1)
+    for k in ("classes", "takes_texts"):
+        cfg.pop(k)
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    old = SelfIterativeRefiner.load(tmp_path / "m")
+    assert isinstance(old.learner, HeadLearner) and old.learner.epochs == 30 and list(old.classes_) == [0, 1]
+    np.testing.assert_allclose(old.decision_function(X), m.decision_function(X), atol=1e-6)
+    np.testing.assert_array_equal(old.predict(X), m.predict(X))
