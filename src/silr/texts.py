@@ -54,8 +54,10 @@ def refine_texts(
     bb.fit(inputs.texts)
     X = bb.transform(inputs.texts)
     X_lab = bb.transform(inputs.labeled_texts)
-    # a backbone with a learner of its own (LoRA fine-tuning) trains each round; the others feed the head
-    learner = bb.new_learner(1) if type(bb).new_learner is not Backbone.new_learner else None
+    # the learner given (e.g. a fine-tuning learner on texts), else the backbone's own (LoRA), else the head
+    learner = refiner_params.pop("learner", None)
+    if learner is None and type(bb).new_learner is not Backbone.new_learner:
+        learner = bb.new_learner(1)
     refiner = refiner_from_params(rounds=rounds, seed=seed, learner=learner, **refiner_params)
     # one fit input: the labeled rows are corpus rows (matched by text) or appended after the corpus
     n = len(inputs.texts)
