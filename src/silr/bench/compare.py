@@ -58,7 +58,11 @@ def main(argv=None) -> None:
     ap.add_argument("new", type=Path)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
-    md = compare_markdown(load_records(args.old), load_records(args.new))
+    md = ("# Stored runs, old -> new (mean test accuracy over seeds)\n\n_Made by `python -m silr.bench.compare "
+          f"{args.old} {args.new}`; old best-of = best of (pseudo-labels, LR on 50 labels, balanced LR, cleanlab) as "
+          "the old RESULTS.md defined it, new best-of = the best baseline of the new RESULTS.md. The old runs read "
+          "different test inputs and some ran older engines (see NOTES.md)._\n\n"
+          + compare_markdown(load_records(args.old), load_records(args.new)))
     if args.out:
         args.out.write_text(md)
     print(md)
