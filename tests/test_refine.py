@@ -347,3 +347,20 @@ def test_model_folders_from_before_the_learner_parameter_still_load(tmp_path):
     assert isinstance(old.learner, HeadLearner) and old.learner.epochs == 30 and list(old.classes_) == [0, 1]
     np.testing.assert_allclose(old.decision_function(X), m.decision_function(X), atol=1e-6)
     np.testing.assert_array_equal(old.predict(X), m.predict(X))
+
+
+def test_merge_labeled_marks_corpus_rows_by_text_and_appends_the_rest():
+    from silr.refine_inputs import merge_labeled
+
+    X = np.arange(10, dtype=np.float64).reshape(5, 2)
+    y = np.array([0, 1, 0, 1, 1])
+    keys = ["a", "b", "c", "b", "e"]
+    # "b" twice (both corpus copies get marked), "c" with another pseudo-label (appended), "z" not in the corpus
+    X_lab = np.array([[2.0, 3.0], [6.0, 7.0], [4.0, 5.0], [9.0, 9.0]])
+    Xa, ya, g, llm = merge_labeled(X, y, X_lab, np.array([1, 0, 1, 1]), np.array([1, 1, 1, 0]), keys=keys,
+                                   labeled_keys=["b", "b", "c", "z"])
+    assert llm is None
+    np.testing.assert_array_equal(g, [-1, 1, -1, 0, -1, 1, 1])
+    np.testing.assert_array_equal(ya, [0, 1, 0, 1, 1, 1, 0])
+    np.testing.assert_array_equal(Xa[5:], X_lab[2:])
+    np.testing.assert_array_equal(Xa[:5], X)
