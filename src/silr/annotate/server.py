@@ -25,7 +25,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import re
@@ -33,18 +32,17 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from .replies import logprob_score, parse_answer, parse_retry_after, reply_positions  # noqa: F401 (parse_answer re-exported)
 from .types import AnnotationError, ScoreResult
 
 log = logging.getLogger(__name__)
 
 OPENAI_URL = "https://api.openai.com/v1"
-_PUNCT = " \t\r\n.,;:!?\"'`*()[]{}<>"
 
 
 class _Fatal(AnnotationError):
@@ -88,37 +86,6 @@ def public_url(url: str) -> str:
     if p.port:
         host = f"{host}:{p.port}"
     return urlunsplit((p.scheme, host, p.path.rstrip("/"), "", ""))
-
-
-def _norm(s: str) -> str:
-    return s.strip(_PUNCT).lower()
-
-
-def parse_answer(text: str | None, positive: str, negative: str) -> int | None:
-    """1 / 0 when the answer's first line is exactly one label word (case and punctuation aside), else None."""
-    if not text:
-        return None
-    first = text.strip().split("\n", 1)[0]
-    a = _norm(first)
-    p, n = _norm(positive), _norm(negative)
-    if a == p and a != n:
-        return 1
-    if a == n and a != p:
-        return 0
-    return None
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError):
-        return None
 
 
 class OpenAICompatibleAnnotator:
@@ -275,7 +242,7 @@ class OpenAICompatibleAnnotator:
         if code == 404:
             raise self._unknown_model(code, detail)
         if code == 429 or code >= 500 or code == 408:
-            raise _HTTPError(code, detail, _parse_retry_after(r.headers.get("Retry-After")))
+            raise _HTTPError(code, detail, parse_retry_after(r.headers.get("Retry-After")))
         if code in (400, 422) and ("model" in detail.lower() or "pinned" in detail.lower()):
             ids = self.served_models()
             if ids is not None and self.model not in ids:
@@ -387,55 +354,10 @@ class OpenAICompatibleAnnotator:
                      f"{e.why}; no request has succeeded, so this is not a passing fault{hint}")
 
     # ------------------------------------------------------------------ parsing
-    def _positions(self, choice: dict) -> list[tuple[str, list[tuple[str, float]]]]:
-        """[(generated token, [(candidate token, logprob), ...]), ...] for the answer, in either API format."""
-        lp = choice.get("logprobs")
-        if not isinstance(lp, dict):
-            return []
-        out = []
-        if isinstance(lp.get("content"), list):  # chat format
-            for item in lp["content"]:
-                if not isinstance(item, dict):
-                    continue
-                tops = [(str(t.get("token", "")), float(t["logprob"])) for t in item.get("top_logprobs") or []
-                        if isinstance(t, dict) and isinstance(t.get("logprob"), (int, float))]
-                if not tops and isinstance(item.get("logprob"), (int, float)):
-                    tops = [(str(item.get("token", "")), float(item["logprob"]))]
-                out.append((str(item.get("token", "")), tops))
-        elif isinstance(lp.get("top_logprobs"), list):  # legacy completions format
-            toks = lp.get("tokens") or []
-            for i, d in enumerate(lp["top_logprobs"]):
-                if not isinstance(d, dict):
-                    continue
-                tops = [(str(k), float(v)) for k, v in d.items() if isinstance(v, (int, float))]
-                out.append((str(toks[i]) if i < len(toks) else "", tops))
-        return out
-
-    def _logprob_score(self, positions: list, positive: str, negative: str) -> float | None:
-        p, n = _norm(positive), _norm(negative)
-
-        def matches(tok: str, word: str, other: str) -> bool:
-            t = _norm(tok)
-            return bool(t) and word.startswith(t) and not other.startswith(t)
-
-        for gen, tops in positions:
-            if not tops:
-                continue
-            lp_p = [v for t, v in tops if matches(t, p, n) and math.isfinite(v)]
-            lp_n = [v for t, v in tops if matches(t, n, p) and math.isfinite(v)]
-            if lp_p or lp_n:
-                floor = min(v for _, v in tops if math.isfinite(v)) - self.missing_margin
-                a = _logsumexp(lp_p) if lp_p else floor
-                b = _logsumexp(lp_n) if lp_n else floor
-                return a - b
-            if _norm(gen):  # a real (non-blank) token that is neither word: no label at this answer
-                return None
-        return None
-
     def _score_one(self, prompt_text: str, positive: str, negative: str, truncated: bool) -> ScoreResult:
         data = self._request(prompt_text, positive, negative)
         choice = data["choices"][0] if isinstance(data["choices"][0], dict) else {}
-        s = self._logprob_score(self._positions(choice), positive, negative)
+        s = logprob_score(reply_positions(choice), positive, negative, self.missing_margin)
         kind = "logprob_scores"
         if s is None:
             text = choice.get("text")
@@ -498,8 +420,3 @@ class OpenAICompatibleAnnotator:
             finally:
                 for f in pending:
                     f.cancel()
-
-
-def _logsumexp(v: list[float]) -> float:
-    m = max(v)
-    return m + math.log(sum(math.exp(x - m) for x in v))
