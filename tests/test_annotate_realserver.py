@@ -102,17 +102,25 @@ def _report(name: str, df: pd.DataFrame, gold: pd.DataFrame, secs: float) -> flo
     return acc
 
 
-def test_transformers_serve_base_model(rt_files, gemma_dir, tmp_path):
+def _transformers_serve(model_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    log = tmp_path / "serve.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     exe = Path(sys.executable).with_name("transformers")
     with open(log, "w") as fh:
-        proc = subprocess.Popen([str(exe), "serve", str(gemma_dir), "--host", "127.0.0.1", "--port", str(port)],
+        proc = subprocess.Popen([str(exe), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port)],
                                 stdout=fh, stderr=subprocess.STDOUT, env=env)
     try:
         _wait_up(f"http://127.0.0.1:{port}/health", proc, 300, log)
-        r, df, rec, secs = _annotate(rt_files, f"http://127.0.0.1:{port}/v1")
+    except BaseException:
+        _stop(proc)
+        raise
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def test_transformers_serve_base_model(rt_files, gemma_dir, tmp_path):
+    proc, url = _transformers_serve(gemma_dir, tmp_path / "serve.log")
+    try:
+        r, df, rec, secs = _annotate(rt_files, url)
     finally:
         _stop(proc)
     err = r.stderr
@@ -126,6 +134,30 @@ def test_transformers_serve_base_model(rt_files, gemma_dir, tmp_path):
     assert set(df["llm_score"].dropna().unique()) <= {1.0, -1.0}
     gold = pd.read_csv(rt_files / "corpus.csv")
     _report("transformers serve, Gemma-3-270M, completions API", df, gold, secs)
+
+
+def test_transformers_serve_chat_api(rt_files, gemma_dir, tmp_path):
+    """The same model with a chat template in its tokenizer config: the chat API works and is kept."""
+    folder = tmp_path / "gemma-chat"
+    folder.mkdir()
+    for f in gemma_dir.iterdir():
+        if f.name != "tokenizer_config.json":
+            (folder / f.name).symlink_to(f)
+    cfg = json.loads((gemma_dir / "tokenizer_config.json").read_text())
+    cfg["chat_template"] = ("{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+                            "{% if add_generation_prompt %}{% endif %}")
+    (folder / "tokenizer_config.json").write_text(json.dumps(cfg))
+    proc, url = _transformers_serve(folder, tmp_path / "serve.log")
+    try:
+        r, df, rec, secs = _annotate(rt_files, url, "--api", "chat")
+    finally:
+        _stop(proc)
+    assert "switched to --api completions" not in r.stderr
+    assert rec["model"]["api"] == "chat"
+    stats = rec["server_stats"]
+    assert stats["answer_scores"] + stats["abstained"] == N_TEXTS + N_LABELED and stats["retries"] == 0
+    _report("transformers serve, Gemma-3-270M with a chat template, chat API", df, pd.read_csv(rt_files / "corpus.csv"),
+            secs)
 
 
 def test_llama_cpp_server_gives_log_probabilities(rt_files, tmp_path):
