@@ -160,7 +160,7 @@ def test_best_of_counts_copies_apart_from_wins():
     assert COPY_NOTE in subj and "| +0.000 |" in subj and "probe 3/3" in subj
     assert "0.830 (cleanlab)" in sst2 and "| -0.050 |" in sst2
     assert ("3 rows: silr strictly above the best baseline on the test split in 1; within 1 point (margin >= -0.010) "
-            "in 2; a copy of the 50-label probe in every seed in 1") in md
+            "in 2; a copy of the 50-label probe in every seed in 1 (never counted as a win)") in md
 
 
 def test_results_markdown_reports_groups_engine_and_missing_runs():

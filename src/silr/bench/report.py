@@ -154,8 +154,8 @@ def best_of_markdown(records: list[dict], *, track: str = "llm", method: str = "
                      f"{dc:+.3f} | {_hb_text(hb.get(key, Counter()))} |")
     lines.append("")
     lines.append(f"{n} rows: silr strictly above the best baseline on the test split in {wins}; within 1 point "
-                 f"(margin >= -0.010) in {within}; a copy of the 50-label probe in every seed in {copies} (counted "
-                 f"neither as a win nor apart from 'within'); mean test margin {np.mean(margins):+.3f}.")
+                 f"(margin >= -0.010) in {within}; a copy of the 50-label probe in every seed in {copies} (never "
+                 f"counted as a win); mean test margin {np.mean(margins):+.3f}.")
     return "\n".join(lines) + "\n"
 
 
