@@ -228,7 +228,84 @@ def test_finetune_joint_weight_and_errors(tiny):
         FineTuneLearner(tiny).decision_function(["x"])
 
 
+# -- wired into the refiner, the run folder and the config ------------------------------------------
+def test_refiner_with_finetune_learner_texts_end_to_end(tiny, tmp_path):
+    """SelfIterativeRefiner(learner=FineTuneLearner(...), supervised_weight=0.3) on texts: fits, beats the 78%
+    labels it started from, saves without pickle and reloads to the same scores; refine_texts records the learner."""
+    from silr import SelfIterativeRefiner
+    from silr.finetune import FineTuneLearner, refine_learner_params
+    from silr.inputs import RefineInputs
+    from silr.run_folder import predict_texts, write_run
+    from silr.texts import refine_texts
+
+    texts, y, s = _cue_task(240, seed=0)
+    gold = np.full(240, -1)
+    gold[:40] = y[:40]
+    score = np.where(s == 1, 1.0, -1.0) + np.random.default_rng(0).normal(0, 0.5, 240)
+    kw = dict(lr=2e-3, head_lr=1e-2, epochs=2, batch_size=16, max_length=16, progress=False)
+    m = SelfIterativeRefiner(learner=FineTuneLearner(tiny, **kw), supervised_weight=0.3, rounds=1).fit(
+        texts, s, y_gold=gold, llm_score=score)
+    assert m.n_rounds_ == 1 and m.learners_[0].config()["kind"] == "finetune"
+    assert np.mean(m.predict(texts, llm_score=score) == y) > np.mean(s == y) + 0.05
+    m.save(tmp_path / "model")
+    m2 = SelfIterativeRefiner.load(tmp_path / "model")
+    np.testing.assert_allclose(m2.decision_function(texts, llm_score=score), m.decision_function(texts, llm_score=score),
+                               atol=1e-5)
+    # the text-level entry point (what `silr refine --finetune` calls) and the run folder
+    assert refine_learner_params(False) == {} and refine_learner_params(False, 0.2) == {"supervised_weight": 0.2}
+    params = refine_learner_params(True, progress=False)
+    assert params["supervised_weight"] == 0.3 and isinstance(params["learner"], FineTuneLearner)
+    inputs = RefineInputs(texts, s, texts[:40], y[:40], s[:40])
+    res = refine_texts(inputs, rounds=1, learner=FineTuneLearner(tiny, **kw), supervised_weight=0.3)
+    assert res.summary["learner"]["kind"] == "FineTuneLearner" and res.summary["learner"]["takes_texts"]
+    assert res.summary["learner"]["supervised_weight"] == 0.3
+    write_run(res, tmp_path / "run", report=False)
+    rounds = json.loads((tmp_path / "run" / "rounds.json").read_text())
+    assert rounds["learner"]["kind"] == "FineTuneLearner"
+    pred = predict_texts(tmp_path / "run", texts[:5], progress=False)
+    np.testing.assert_allclose(pred["score"].to_numpy(), res.refiner.decision_function(texts[:5]), atol=1e-5)
+
+
+def test_config_finetune_key():
+    from silr.job import config_from_dict
+
+    cfg = config_from_dict({"refine": {"finetune": True}})
+    assert cfg.refine.finetune is True
+    assert config_from_dict({}).refine.finetune is False
+    with pytest.raises(Exception, match="finetune"):
+        config_from_dict({"refine": {"finetune": "yes"}})
+
+
 # -- the real MiniLM (heavy) ---------------------------------------------------------------------
+@pytest.mark.heavy
+def test_cli_refine_finetune(tmp_path):
+    """`silr refine --finetune` on 200 Rotten Tomatoes snippets (20% flipped labels, 40 labeled rows), one round
+    with the real MiniLM; rounds.json names the learner; `silr predict` scores new texts with it."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from silr.cli import app
+    from silr.corpora import load_embedded
+
+    d = load_embedded("rotten_tomatoes", split="train").sample(200, random_state=0).reset_index(drop=True)
+    rng = np.random.default_rng(0)
+    y = d["label"].to_numpy()
+    s = np.where(rng.random(200) < 0.2, 1 - y, y)
+    pd.DataFrame({"text": d["text"], "pseudo": s}).to_csv(tmp_path / "corpus.csv", index=False)
+    pd.DataFrame({"text": d["text"][:40], "label": y[:40]}).to_csv(tmp_path / "labeled.csv", index=False)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["refine", str(tmp_path / "corpus.csv"), "--pseudo-col", "pseudo", "--labeled",
+                                 str(tmp_path / "labeled.csv"), "--out", str(out), "--rounds", "1", "--finetune",
+                                 "--no-report", "-q"])
+    assert r.exit_code == 0, r.output
+    rounds = json.loads((out / "rounds.json").read_text())
+    assert rounds["learner"]["kind"] == "FineTuneLearner" and rounds["learner"]["supervised_weight"] == 0.3
+    assert rounds["params"]["learner"]["kind"] == "FineTuneLearner"
+    pd.DataFrame({"text": d["text"][:5]}).to_csv(tmp_path / "new.csv", index=False)
+    r = CliRunner().invoke(app, ["predict", str(out), str(tmp_path / "new.csv"), "--out", str(tmp_path / "p.csv"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 5
+
 @pytest.mark.heavy
 def test_finetune_minilm_learns_through_flipped_labels():
     """all-MiniLM-L6-v2, one fine-tuning round on 300 Rotten Tomatoes snippets with 20% flipped labels (robust UU

@@ -36,7 +36,7 @@ from torch import nn
 from silr.learners import LabeledBatches, check_labeled
 from silr.risks import DEFAULT_SLOPE, UUWeights, batch_risk, joint_risk
 
-__all__ = ["FineTuneLearner", "default_model_dir"]
+__all__ = ["FineTuneLearner", "default_model_dir", "refine_learner_params", "DEFAULT_SUPERVISED_WEIGHT"]
 
 _PARAMS = ("model_dir", "lr", "head_lr", "epochs", "batch_size", "labeled_batch_size", "max_length",
            "weight_decay", "warmup_ratio", "max_grad_norm", "slope", "eval_batch_size", "threads", "progress")
@@ -47,6 +47,22 @@ def default_model_dir() -> Path:
     from silr.backbones.sentence import minilm_path
 
     return minilm_path()
+
+
+#: supervised weight of the labeled rows when fine-tuning (PAPER.md section 8's calibration; benchmarks/FINETUNE.md)
+DEFAULT_SUPERVISED_WEIGHT = 0.3
+
+
+def refine_learner_params(finetune: bool, supervised_weight: float | None = None, *, progress: bool = True) -> dict:
+    """Refiner parameters for ``silr refine --finetune`` / ``[refine] finetune = true``: the learner and the
+    supervised weight (``None``: 0.3 when fine-tuning, else the refiner's default). Empty when neither is set."""
+    out: dict = {}
+    if finetune:
+        out["learner"] = FineTuneLearner(progress=progress)
+        out["supervised_weight"] = DEFAULT_SUPERVISED_WEIGHT if supervised_weight is None else float(supervised_weight)
+    elif supervised_weight is not None:
+        out["supervised_weight"] = float(supervised_weight)
+    return out
 
 
 def _check_model_dir(model_dir) -> Path:

@@ -94,6 +94,7 @@ class RefineSection:
     seed: int = 0
     risk: str = "robust_uu"
     later_risk: str = "uu"
+    finetune: bool = False  # fine-tune MiniLM end to end each round (silr.finetune), labeled rows at w = 0.3
 
 
 @dataclass
@@ -191,6 +192,7 @@ def run_job(
     """
     from silr.inputs import inputs_from_annotation
     from silr.run_folder import evaluate_run, prepare_out_dir, write_run
+    from silr.finetune import refine_learner_params
     from silr.texts import refine_texts
 
     out = prepare_out_dir(out_dir, overwrite=overwrite)
@@ -286,6 +288,7 @@ def run_job(
     result = refine_texts(
         inputs, backbone=backbone, rounds=r.rounds, seed=r.seed, progress=progress,
         on_round=on_round, risk=r.risk, later_risk=r.later_risk,
+        **refine_learner_params(r.finetune, None, progress=progress),
     )
     result.summary["config"] = cfg.to_dict()
     if annotation is not None:

@@ -118,6 +118,10 @@ def _params(cls, config: dict, cfile: Path) -> dict:
         params["learner"] = HeadLearner(**legacy)
     elif isinstance(spec, dict) and spec.get("kind") == "head":
         params["learner"] = HeadLearner(**(spec.get("params") or {}))
+    elif isinstance(spec, dict) and spec.get("kind") == "FineTuneLearner":
+        from silr.finetune import FineTuneLearner
+
+        params["learner"] = FineTuneLearner(**(spec.get("params") or {}))
     return params
 
 
@@ -144,6 +148,10 @@ def load_refiner(cls, path, *, learner_loader: Callable[[dict, dict], object] | 
         kinds.add(lc.get("kind"))
         if lc.get("kind") == "head":
             self.learners_.append(HeadLearner.from_state(lc, sub))
+        elif lc.get("kind") == "finetune":  # silr's own fine-tuning learner (rebuilt from its model folder)
+            from silr.finetune import FineTuneLearner
+
+            self.learners_.append(FineTuneLearner.from_state(lc, sub))
         elif learner_loader is None:
             raise ValueError(f"{path}: round {j + 1} has a learner of kind {lc.get('kind')!r}; its backbone must load it")
         else:

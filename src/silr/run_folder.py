@@ -117,7 +117,8 @@ def predict_texts(
     refiner, bb = load_model(run_dir)
     if hasattr(bb, "progress"):
         bb.progress = progress
-    X = bb.transform(list(texts))
+    # a fine-tuned learner (``silr refine --finetune``) scores the texts themselves
+    X = np.asarray(list(texts), dtype=object) if getattr(refiner, "takes_texts_", False) else bb.transform(list(texts))
     if llm_score is None and getattr(refiner, "final_source_", "") == "stack" and hasattr(bb, "llm_scores"):
         llm_score = bb.llm_scores(list(texts))  # the backbone is the labeling LLM: it gives its own evidence
     score = refiner.decision_function(X, llm_score=llm_score)

@@ -51,11 +51,15 @@ def refine_texts(
 
     t0 = time.perf_counter()
     bb = backbone if isinstance(backbone, Backbone) else get_backbone(backbone, cache_dir=cache_dir, progress=progress)
-    bb.fit(inputs.texts)
-    X = bb.transform(inputs.texts)
-    X_lab = bb.transform(inputs.labeled_texts)
     # the learner given (e.g. a fine-tuning learner on texts), else the backbone's own (LoRA), else the head
     learner = refiner_params.pop("learner", None)
+    if getattr(learner, "takes_texts", False):  # a fine-tuning learner reads the texts: no features needed
+        X = np.asarray(list(inputs.texts), dtype=object)
+        X_lab = np.asarray(list(inputs.labeled_texts), dtype=object)
+    else:
+        bb.fit(inputs.texts)
+        X = bb.transform(inputs.texts)
+        X_lab = bb.transform(inputs.labeled_texts)
     if learner is None and type(bb).new_learner is not Backbone.new_learner:
         learner = bb.new_learner(1)
     refiner = refiner_from_params(rounds=rounds, seed=seed, learner=learner, **refiner_params)
@@ -84,6 +88,15 @@ def refine_texts(
         "inputs": {"corpus": inputs.corpus_path, "labeled": inputs.labeled_path},
         "notes": inputs.notes,
         **refiner.summary(),
+    }
+    # which learner ran each round (rounds.json): the head on the backbone's features, or a fine-tuned encoder
+    lt = refiner.learner
+    summary["learner"] = {
+        "kind": "HeadLearner (default)" if lt is None else type(lt).__name__,
+        "takes_texts": bool(getattr(lt, "takes_texts", False)),
+        "supervised_weight": refiner.supervised_weight,
+        "input": "texts (encoder fine-tuned end to end each round)" if getattr(lt, "takes_texts", False)
+        else f"features of backbone {bb.spec().get('name')}",
     }
     summary["seconds"] = time.perf_counter() - t0
     return RefineResult(refiner, bb, inputs, labels, summary, summary["seconds"])

@@ -49,6 +49,8 @@ def refine(
     later_risk: str = typer.Option("uu", "--later-risk", help="Risk of rounds 2+ (robust_uu, uu, pn)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Treat PSEUDO_COL as real-valued scores; label = score > THRESHOLD."),
     score_col: Optional[str] = typer.Option(None, "--score-col", help="Column of the LLM's real-valued score (e.g. llm_score from `silr annotate`): the final labels may then stack it with the refined classifier."),
+    finetune: bool = typer.Option(False, "--finetune", help="Fine-tune all-MiniLM-L6-v2 end to end each round (silr.finetune.FineTuneLearner) instead of a head on frozen features; the labeled rows also train it (supervised weight 0.3 unless --supervised-weight)."),
+    supervised_weight: Optional[float] = typer.Option(None, "--supervised-weight", min=0.0, max=1.0, help="Weight w of the supervised risk on the labeled rows: (1-w) corpus risk + w labeled risk (default 0.3 with --finetune, else 0)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache folder (default $SILR_CACHE_DIR or ~/.cache/silr)."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip the HTML report."),
@@ -64,9 +66,12 @@ def refine(
     if not quiet:
         for n in inputs.notes:
             typer.echo(f"note: {n}", err=True)
+    from silr.finetune import refine_learner_params
+
     result = refine_texts(
         inputs, backbone=backbone, rounds=rounds, seed=seed, progress=not quiet, cache_dir=cache_dir,
         on_round=None if quiet else print_round, risk=risk, later_risk=later_risk,
+        **refine_learner_params(finetune, supervised_weight, progress=not quiet),
     )
     write_run(result, out, report=not no_report)
     s = result.summary
