@@ -42,20 +42,23 @@ def _prepare_gold(gold: Any, n: int | None) -> np.ndarray | None:
     return g
 
 
-def _accuracy(pred: Any, gold: np.ndarray) -> float | None:
+def _known(pred: Any, gold: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The predictions and gold labels of the rows where both are known, or None when there is none."""
     p = _as_binary(pred)
     ok = np.isfinite(p) & np.isfinite(gold)
-    if not ok.any():
-        return None
-    return float(np.mean(p[ok] == gold[ok]))
+    return (p[ok], gold[ok]) if ok.any() else None
+
+
+def _accuracy(pred: Any, gold: np.ndarray) -> float | None:
+    known = _known(pred, gold)
+    return None if known is None else float(np.mean(known[0] == known[1]))
 
 
 def _f1(pred: Any, gold: np.ndarray) -> float | None:
-    p = _as_binary(pred)
-    ok = np.isfinite(p) & np.isfinite(gold)
-    if not ok.any():
+    known = _known(pred, gold)
+    if known is None:
         return None
-    p, g = p[ok], gold[ok]
+    p, g = known
     tp = float(np.sum((p == 1) & (g == 1)))
     fp = float(np.sum((p == 1) & (g == 0)))
     fn = float(np.sum((p == 0) & (g == 1)))
