@@ -310,7 +310,7 @@ def test_cli_refine_finetune(tmp_path):
 def test_finetune_minilm_learns_through_flipped_labels():
     """all-MiniLM-L6-v2, one fine-tuning round on 300 Rotten Tomatoes snippets with 20% flipped labels (robust UU
     with the flip rates' priors, 30 labeled rows at w=0.3): test accuracy on 300 other snippets clearly above the
-    untrained model (pretrained encoder + fresh head). ~25 min on a loaded 2-core machine, ~3 min quiet."""
+    untrained model (pretrained encoder + fresh head). 23 min measured on a 2-core machine at load ~15."""
     from silr.corpora import load_embedded
     from silr.finetune import FineTuneLearner
 
