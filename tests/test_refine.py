@@ -350,7 +350,7 @@ def test_model_folders_from_before_the_learner_parameter_still_load(tmp_path):
 
 
 def test_merge_labeled_marks_corpus_rows_by_text_and_appends_the_rest():
-    from silr.refine_inputs import merge_labeled
+    from silr.fit_checks import merge_labeled
 
     X = np.arange(10, dtype=np.float64).reshape(5, 2)
     y = np.array([0, 1, 0, 1, 1])

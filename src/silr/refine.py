@@ -24,7 +24,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from silr.priors import DEFAULT_MIN_GAP, PriorEstimate, PriorEstimationError, RefinementError, check_usable, start_gate
-from silr.refine_inputs import check_fit_inputs, check_predict_X, takes_texts
+from silr.fit_checks import check_fit_inputs, check_predict_X, takes_texts
 from silr.risks import RISKS, UUWeights
 from silr.rounds import (HEAD_PARAMS, RunningScore, StopReason, aggregated_score, default_learner, prior_estimator,
                          refiner_from_params, round_record, stack_relabel, train_round)

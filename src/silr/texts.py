@@ -13,7 +13,7 @@ import pandas as pd
 from silr import __version__
 from silr.inputs import RefineInputs
 from silr.refine import SelfIterativeRefiner, refiner_from_params
-from silr.refine_inputs import merge_labeled
+from silr.fit_checks import merge_labeled
 
 __all__ = ["RefineResult", "refine_texts"]
 
