@@ -97,7 +97,7 @@ def rounds_table(runs: list[dict]) -> list[str]:
     for r in sorted(runs, key=lambda r: (r["dataset"], r["seed"])):
         for rr in r["methods"].get("silr_ft", {}).get("rounds", []):
             p = rr["priors"]
-            vals = ", ".join(_fmt(h.get("val_loss"), 4) for h in rr.get("history", []))
+            vals = ", ".join("—" if h.get("val_loss") is None else f"{h['val_loss']:.1e}" for h in rr.get("history", []))
             lines.append(f"| {r['dataset']} | {r['seed']} | {rr['round']} | {p['pi']:.2f}, {p['theta_p']:.2f}, "
                          f"{p['theta_n']:.2f} | {rr.get('best_epoch', '—')} | {vals or rr.get('stopped', '')} | "
                          f"{_fmt(rr.get('corpus_acc'))} | {_fmt(rr.get('test_acc'))} | {rr.get('fit_seconds', '—')} |")
