@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import logging
 import math
 import time
@@ -27,83 +26,14 @@ import numpy as np
 import torch
 
 from silr.backbones.base import Backbone
+from silr.backbones.lora_model import (  # noqa: F401 (check_model_dir, detect_target_modules re-exported)
+    _fingerprint, _is_oom, autocast_dtype, build_lora_classifier, check_model_dir, detect_target_modules,
+    resolve_device)
 from silr.risks import DEFAULT_SLOPE, UUWeights, batch_risk
 
 __all__ = ["LoraBackbone", "LoraLearner", "check_model_dir", "detect_target_modules"]
 
 log = logging.getLogger(__name__)
-
-#: attention projections LoRA adapts, by architecture family (first match wins)
-_TARGET_SETS: tuple[tuple[str, ...], ...] = (
-    ("q_proj", "k_proj", "v_proj", "o_proj"),  # Llama, Gemma, Mistral, Qwen, OPT, Phi-3 ...
-    ("query", "key", "value"),  # BERT, RoBERTa, MiniLM, XLM-R, ELECTRA
-    ("q_lin", "k_lin", "v_lin"),  # DistilBERT
-    ("Wqkv", "Wo"),  # ModernBERT
-    ("qkv_proj", "o_proj"),  # Phi-3 fused
-    ("query_key_value", "dense"),  # Falcon, GPT-NeoX, BLOOM
-    ("c_attn", "c_proj"),  # GPT-2
-    ("q", "k", "v", "o"),  # T5
-)
-#: names of sequence-classification heads in transformers
-_HEAD_NAMES = ("score", "classifier", "classification_head", "logits_proj", "sequence_summary")
-
-
-def _is_oom(e: BaseException) -> bool:
-    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
-    return isinstance(e, oom) or (isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
-
-
-def check_model_dir(model_dir: str | Path) -> Path:
-    """The folder as a Path; ``FileNotFoundError`` if missing, ``ValueError`` if not a transformers model."""
-    p = Path(model_dir).expanduser()
-    if not p.exists():
-        raise FileNotFoundError(f"model folder not found: {p}")
-    if not p.is_dir():
-        raise ValueError(f"{p} is a file, not a model folder (lora:MODEL_DIR needs a local transformers folder)")
-    cfg = p / "config.json"
-    if not cfg.exists():
-        raise ValueError(
-            f"{p} is not a transformers model folder: it has no config.json "
-            "(save one with model.save_pretrained(DIR) and tokenizer.save_pretrained(DIR))"
-        )
-    try:
-        model_type = json.loads(cfg.read_text()).get("model_type")
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{cfg} is not valid JSON: {e}") from e
-    if not model_type:
-        raise ValueError(f"{cfg} has no model_type: not a transformers model config")
-    if not any(p.glob("*.safetensors")) and not any(p.glob("*.bin")) and not any(p.glob("*.safetensors.index.json")):
-        raise ValueError(f"{p} has a config.json but no weights (*.safetensors or *.bin)")
-    return p
-
-
-def detect_target_modules(model: torch.nn.Module) -> list[str]:
-    """LoRA target modules for this architecture: its attention projections (else every linear layer)."""
-    names = set()
-    for full, mod in model.named_modules():
-        last = full.rsplit(".", 1)[-1]
-        if isinstance(mod, torch.nn.Linear) or type(mod).__name__ == "Conv1D":
-            names.add(last)
-    for group in _TARGET_SETS:
-        present = [n for n in group if n in names]
-        if len(present) >= 2 or (present and len(group) == 1):
-            return present
-    return ["all-linear"]
-
-
-def _head_name(model: torch.nn.Module) -> str:
-    children = dict(model.named_children())
-    for n in _HEAD_NAMES:
-        if n in children:
-            return n
-    raise ValueError(f"cannot find the classification head of {type(model).__name__} (children: {list(children)})")
-
-
-def _fingerprint(folder: Path) -> str:
-    from silr.backbones.sentence import _folder_fingerprint
-
-    return _folder_fingerprint(folder)
-
 
 class LoraLearner:
     """A LoRA-adapted transformers classifier trained on texts with a UU (or PN) risk.
@@ -176,116 +106,23 @@ class LoraLearner:
 
     # -- model construction ---------------------------------------------------------------------
     def _device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return resolve_device(self.device)
 
     def _autocast_dtype(self, device: torch.device):
-        if device.type != "cuda" or self.precision == "fp32":
-            return None
-        if self.precision == "bf16" or (self.precision == "auto" and torch.cuda.is_bf16_supported()):
-            return torch.bfloat16
-        return torch.float16
-
-    def _use_4bit(self, device: torch.device) -> bool:
-        if not self.load_in_4bit:
-            return False
-        if device.type != "cuda":
-            warnings.warn("load_in_4bit needs a CUDA GPU; loading the model in full precision", stacklevel=3)
-            return False
-        try:
-            import bitsandbytes  # noqa: F401
-        except ImportError:
-            warnings.warn("load_in_4bit needs `pip install bitsandbytes`; loading the model in full precision", stacklevel=3)
-            return False
-        return True
-
-    def _load_tokenizer(self):
-        from transformers import AutoTokenizer
-
-        try:
-            tok = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
-        except Exception as e:  # noqa: BLE001 - re-raised with the folder named
-            raise ValueError(f"cannot load a tokenizer from {self.model_dir}: {e}") from e
-        if tok.pad_token is None:
-            if tok.eos_token is not None:
-                tok.pad_token = tok.eos_token
-            elif tok.unk_token is not None:
-                tok.pad_token = tok.unk_token
-            else:
-                raise ValueError(f"the tokenizer in {self.model_dir} has no pad, eos or unk token to pad with")
-        return tok
+        return autocast_dtype(device, self.precision)
 
     def _build(self, seed: int, device: torch.device):
         """A fresh base model from ``model_dir`` with a new LoRA adapter (seeded)."""
-        import transformers
-        from peft import LoraConfig, get_peft_model
-        from transformers import AutoModelForSequenceClassification
-
-        tok = self._load_tokenizer()
-        torch.manual_seed(int(seed))
-        kw: dict = {"num_labels": 1, "local_files_only": True}
-        use_4bit = self._use_4bit(device)
-        if use_4bit:
-            from transformers import BitsAndBytesConfig
-
-            cdtype = self._autocast_dtype(device) or torch.float16
-            kw["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=cdtype, bnb_4bit_use_double_quant=True
-            )
-            kw["device_map"] = {"": device.index or 0}
-        else:
-            kw["dtype"] = torch.float32
-        verbosity = transformers.logging.get_verbosity()
-        bars = transformers.utils.logging.is_progress_bar_enabled()
-        transformers.logging.set_verbosity_error()  # "newly initialized head" is expected here
-        transformers.utils.logging.disable_progress_bar()  # one model per round: no loading bars
-        try:
-            model, info = AutoModelForSequenceClassification.from_pretrained(
-                str(self.model_dir), output_loading_info=True, **kw
-            )
-        except ValueError as e:
-            raise ValueError(
-                f"{self.model_dir} cannot be loaded as a sequence classifier (AutoModelForSequenceClassification): {e}"
-            ) from e
-        except OSError as e:
-            raise ValueError(f"{self.model_dir} is not a loadable transformers model: {e}") from e
-        finally:
-            transformers.logging.set_verbosity(verbosity)
-            if bars:
-                transformers.utils.logging.enable_progress_bar()
-        model.config.pad_token_id = tok.pad_token_id
-        head = _head_name(model)
-        # weights the folder lacks (besides the head) are random: train and save them too
-        missing = sorted(
-            {k.rsplit(".", 1)[0] for k in info.get("missing_keys", []) if not k.startswith(head + ".") and k != head}
-        )
-        modules_to_save = [head] + missing
-        targets = self.target_modules or detect_target_modules(model)
-        if use_4bit:
-            from peft import prepare_model_for_kbit_training
-
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        cfg = LoraConfig(
-            r=self.r,
-            lora_alpha=self.alpha,
-            lora_dropout=self.dropout,
-            target_modules=targets if targets != ["all-linear"] else "all-linear",
-            modules_to_save=modules_to_save,
-            bias="none",
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # peft's use of deprecated transformers names
-            model = get_peft_model(model, cfg)
-        if not use_4bit:
-            model.to(device)
-        self.target_modules_ = targets
-        self.modules_to_save_ = modules_to_save
-        self.tokenizer_ = tok
-        self.model_ = model
+        b = build_lora_classifier(self.model_dir, seed=seed, device=device, r=self.r, alpha=self.alpha,
+                                  dropout=self.dropout, target_modules=self.target_modules,
+                                  load_in_4bit=self.load_in_4bit, precision=self.precision)
+        self.target_modules_ = b.target_modules
+        self.modules_to_save_ = b.modules_to_save
+        self.tokenizer_ = b.tokenizer
+        self.model_ = b.model
         self.device_ = device
-        self.quantized_ = use_4bit
-        return model
+        self.quantized_ = b.quantized
+        return b.model
 
     # -- data -----------------------------------------------------------------------------------
     def _encode(self, texts: list[str]) -> tuple[list[list[int]], int]:
