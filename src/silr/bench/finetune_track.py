@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -127,9 +128,11 @@ def m_setfit50(inp, *, seed, params, progress, **_):
     lab = inp["lab"]
     train = Dataset.from_dict({"text": [inp["texts"][i] for i in lab], "label": inp["y"][lab].tolist()})
     model = SetFitModel.from_pretrained(str(default_model_dir()), local_files_only=True)
-    args = TrainingArguments(batch_size=p["batch_size"], num_epochs=p["num_epochs"], num_iterations=p["num_iterations"],
-                             max_length=p["max_length"], seed=seed, show_progress_bar=progress)
-    Trainer(model=model, args=args, train_dataset=train).train()
+    with tempfile.TemporaryDirectory(prefix="silr-setfit-") as out:  # SetFit writes checkpoints (default ./checkpoints)
+        args = TrainingArguments(output_dir=out, batch_size=p["batch_size"], num_epochs=p["num_epochs"],
+                                 num_iterations=p["num_iterations"], max_length=p["max_length"], seed=seed,
+                                 show_progress_bar=progress)
+        Trainer(model=model, args=args, train_dataset=train).train()
     pc = np.asarray(model.predict(inp["texts"], batch_size=128, show_progress_bar=False))
     pt = np.asarray(model.predict(inp["test_texts"], batch_size=128, show_progress_bar=False))
     return {"corpus_pred": pc.astype(int), "test_pred": pt.astype(int), "info": {"params": p}}
