@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -39,21 +37,17 @@ def _mean(vals):
 
 
 def _machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from silr.bench.report import machine_info
+
+    info = machine_info()
     mem = ""
     try:
         kb = int(Path("/proc/meminfo").read_text().split()[1])
         mem = f", {kb / 2**20:.0f} GiB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    return f"{os.cpu_count()} CPU cores ({cpu}){mem}, no GPU; torch 1 thread per process; CPU shared with other jobs"
+    return (f"{info['cores']} CPU cores ({info['cpu']}){mem}, no GPU; torch 1 thread per process; CPU shared with "
+            "other jobs")
 
 
 def _commit() -> str:
