@@ -12,7 +12,6 @@ Adding a method is one entry in :data:`REGISTRY` (a :class:`MethodSpec`: label, 
 
 from __future__ import annotations
 
-import inspect
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -134,17 +133,12 @@ def _silr_round_predictions(model, Xt) -> list[np.ndarray]:
 
 
 def fit_refiner(model, Xc, s, lab, y_lab, *, llm_score=None, prior_fn=None):
-    """Fit a ``SelfIterativeRefiner`` on the corpus with the labeled rows ``lab`` (gold ``y_lab``), through
-    whichever ``fit`` signature the engine has (``fit(X, y, *, y_gold, llm_score)`` or the older keyword form)."""
-    params = inspect.signature(model.fit).parameters
+    """Fit a ``SelfIterativeRefiner`` on the corpus with the labeled rows ``lab`` (gold ``y_lab``; every other row's
+    ``y_gold`` is -1)."""
     kw = {} if prior_fn is None else {"prior_fn": prior_fn}
-    if "y_gold" in params:
-        y_gold = np.full(s.size, -1, dtype=np.int64)
-        y_gold[lab] = y_lab
-        return model.fit(Xc, s, y_gold=y_gold, llm_score=llm_score, **kw)
-    if llm_score is not None:
-        kw.update(llm_score=llm_score, llm_score_labeled=llm_score[lab])
-    return model.fit(Xc, s, X_labeled=Xc[lab], y_labeled=y_lab, pseudo_labeled=s[lab], **kw)
+    y_gold = np.full(s.size, -1, dtype=np.int64)
+    y_gold[lab] = y_lab
+    return model.fit(Xc, s, y_gold=y_gold, llm_score=llm_score, **kw)
 
 
 def _source(model) -> str:
