@@ -13,8 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from silr.env import use_local_models  # noqa: E402
+
+use_local_models()
 
 import numpy as np  # noqa: E402
 

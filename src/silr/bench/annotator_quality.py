@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from silr.env import use_local_models  # noqa: E402
+
+use_local_models()
 
 
 def main(argv=None, *, bench_dir: Path = Path("benchmarks")) -> None:

@@ -12,7 +12,9 @@ import argparse
 import os
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from silr.env import use_local_models  # noqa: E402
+
+use_local_models()
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 

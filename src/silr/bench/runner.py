@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from silr.bench.data import Task, load_task, task_features
 from silr.bench.groups import group_of
 from silr.bench.methods import METHODS, Inputs, run_method
 from silr.bench.noise import NoiseSpec, make_noise, text_hardness
+from silr.io.atomic import atomic_write_text, json_default
 
 __all__ = ["RunConfig", "run_suite", "sample_labeled", "llm_pseudo_labels", "load_llm_scores", "run_one"]
 
@@ -250,29 +250,13 @@ def run_suite(cfg: RunConfig, *, log: Callable[[str], None] = print, skip_existi
                 rec = run_one(task, Xc, Xt, s, s_test, seed=seed, cfg=cfg, setting=setting, track=track,
                               backbone=bb, scores=scores, previous=previous)
                 rec["seconds"] = round(time.perf_counter() - t1, 2)
-                _write_atomic(path, json.dumps(rec, indent=1, default=_json_default))
+                atomic_write_text(path, json.dumps(rec, indent=1, default=json_default))
                 records.append(rec)
                 m = rec["methods"]
                 brief = ", ".join(f"{k} {v['test_acc']:.3f}" for k, v in m.items() if v.get("test_acc") is not None)
                 log(f"  {name} {setting} seed {seed}: pseudo {rec['pseudo_accuracy']:.3f} | test: {brief} "
                     f"({rec['seconds']:.0f}s)")
     return records
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def load_records(folder: Path) -> list[dict]:
