@@ -1,0 +1,114 @@
+"""The sampling design and the design-weighted, prediction-powered estimators (silr.sampling), on arrays."""
+
+import numpy as np
+import pytest
+
+from silr.sampling import (DesignError, domain_mean, gain_estimate, make_design, prediction_covariates,
+                           round_estimates, uniform_design)
+
+
+def _corpus(n=2000, seed=0, sep=1.2):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.3).astype(np.int64)  # imbalanced: the pseudo-positive side is small
+    score = rng.normal(size=n) + sep * (2 * y - 1)
+    s = (score > 0.8).astype(np.int64)
+    clf = score + rng.normal(size=n)
+    return y, score, s, clf
+
+
+def test_design_allocates_the_budget_with_two_rows_per_stratum_and_records_inclusion():
+    y, score, s, _ = _corpus()
+    d = make_design(s, score, n=50, seed=3)
+    assert d.rows.size == 50 and np.unique(d.rows).size == 50
+    assert d.alloc.sum() == 50 and (d.alloc >= 2).all()
+    assert (np.bincount(d.strata[d.rows], minlength=d.alloc.size) == d.alloc).all()
+    # every stratum is inside one pseudo-label side
+    for h in range(d.alloc.size):
+        assert np.unique(s[d.strata == h]).size == 1
+    assert np.allclose(d.inclusion, (d.alloc / d.sizes)[d.strata])
+    # the small pseudo-positive side gets more than its corpus share (an even/Neyman compromise)
+    share = d.alloc[[h for h in range(d.alloc.size) if s[d.strata == h][0] == 1]].sum() / 50
+    assert share > s.mean() + 0.1
+    assert np.array_equal(make_design(s, score, n=50, seed=3).rows, d.rows)
+    assert not np.array_equal(make_design(s, score, n=50, seed=4).rows, d.rows)
+
+
+def test_design_rejects_bad_input():
+    with pytest.raises(DesignError, match="one side only"):
+        make_design(np.ones(100, dtype=int), n=10)
+    with pytest.raises(DesignError, match="cannot sample 200 rows"):
+        make_design(np.r_[np.zeros(50), np.ones(50)].astype(int), n=200)
+
+
+def test_design_estimates_are_unbiased_and_cover():
+    y, score, s, _ = _corpus(seed=1)
+    Q = prediction_covariates(score, None, s)
+    truth = {"pi": y.mean(), "theta_p": y[s == 1].mean(), "theta_n": y[s == 0].mean(), "accuracy": np.mean(y == s)}
+    est = {k: [] for k in truth}
+    cover = {k: [] for k in truth}
+    for it in range(300):
+        d = make_design(s, score, n=50, seed=it)
+        r = round_estimates(y[d.rows], d.rows, s, d, Q)
+        for k in truth:
+            est[k].append(r[k].value)
+            cover[k].append(r[k].low <= truth[k] <= r[k].high)
+    for k in truth:
+        sd = np.std(est[k])
+        assert abs(np.mean(est[k]) - truth[k]) < 3.5 * sd / np.sqrt(300) + 0.005, k
+        assert 0.9 <= np.mean(cover[k]) <= 1.0, (k, np.mean(cover[k]))
+
+
+def test_plain_stratified_estimator_is_the_weighted_mean():
+    y, score, s, _ = _corpus(seed=2)
+    d = make_design(s, score, n=60, seed=0)
+    e = domain_mean(y[d.rows], d.rows, d)
+    w = 1 / d.inclusion[d.rows]
+    assert e.value == pytest.approx(np.sum(w * y[d.rows]) / d.n_corpus)
+
+
+def test_informative_predictions_narrow_the_interval():
+    rng = np.random.default_rng(5)
+    n = 3000
+    y = (rng.random(n) < 0.5).astype(np.int64)
+    good = np.where(rng.random(n) < 0.95, y, 1 - y) * 0.9 + 0.05  # a strong guess of y
+    rows = np.sort(rng.choice(n, 60, replace=False))
+    design = uniform_design(n, rows)
+    plain = domain_mean(y[rows], rows, design)
+    ppi = domain_mean(y[rows], rows, design, F=good[:, None])
+    assert ppi.width < 0.6 * plain.width
+    assert ppi.low <= y.mean() <= ppi.high
+
+
+def test_useless_predictions_cost_little():
+    rng = np.random.default_rng(6)
+    n = 3000
+    y = (rng.random(n) < 0.4).astype(np.int64)
+    noise = rng.random(n)
+    widths = []
+    for it in range(50):
+        rows = np.sort(np.random.default_rng(it).choice(n, 50, replace=False))
+        des = uniform_design(n, rows)
+        widths.append(domain_mean(y[rows], rows, des, F=noise[:, None]).width / domain_mean(y[rows], rows, des).width)
+    assert np.mean(widths) < 1.08
+
+
+def test_gain_has_the_right_sign_and_is_zero_when_nothing_changed():
+    rng = np.random.default_rng(7)
+    n = 2000
+    y = rng.integers(0, 2, n)
+    s0 = np.where(rng.random(n) < 0.3, 1 - y, y)  # 70% accurate
+    s1 = np.where(rng.random(n) < 0.12, 1 - y, y)  # 88% accurate
+    score = rng.normal(size=n) + (2 * y - 1)
+    Q = prediction_covariates(score, None, s0)
+    truth = np.mean(s1 == y) - np.mean(s0 == y)
+    lows, cover = [], []
+    for it in range(200):
+        rows = np.sort(np.random.default_rng([it, 9]).choice(n, 50, replace=False))
+        g = gain_estimate(y[rows], rows, s1, s0, None, Q)
+        lows.append(g.low)
+        cover.append(g.low <= truth <= g.high)
+    assert np.mean(np.array(lows) > 0) > 0.8  # an 18-point gain is seen as a gain with 50 labels
+    assert np.mean(cover) >= 0.9
+    rows = np.arange(0, n, 40)
+    z = gain_estimate(y[rows], rows, s0, s0)
+    assert (z.value, z.low, z.high) == (0.0, 0.0, 0.0)
