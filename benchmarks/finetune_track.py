@@ -2,6 +2,9 @@
 
 Usage: nice -n 10 python benchmarks/finetune_track.py --datasets subj,rotten_tomatoes --seeds 0 [--tag main]
        [--methods lr50,ft50,setfit50,ft_llm,silr_ft] [--rounds 1] [--w 0.3] [--lr 3e-5] [--epochs 2]
+       [--shots 0] [--params '{"silr_ftr": {"w": 0.3}}']
+The refiner's full path and the suite's baselines: --methods llm,lr50,lr_50,lr_balanced,cleanlab,silr_frozen,ft50,
+ft_llm,silr_ftr,setfit50 --rounds 2 (silr.bench.finetune_refiner).
 Results: benchmarks/results/finetune/<tag>/<dataset>__seed<k>.json; then python benchmarks/finetune_report.py.
 """
 
@@ -31,13 +34,22 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=None, help="silr_ft / ft_llm encoder learning rate")
     ap.add_argument("--epochs", type=int, default=None, help="silr_ft / ft_llm epochs")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--shots", type=int, default=4,
+                    help="which Gemma scores: 4 (benchmarks/llm_scores), 0 or 1 (benchmarks/llm_scores/<k>shot)")
+    ap.add_argument("--params", default=None, help='JSON of per-method parameters, e.g. {"silr_ftr": {"w": 0.3}}')
     args = ap.parse_args()
     ft = {k: v for k, v in (("lr", args.lr), ("epochs", args.epochs)) if v is not None}
     params = {"silr_ft": {**ft, **({"w": args.w} if args.w is not None else {})}, "ft_llm": dict(ft)}
+    if args.params:
+        import json
+
+        for k, v in json.loads(args.params).items():
+            params[k] = {**params.get(k, {}), **v}
+    scores_dir = HERE / "llm_scores" / ("" if args.shots == 4 else f"{args.shots}shot")
     out = HERE / "results" / "finetune" / args.tag
     for name in args.datasets.split(","):
         for seed in [int(x) for x in args.seeds.split(",")]:
-            run_cell(name, seed, out_dir=out, scores_dir=HERE / "llm_scores", methods=args.methods.split(","),
+            run_cell(name, seed, out_dir=out, scores_dir=scores_dir, methods=args.methods.split(","),
                      params=params, rounds=args.rounds, progress=args.progress, log=lambda m: print(m, flush=True))
     return 0
 

@@ -36,6 +36,11 @@ __all__ = ["TUNING", "HELD_OUT", "METHODS", "run_cell", "cell_inputs"]
 TUNING = ("rotten_tomatoes", "subj")
 HELD_OUT = ("sst2", "mr", "sms_spam")
 METHODS = ("llm", "lr50", "ft50", "setfit50", "ft_llm", "silr_ft")
+#: the refiner's full default path and the suite's baselines (silr.bench.finetune_refiner)
+REFINER_METHODS = ("llm", "lr50", "lr_50", "lr_balanced", "cleanlab", "silr_frozen", "ft50", "ft_llm", "silr_ftr",
+                   "setfit50")
+#: methods that do not read the LLM's scores or labels: one run per (data set, seed), reused across LLM settings
+LLM_FREE = ("lr50", "ft50", "setfit50")
 
 #: silr_ft / ft_llm learner settings (PAPER.md section 8's calibration)
 FT_DEFAULT = {"lr": 3e-5, "epochs": 2, "batch_size": 32, "max_length": 64}
@@ -138,14 +143,23 @@ def m_setfit50(inp, *, seed, params, progress, **_):
     return {"corpus_pred": pc.astype(int), "test_pred": pt.astype(int), "info": {"params": p}}
 
 
-def m_ft_llm(inp, *, seed, params, progress, **_):
+def m_ft_llm(inp, *, seed, params, progress, scores_path=None, **_):
     from silr.risks import UUWeights
 
     L = _learner({**FT_DEFAULT, **params.get("ft_llm", {})}, progress)
     L.fit(inp["texts"], inp["s"], UUWeights(1, 0, 0, 1), risk="pn", val_mask=_val_mask(len(inp["texts"]), seed), seed=seed)
     gc, gt = _ft_scores(L, inp)
+    if scores_path is not None:  # for the report's post-hoc stack (LLM score + this score, fitted on the 50 rows)
+        import io
+
+        from silr.io import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.savez_compressed(buf, corpus=np.asarray(gc, np.float64), test=np.asarray(gt, np.float64))
+        atomic_write_bytes(Path(scores_path), buf.getvalue())
     return {"corpus_pred": gc > 0, "test_pred": gt > 0,
-            "info": {"history": L.history_, "best_epoch": L.best_epoch_, "fit_seconds": L.fit_seconds_}}
+            "info": {"history": L.history_, "best_epoch": L.best_epoch_, "fit_seconds": L.fit_seconds_,
+                     "fit_cpu_seconds": getattr(L, "fit_cpu_seconds_", None)}}
 
 
 def m_silr_ft(inp, *, seed, params, progress, rounds: int = 1, **_):
@@ -190,6 +204,12 @@ def m_silr_ft(inp, *, seed, params, progress, rounds: int = 1, **_):
     return {**out, "rounds": recs, "info": {"w": w, "params": p}}
 
 
+def _engine() -> dict:
+    from silr.bench.runner import engine_version
+
+    return engine_version()
+
+
 def frozen_pass_seconds(texts, threads: int = 1) -> tuple[float, float]:
     """Wall and CPU seconds of one frozen all-MiniLM-L6-v2 encoding pass over ``texts`` (no cache; same thread count and
     token limit as the fine-tuning learner), the unit of the fine-tuning cost ratio."""
@@ -213,8 +233,34 @@ def frozen_pass_seconds(texts, threads: int = 1) -> tuple[float, float]:
 RUNNERS = {"lr50": m_lr50, "ft50": m_ft50, "setfit50": m_setfit50, "ft_llm": m_ft_llm, "silr_ft": m_silr_ft}
 
 
+def _runner(m: str):
+    from silr.bench import finetune_refiner as fr
+
+    if m in fr.SUITE_METHODS:
+        return fr.m_suite(m)
+    if m == "silr_ftr":
+        return fr.m_silr_ftr
+    return RUNNERS[m]
+
+
+def _reusable(out_dir: Path, name: str, seed: int, m: str, lab: list, params: dict) -> tuple[dict, str] | None:
+    """A finished run of an LLM-free method (same data set, seed, labeled rows, parameters) under another tag."""
+    for other in sorted(Path(out_dir).parent.glob(f"*/{name}__seed{seed}.json")):
+        if other.parent == Path(out_dir):
+            continue
+        try:
+            rec = json.loads(other.read_text())
+        except (OSError, ValueError):
+            continue
+        r = rec.get("methods", {}).get(m)
+        if rec.get("labeled_rows") == lab and r and not r.get("error") and r.get("params", {}) == params.get(m, {}) \
+                and not r.get("reused_from"):
+            return r, other.parent.name
+    return None
+
+
 def run_cell(name: str, seed: int, *, out_dir: Path, scores_dir: Path, methods=METHODS, params: dict | None = None,
-             rounds: int = 1, progress: bool = False, log=print) -> dict:
+             rounds: int = 1, progress: bool = False, log=print, reuse: bool = True) -> dict:
     """Run (or resume) one data set x seed; the JSON is rewritten after every method, finished methods are kept."""
     params = params or {}
     path = Path(out_dir) / f"{name}__seed{seed}.json"
@@ -227,11 +273,24 @@ def run_cell(name: str, seed: int, *, out_dir: Path, scores_dir: Path, methods=M
         rec = {"dataset": name, "seed": seed, "group": group_of(name),
                "n_corpus": int(y.size), "n_test": int(yt.size), "n_labeled": int(inp["lab"].size),
                "threshold": inp["threshold"], "labeled_rows": inp["lab"].tolist(), "methods": {}}
+        meta = Path(scores_dir) / f"{name}.json"
+        if meta.is_file():
+            m_ = json.loads(meta.read_text())
+            rec["llm_scores"] = {"dir": str(scores_dir), "n_shots": m_.get("n_shots", len(m_.get("prompt", {}).get("shots", []))),
+                                 "prompt_hash": m_.get("prompt", {}).get("hash"), "model": m_.get("model", {}).get("model")}
+        rec["engine"] = _engine()
     rec["methods"]["llm"] = {"corpus_acc": _acc(inp["s"], y), "test_acc": _acc(inp["s_test"], yt), "seconds": 0.0}
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     for m in methods:
-        if m == "llm" or m in rec["methods"]:
+        if m == "llm" or (m in rec["methods"] and not rec["methods"][m].get("error")):
             continue
-        if m in ("silr_ft", "ft_llm") and "frozen_pass" not in rec:
+        if reuse and m in LLM_FREE:
+            got = _reusable(out_dir, name, seed, m, rec["labeled_rows"], params)
+            if got is not None:
+                rec["methods"][m] = {**got[0], "reused_from": got[1]}
+                log(f"{name} seed {seed} {m}: reused from {got[1]}")
+                continue
+        if m in ("silr_ft", "ft_llm", "silr_ftr") and "frozen_pass" not in rec:
             # the cost unit, measured side by side with the fine-tuning rounds (the CPU is shared: load recorded)
             load = os.getloadavg()[0]
             wall, cpu = frozen_pass_seconds(inp["texts"])
@@ -240,7 +299,8 @@ def run_cell(name: str, seed: int, *, out_dir: Path, scores_dir: Path, methods=M
         load = os.getloadavg()[0]
         t0 = time.perf_counter()
         try:
-            r = RUNNERS[m](inp, seed=seed, params=params, progress=progress, rounds=rounds)
+            r = _runner(m)(inp, seed=seed, params=params, progress=progress, rounds=rounds,
+                           scores_path=Path(out_dir) / f"{name}__seed{seed}__{m}.npz")
             res = {"corpus_acc": _acc(r["corpus_pred"], y), "test_acc": _acc(r["test_pred"], yt),
                    "rounds": r.get("rounds", []), "info": r.get("info", {}), "error": None}
         except Exception as e:  # noqa: BLE001 - one method's failure is recorded, the others run
@@ -254,4 +314,5 @@ def run_cell(name: str, seed: int, *, out_dir: Path, scores_dir: Path, methods=M
         atomic_write_text(path, json.dumps(rec, indent=1, default=float))
         log(f"{name} seed {seed} {m}: test {res['test_acc']} corpus {res['corpus_acc']} ({res['seconds']}s, "
             f"load {res['load_before']}) {res['error'] or ''}")
+    atomic_write_text(path, json.dumps(rec, indent=1, default=float))
     return rec

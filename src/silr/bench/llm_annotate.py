@@ -6,6 +6,9 @@ rows (outside the corpus when the train split is larger than the corpus). Scores
 SQLite cache (resumable; run it again after an interruption) and are written to
 benchmarks/llm_scores/<dataset>.csv.gz (split,row,hash,score) with the prompt record in <dataset>.json.
 
+Zero-/1-shot scores (``--shots 0`` / ``--shots 1``) use the same prompt files unchanged (no wording was tuned for
+them) and go to benchmarks/llm_scores/<k>shot/.
+
 Usage: nice -n 5 python benchmarks/llm_annotate.py (or python -m silr.bench.llm_annotate from the repository root) [--datasets a,b] [--max-corpus 3000] [--chunk 400]
 """
 
@@ -34,7 +37,10 @@ def main(argv=None, *, bench_dir: Path = Path("benchmarks")) -> None:
     ap.add_argument("--chunk", type=int, default=400)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--splits", default="corpus,test")
-    ap.add_argument("--out-dir", default=str(HERE / "llm_scores"))
+    ap.add_argument("--shots", type=int, default=4,
+                    help="few-shot examples per prompt (4: the suite's scores; 0 or 1: weaker labels, stored under "
+                         "llm_scores/<k>shot/ unless --out-dir is given)")
+    ap.add_argument("--out-dir", default=None)
     ap.add_argument("--hidden", action="store_true",
                     help="also store the LLM's hidden state at the end of the prompt (backbone 'llm'), from the "
                          "same forward pass, in the feature cache")
@@ -52,8 +58,8 @@ def main(argv=None, *, bench_dir: Path = Path("benchmarks")) -> None:
 
     scorer = LocalLMScorer("gemma-3-270m", batch_size=args.batch_size)
     cache = default_cache_dir() / "bench-annotations.sqlite"
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(exist_ok=True)
+    out_dir = Path(args.out_dir) if args.out_dir else HERE / "llm_scores" / ("" if args.shots == 4 else f"{args.shots}shot")
+    out_dir.mkdir(parents=True, exist_ok=True)
     for name in [d for d in args.datasets.split(",") if d]:
         try:
             task = load_task(name, max_corpus=args.max_corpus, max_test=args.max_test)
@@ -71,7 +77,7 @@ def main(argv=None, *, bench_dir: Path = Path("benchmarks")) -> None:
                 part = df.iloc[start : start + args.chunk]
                 if enc is not None:  # one forward pass gives the features and the scores
                     enc.prefill(part["text"].tolist(), cache)
-                out, record = annotate_frame(part, "text", scorer, spec, labeled=shots, shots=4, threshold=0.0,
+                out, record = annotate_frame(part, "text", scorer, spec, labeled=shots, shots=args.shots, threshold=0.0,
                                              progress=False, cache=cache, seed=0)
                 frames.append(pd.DataFrame({"split": split, "row": part["row"].to_numpy(), "hash": part["hash"].to_numpy(),
                                             "score": out["llm_score"].to_numpy()}))
@@ -89,6 +95,7 @@ def main(argv=None, *, bench_dir: Path = Path("benchmarks")) -> None:
             "dataset": name,
             "model": scorer.describe(),
             "prompt_file": f"benchmarks/prompts/{name}.toml",
+            "n_shots": args.shots,
             "prompt": {k: record["prompt"][k] for k in ("hash", "shots", "prefix", "seed")},
             "label_words": [spec.positive, spec.negative],
             "shot_pool_rows": task.shots["row"].tolist(),
