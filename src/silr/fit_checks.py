@@ -92,6 +92,8 @@ def check_fit_inputs(est, X, y, y_gold, llm_score, *, texts: bool) -> FitInputs:
             f"y (the pseudo-labels) has one class only ({classes.tolist()[0]!r} on all {len(y)} rows): the refinement "
             "needs both classes among the pseudo-labels")
     y_type = type_of_target(y, input_name="y")
+    if y_type == "multiclass" and not texts and getattr(est, "_accepts_kclass", False):
+        return _check_kclass(X, y, classes, y_gold, llm_score)
     if y_type != "binary":
         raise ValueError(
             f"Only binary classification is supported. The type of the target is {y_type}: y has "
@@ -123,6 +125,38 @@ def check_fit_inputs(est, X, y, y_gold, llm_score, *, texts: bool) -> FitInputs:
             raise ValueError("llm_score must be finite (drop abstained rows first)")
         llm_lab = llm[lab]
     X_lab = _safe_indexing(X, lab) if lab.size else _safe_indexing(X, lab[:0])
+    return FitInputs(X, classes, s0, lab, X_lab, y_lab, s0[lab], llm, llm_lab)
+
+
+def _check_kclass(X, y, classes, y_gold, llm_score) -> FitInputs:
+    """The K > 2 case of :func:`check_fit_inputs`: codes ``0..K-1`` in ``classes`` order; ``llm_score`` is
+    ``(n, K)`` (per-class scores, e.g. log-probabilities) when given."""
+    n, K = len(y), classes.size
+    s0 = np.searchsorted(classes, y).astype(np.int64)
+    lab = np.zeros(0, dtype=np.int64)
+    y_lab = np.zeros(0, dtype=np.int64)
+    if y_gold is not None:
+        g = np.asarray(y_gold)
+        if g.ndim != 1 or g.shape[0] != n:
+            raise ValueError(f"y_gold has shape {g.shape}; expected ({n},): one entry per row of X, -1 where unknown")
+        known = ~_unknown_mask(g, classes)
+        bad = known & ~np.isin(g, classes)
+        if bad.any():
+            raise ValueError(
+                f"y_gold has values such as {g[bad][:3].tolist()} (rows {np.flatnonzero(bad)[:3].tolist()}) that are "
+                f"neither a class of y ({classes.tolist()}) nor -1 (unknown)")
+        lab = np.flatnonzero(known)
+        y_lab = np.searchsorted(classes, g[lab].astype(classes.dtype)).astype(np.int64)
+    llm = llm_lab = None
+    if llm_score is not None:
+        llm = np.asarray(llm_score, dtype=np.float64)
+        if llm.shape != (n, K):
+            raise ValueError(f"llm_score has shape {llm.shape}; with K={K} classes expected ({n}, {K}): one score per "
+                             "row of X and class (columns in sorted class order)")
+        if not np.isfinite(llm).all():
+            raise ValueError("llm_score must be finite (drop abstained rows first)")
+        llm_lab = llm[lab]
+    X_lab = _safe_indexing(X, lab)
     return FitInputs(X, classes, s0, lab, X_lab, y_lab, s0[lab], llm, llm_lab)
 
 

@@ -171,6 +171,8 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         "n_bootstrap": [Interval(Integral, 1, None, closed="left")],
         "seed": [Interval(Integral, 0, None, closed="left")],
     }
+    #: y with K > 2 values goes to silr.multiclass (fit_checks reads this)
+    _accepts_kclass = True
     # progress callbacks and benchmark-only prior overrides are not metadata to route
     __metadata_request__fit = {"on_round": metadata_routing.UNUSED, "prior_fn": metadata_routing.UNUSED}
 
@@ -215,7 +217,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
+        tags.classifier_tags.multi_class = True  # K > 2: silr.multiclass
         tags.input_tags.sparse = True
         return tags
 
@@ -258,6 +260,10 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         """
         texts = takes_texts(self.learner, X)
         d = check_fit_inputs(self, X, y, y_gold, llm_score, texts=texts)
+        if d.classes.size > 2:  # K-class: silr.multiclass (K = 2 stays on the path below)
+            from silr.multiclass.estimator import fit_refiner_kclass
+
+            return fit_refiner_kclass(self, d, on_round)
         X, s0, y_lab, s_lab, n = d.X, d.s0, d.y_lab, d.s_lab, d.s0.size
         template = default_learner() if self.learner is None else self.learner
         gold = d.has_gold
@@ -391,16 +397,22 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = check_predict_X(self, X)
+        if len(self.classes_) > 2:  # K-class: log-probabilities, one column per class
+            return np.log(np.clip(self.handback_.proba(X, llm_score), 1e-12, None))
         return self.handback_.decision_function(X, self._classifier_score, llm_score)
 
     def predict(self, X, llm_score=None) -> np.ndarray:
         d = self.decision_function(X, llm_score=llm_score)
+        if d.ndim == 2:
+            return self.classes_[d.argmax(1)]
         return self.classes_[(d > 0).astype(np.int64)]
 
     def predict_proba(self, X, llm_score=None) -> np.ndarray:
         """Probabilities (columns in ``classes_`` order): the probe's or the stack's logistic output, or the
         classifier's score Platt-scaled on the labeled sample."""
         d = self.decision_function(X, llm_score=llm_score)
+        if d.ndim == 2:
+            return np.exp(d) / np.exp(d).sum(1, keepdims=True)
         p = self.handback_.proba(d)
         return np.column_stack([1 - p, p])
 
@@ -429,6 +441,9 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         """Write ``config.json`` and ``weights.safetensors`` into folder ``path`` (no pickle; :mod:`silr.persist`)."""
         from silr.persist import save_refiner
 
+        if len(getattr(self, "classes_", ())) > 2:
+            raise NotImplementedError("saving a K-class refiner (K > 2) is not supported yet; `silr kclass refine` "
+                                      "writes its labels, rounds and report")
         save_refiner(self, path)
 
     @classmethod

@@ -1,0 +1,101 @@
+"""``SelfIterativeRefiner`` with K > 2 classes: fit through :func:`silr.multiclass.loop.fit_kclass`, predict
+with the chosen hand-back. K = 2 never comes here (the binary path is unchanged)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import softmax
+
+from silr.learners import HeadLearner
+from silr.multiclass.learner import SoftmaxHeadLearner
+from silr.multiclass.loop import KClassFit, fit_kclass, standardize_logits
+
+__all__ = ["KHandBack", "fit_refiner_kclass", "kclass_learner"]
+
+
+def kclass_learner(learner) -> SoftmaxHeadLearner:
+    """The K-class head for the refiner's ``learner`` (None: 20 epochs, as the binary default)."""
+    if learner is None:
+        return SoftmaxHeadLearner(epochs=20)
+    if isinstance(learner, SoftmaxHeadLearner):
+        return learner
+    if isinstance(learner, HeadLearner):
+        return SoftmaxHeadLearner.from_head(learner)
+    raise ValueError(f"K-class refinement trains a softmax head on feature arrays; learner {type(learner).__name__} "
+                     "is binary only (use learner=None, a linear HeadLearner or a SoftmaxHeadLearner)")
+
+
+class KHandBack:
+    """The K-class hand-back: what ``fit`` chose and how ``predict`` applies it. Attribute names follow
+    :class:`silr.selection.HandBackModel` so the refiner's ``final_source_`` etc. read the same."""
+
+    def __init__(self, fit: KClassFit, K: int):
+        self.fit, self.K = fit, K
+        self.source, self.final_round, self.predict_round = fit.source, fit.final_round, fit.predict_round
+        self.candidates, self.reason = fit.candidates, fit.reason
+        self.prob_round0_better = None
+        self.stack_input = "llm_score" if fit.stack is not None else None
+        self.stack = None if fit.stack is None else {"coef": fit.stack.coef_.tolist(), "intercept": fit.stack.intercept_.tolist()}
+        self.probe = fit.probe
+        self.platt = None
+
+    def refined_scores(self, X) -> np.ndarray:
+        k = self.predict_round
+        if k == 0:
+            raise ValueError("no refinement round was kept, so there is no classifier to apply")
+        return sum(standardize_logits(np.asarray(self.fit.learners[j].decision_function(X), dtype=np.float64),
+                                      self.fit.scales[j])[0] for j in range(k)) / k
+
+    def _full(self, model, P) -> np.ndarray:
+        """Probabilities of a fitted LogisticRegression in all K columns (classes it never saw get 0)."""
+        out = np.zeros((P.shape[0], self.K))
+        out[:, model.classes_] = P
+        return out
+
+    def proba(self, X, llm_score=None) -> np.ndarray:
+        """K columns in ``classes_`` order. The LLM's labels and the stack need the inputs' ``llm_score``; without
+        it the refined classifier (or, when no round was kept, the probe) scores them."""
+        src = self.source
+        if src == "llm" and llm_score is not None:
+            return softmax(np.asarray(llm_score, dtype=np.float64), axis=1)
+        if src == "stack" and llm_score is not None:
+            F = np.hstack([np.asarray(llm_score, dtype=np.float64), self.refined_scores(X)])
+            return self._full(self.fit.stack, self.fit.stack.predict_proba(F))
+        if src == "probe" or self.predict_round == 0:
+            p = self.probe
+            if p is None:
+                raise ValueError("the LLM's labels were handed back and no classifier was kept: pass llm_score")
+            Xd = X.toarray() if hasattr(X, "toarray") else np.asarray(X, dtype=np.float64)
+            return self._full(p, p.predict_proba((Xd - p.mean_) / p.scale_))
+        return softmax(self.refined_scores(X), axis=1)
+
+
+def fit_refiner_kclass(est, d, on_round=None):
+    """Fit ``est`` (a SelfIterativeRefiner) on checked K-class inputs ``d`` and set its fitted attributes."""
+    K = d.classes.size
+    if not d.has_gold:
+        import warnings
+
+        warnings.warn("no gold labels (y_gold): with K > 2 classes T cannot be estimated, so the pseudo-labels are "
+                      "taken as clean (T = identity) and the last round is handed back; label a few rows when you can",
+                      UserWarning, stacklevel=4)
+    default = "stack" if (est.stack and d.llm is not None) else "refined"
+    f = fit_kclass(d.X, d.s0, d.y_lab, d.lab, d.X_lab, K, llm=d.llm, rounds=est.rounds, risk=est.risk,
+                   later_risk=est.later_risk, learner=kclass_learner(est.learner), val_fraction=est.val_fraction,
+                   default=default, confidence=est.fallback_confidence, probe=bool(est.probe),
+                   n_bootstrap=min(est.n_bootstrap, 1000), seed=est.seed, on_round=on_round)
+    est.classes_ = d.classes
+    est.n_classes_ = K
+    est.takes_texts_ = False
+    est.labels_ = np.vstack(f.labels)
+    est.n_rounds_ = len(f.labels) - 1
+    est.priors_ = f.estimates
+    est.T_ = [e.T for e in f.estimates]
+    est.rounds_ = f.records
+    est.learners_, est.scales_ = f.learners, f.scales
+    est.stop_reason_, est.stop_detail_ = f.stop, f.stop_detail
+    est.round0_labeled_ = "as given"
+    est.stack_probe_ = False
+    est.handback_ = KHandBack(f, K)
+    est.transduction_ = d.classes[f.transduction]
+    return est

@@ -1,0 +1,217 @@
+"""The K-class rounds and hand-back (``SelfIterativeRefiner.fit`` with K > 2 pseudo-label values).
+
+Round 0 is the LLM's labels. Each round ``r``: estimate ``T`` of the current labels from the labeled rows
+(:func:`~silr.multiclass.tmatrix.estimate_T`; regularised towards the identity when near-singular, and
+recorded); train a fresh softmax head on the corpus split into K sets by the current labels with the corrected
+risk; relabel by the argmax of the running mean of every round's standardised logits. A round whose labels
+leave a class with no corpus row is not kept (the K sets are the risk's inputs).
+
+The hand-back, like the binary path's: candidates are the LLM's labels, the refined classifier (the kept
+round with the highest estimated accuracy), a logistic regression on the labeled rows alone (the probe,
+out-of-fold) and, with LLM scores, a stack (logistic regression on LLM scores + refined scores, out of fold);
+``default`` is kept unless another is better on the labeled rows in ``confidence`` of paired bootstrap draws.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold
+
+from silr.multiclass.learner import SoftmaxHeadLearner
+from silr.multiclass.risk import KWeights
+from silr.multiclass.tmatrix import DEFAULT_MAX_CONDITION, condition_number, estimate_T, regularize_T
+from silr.selection.candidates import Candidate, select
+
+__all__ = ["KClassFit", "fit_kclass", "standardize_logits", "DEFAULTS"]
+
+DEFAULTS = ("refined", "stack")
+
+
+def standardize_logits(g: np.ndarray, scale: float | None = None) -> tuple[np.ndarray, float]:
+    """Logits centred per row and divided by their standard deviation over the corpus (``scale``)."""
+    c = g - g.mean(1, keepdims=True)
+    s = float(np.std(c)) if scale is None else scale
+    s = s or 1.0
+    return c / s, s
+
+
+@dataclass
+class KClassFit:
+    """What :func:`fit_kclass` hands to the refiner (codes ``0..K-1``; ``transduction`` is codes)."""
+
+    labels: list
+    lab_labels: list
+    estimates: list
+    records: list
+    learners: list
+    scales: list
+    transduction: np.ndarray
+    source: str
+    final_round: int
+    predict_round: int
+    reason: str
+    candidates: dict
+    probe: LogisticRegression | None = None
+    stack: LogisticRegression | None = None
+    stop: str = "completed"
+    stop_detail: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _rates(s: np.ndarray, K: int) -> np.ndarray:
+    return np.bincount(s, minlength=K) / s.size
+
+
+def _identity_estimate(s, K):
+    """No gold label: ``T`` cannot be estimated; the identity (the pseudo-labels taken as clean)."""
+    from silr.multiclass.tmatrix import TEstimate
+
+    eye = np.eye(K)
+    rates = _rates(s, K)
+    return TEstimate(T=eye, rates=rates, counts=np.zeros((K, K)), low=eye, high=eye, accuracy=1.0,
+                     accuracy_interval=(1.0, 1.0), prior="none", notes=["no gold labels: T taken as the identity"])
+
+
+def _estimate(y_lab, s_lab, s, K, *, n_bootstrap, seed, max_condition):
+    if np.size(y_lab) == 0:
+        return _identity_estimate(s, K)
+    est = estimate_T(y_lab, s_lab, _rates(s, K), K=K, n_bootstrap=n_bootstrap, seed=seed)
+    if condition_number(est.T) > max_condition:
+        T, lam = regularize_T(est.T, max_condition)
+        est = type(est)(**{**est.__dict__, "T": T, "regularized": lam,
+                           "notes": est.notes + [f"T near-singular: shrunk {lam:.2f} towards the identity"]})
+    return est
+
+
+def _record(r, est, *, source, risk=None, learner=None, n_changed=None, seconds=None) -> dict:
+    rec = {"round": r, "source": source, "risk": risk}
+    if est is not None:
+        rec.update(est.to_dict())
+    hist = getattr(learner, "history_", []) if learner is not None else []
+    rec.update(history=hist, best_epoch=getattr(learner, "best_epoch_", None), n_changed=n_changed, seconds=seconds)
+    return rec
+
+
+def _oof(F, y, make, K, seed=0) -> np.ndarray:
+    """Out-of-fold predictions (10-fold, or leave-one-out for fewer rows) of a multinomial model on ``F``."""
+    out = np.empty(y.size, dtype=np.int64)
+    k = min(10, y.size)
+    for tr, te in KFold(k, shuffle=True, random_state=seed).split(F):
+        if np.unique(y[tr]).size < 2:
+            out[te] = y[tr][0]
+            continue
+        out[te] = make().fit(F[tr], y[tr]).predict(F[te])
+    return out
+
+
+def _dense(X):
+    return X.toarray() if hasattr(X, "toarray") else np.asarray(X, dtype=np.float64)
+
+
+def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_uu", later_risk="uu",
+               learner=None, val_fraction=0.125, default="refined", confidence=0.9, probe=True,
+               n_bootstrap=1000, seed=0, max_condition=DEFAULT_MAX_CONDITION, on_round=None) -> KClassFit:
+    """Run the K-class rounds and choose the hand-back. ``s0``: round-0 codes of the corpus; ``y_lab``: gold
+    codes of the labeled rows ``lab``; ``llm``: optional ``(n, K)`` LLM scores (log-probabilities)."""
+    template = learner or SoftmaxHeadLearner()
+    n = s0.size
+    rng = np.random.default_rng(seed)
+    labels, lab_labels = [s0], [s0[lab]]
+    est0 = _estimate(y_lab, s0[lab], s0, K, n_bootstrap=n_bootstrap, seed=seed, max_condition=max_condition)
+    estimates, records = [est0], [_record(0, est0, source="pseudo-labels")]
+    if on_round:
+        on_round(records[0])
+    learners, scales, aggs = [], [], [None]
+    z_sum = np.zeros((n, K))
+    stop, detail = "completed", f"completed {rounds} rounds"
+    empty = np.flatnonzero(np.bincount(s0, minlength=K) == 0)
+    n_planned = rounds
+    if empty.size:
+        n_planned = 0
+        stop, detail = "not_started", (f"refinement not started: no corpus row has pseudo-label class(es) "
+                                       f"{empty.tolist()}, so there are fewer than K unlabeled sets")
+    for r in range(1, n_planned + 1):
+        est = estimates[-1]
+        rk = risk if r == 1 or later_risk is None else later_risk
+        weights = KWeights(est.T, est.rates, max_condition=None)
+        val_mask = np.zeros(n, dtype=bool)
+        if val_fraction > 0:
+            val_mask[rng.choice(n, int(round(val_fraction * n)), replace=False)] = True
+        t0 = time.perf_counter()
+        lr = template.clone().fit(X, labels[-1], weights, risk=rk, val_mask=val_mask, seed=seed * 1000 + r)
+        z, scale = standardize_logits(np.asarray(lr.decision_function(X), dtype=np.float64))
+        z_sum += z
+        agg = z_sum / r
+        new = agg.argmax(1)
+        rec_kw = dict(source="classifier", risk=rk, learner=lr, n_changed=int(np.sum(new != labels[-1])),
+                      seconds=time.perf_counter() - t0)
+        est_new = _estimate(y_lab, new[lab], new, K, n_bootstrap=n_bootstrap, seed=seed + r,
+                            max_condition=max_condition)
+        rec = _record(r, est_new, **rec_kw)
+        gone = np.flatnonzero(np.bincount(new, minlength=K) == 0)
+        if gone.size:  # that set is empty next round: its terms of the risk are 0 and T's row is the prior's
+            rec["note"] = f"no corpus row is labeled class(es) {gone.tolist()} after this round"
+        learners.append(lr)
+        scales.append(scale)
+        labels.append(new)
+        lab_labels.append(new[lab])
+        estimates.append(est_new)
+        aggs.append(agg)
+        records.append(rec)
+        if on_round:
+            on_round(rec)
+        if rec["n_changed"] == 0:
+            stop, detail = "converged", f"converged at round {r}: no corpus label changed"
+            break
+    return _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs, y_lab, lab, X_lab, K,
+                      llm=llm, default=default, confidence=confidence, probe=probe, n_bootstrap=n_bootstrap,
+                      seed=seed, stop=stop, detail=detail)
+
+
+def _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs, y_lab, lab, X_lab, K, *, llm,
+               default, confidence, probe, n_bootstrap, seed, stop, detail) -> KClassFit:
+    cands = [Candidate("llm", labels[0], lab_labels[0] == y_lab, "the LLM's labels (round 0)")]
+    best_r = 0
+    if len(labels) > 1:
+        best_r = 1 + int(np.argmax([e.accuracy for e in estimates[1:]]))
+        cands.append(Candidate("refined", labels[best_r], lab_labels[best_r] == y_lab,
+                               f"round {best_r} (highest estimated accuracy)", {"round": best_r}))
+    probe_m = stack_m = None
+    multi = np.unique(y_lab).size >= 2
+    if probe and multi:
+        Xl = _dense(X_lab)
+        mu, sd = Xl.mean(0), Xl.std(0)
+        sd = np.where(sd > 0, sd, 1.0)
+        make = lambda: LogisticRegression(C=1.0, max_iter=2000)  # noqa: E731
+        probe_m = make().fit((Xl - mu) / sd, y_lab)
+        probe_m.mean_, probe_m.scale_ = mu, sd
+        pred = np.concatenate([probe_m.predict((_dense(X[a:a + 65536]) - mu) / sd) for a in range(0, X.shape[0], 65536)])
+        oof = _oof((Xl - mu) / sd, y_lab, make, K, seed)
+        cands.append(Candidate("probe", pred, oof == y_lab, "logistic regression on the labeled rows alone"))
+    if llm is not None and best_r and multi:
+        F = np.hstack([llm, aggs[best_r]])
+        make = lambda: LogisticRegression(C=1.0, max_iter=2000)  # noqa: E731
+        stack_m = make().fit(F[lab], y_lab)
+        oof = _oof(F[lab], y_lab, make, K, seed)
+        cands.append(Candidate("stack", stack_m.predict(F), oof == y_lab,
+                               "logistic regression on (LLM scores, refined scores), out of fold"))
+    if y_lab.size == 0:  # nothing to select with: the last kept round (or the LLM's labels)
+        last = len(labels) - 1
+        return KClassFit(labels=labels, lab_labels=lab_labels, estimates=estimates, records=records,
+                         learners=learners, scales=scales, transduction=np.asarray(labels[last], dtype=np.int64),
+                         source="refined" if last else "llm", final_round=last, predict_round=last,
+                         reason="no gold labels: the last round is handed back without selection", candidates={},
+                         stop=stop, stop_detail=detail)
+    names = [c.name for c in cands]
+    base = default if default in names else ("refined" if "refined" in names else ("probe" if "probe" in names else "llm"))
+    chosen, reason, table = select(cands, base, confidence=confidence, n_bootstrap=n_bootstrap, seed=seed)
+    final_round = best_r if chosen.name in ("refined", "stack") else 0
+    return KClassFit(labels=labels, lab_labels=lab_labels, estimates=estimates, records=records,
+                     learners=learners, scales=scales, transduction=np.asarray(chosen.corpus_labels, dtype=np.int64),
+                     source=chosen.name, final_round=final_round, predict_round=best_r, reason=reason,
+                     candidates=table, probe=probe_m, stack=stack_m if chosen.name == "stack" else None,
+                     stop=stop, stop_detail=detail)
