@@ -34,6 +34,8 @@ class RefineInputs:
     labeled_path: str | None = None
     llm_score: np.ndarray | None = None
     labeled_llm_score: np.ndarray | None = None
+    labeled_rows: np.ndarray | None = None  # corpus rows of the labeled rows, when `silr sample` drew them
+    design: object | None = None  # ... and the silr.sampling.SamplingDesign that drew them
 
 
 def labeled_from_corpus(
@@ -112,6 +114,11 @@ def load_refine_inputs(
             "the method needs both a pseudo-positive and a pseudo-negative set"
         )
     ldf = read_table(labeled, required=[text_col, label_col], what="labeled sample")
+    from silr.sampling.files import drawn_inputs, read_labeled_design
+
+    drawn = read_labeled_design(ldf, labeled, texts, pseudo, text_col=text_col, label_col=label_col, corpus=corpus)
+    if drawn is not None:  # a `silr sample` file (a `row` column and FILE.design.json): weighted by its design
+        return drawn_inputs(drawn, cdf, corpus, labeled, texts, pseudo, notes, score_col)
     ltexts = clean_texts(ldf[text_col], what=f"labeled file '{labeled}'", column=text_col)
     ly = parse_binary_labels(ldf[label_col], what=f"labeled file '{labeled}'", column=label_col).astype(np.int8)
     if ly.min() == ly.max():

@@ -76,7 +76,8 @@ class PriorEstimate:
     n_labeled_pseudo_positive: int = 0
     confidence: float = 0.95
     #: where the estimate comes from: ``"labeled"`` (the labeled sample) or ``"confident_joint"`` (the corpus
-    #: alone, :func:`silr.priors_unlabeled.estimate_priors_unlabeled`)
+    #: alone, :func:`silr.priors_unlabeled.estimate_priors_unlabeled`) or ``"design"`` (labeled rows drawn by
+    #: ``silr sample``, design-weighted and prediction-powered: :mod:`silr.sampling.refit`)
     method: str = "labeled"
 
     @property
@@ -101,7 +102,7 @@ class PriorEstimate:
         return ", ".join(fmt(n) for n in ("pi", "theta_p", "theta_n", "accuracy")) + (
             f"; pseudo-positive rate {self.pseudo_positive_rate:.3f}; "
             + (f"{self.n_labeled} labeled rows ({self.n_labeled_pseudo_positive} called positive)"
-             if self.method == "labeled" else "estimated from the corpus alone (no gold labels)")
+             if self.method in ("labeled", "design") else "estimated from the corpus alone (no gold labels)")
         )
 
 
@@ -221,7 +222,7 @@ def estimate_priors(
 
 
 def _where(est: PriorEstimate) -> str:
-    return "labeled sample" if est.method == "labeled" else "corpus (no gold labels)"
+    return "labeled sample" if est.method in ("labeled", "design") else "corpus (no gold labels)"
 
 
 def check_usable(est: PriorEstimate, *, min_gap: float = DEFAULT_MIN_GAP) -> str | None:

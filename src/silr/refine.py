@@ -174,7 +174,8 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
     #: y with K > 2 values goes to silr.multiclass (fit_checks reads this)
     _accepts_kclass = True
     # progress callbacks and benchmark-only prior overrides are not metadata to route
-    __metadata_request__fit = {"on_round": metadata_routing.UNUSED, "prior_fn": metadata_routing.UNUSED}
+    __metadata_request__fit = {"on_round": metadata_routing.UNUSED, "prior_fn": metadata_routing.UNUSED,
+                               "sample_design": metadata_routing.UNUSED}
 
     def __init__(
         self,
@@ -239,7 +240,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, *, y_gold=None, llm_score=None,
             on_round: Callable[[dict], None] | None = None,
-            prior_fn: Callable[[int, np.ndarray], PriorEstimate] | None = None):
+            prior_fn: Callable[[int, np.ndarray], PriorEstimate] | None = None, sample_design=None):
         """Run the refinement.
 
         Parameters
@@ -257,6 +258,10 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         prior_fn : callable, optional
             ``prior_fn(round, corpus_labels) -> PriorEstimate`` replaces the estimator. For benchmarks
             with oracle priors only; never used by the command line.
+        sample_design : silr.sampling.SamplingDesign, optional
+            The labeled rows were drawn by this design (``silr sample``; its rows are the labeled rows' positions in
+            ``X``): every round's priors are design-weighted, prediction-powered estimates
+            (:mod:`silr.sampling.refit`) instead of the post-stratified bootstrap of a uniform sample.
         """
         texts = takes_texts(self.learner, X)
         d = check_fit_inputs(self, X, y, y_gold, llm_score, texts=texts)
@@ -284,12 +289,22 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         labeled_kw = {"labeled": (d.X_lab, y_lab, w)} if w > 0 and gold else {}
 
         estimate = prior_estimator(X, gold=gold, prior_fn=prior_fn, n_bootstrap=self.n_bootstrap, seed=self.seed)
+        if sample_design is not None and gold and prior_fn is None:  # rows drawn by `silr sample`
+            from silr.sampling.refit import design_prior_estimator
+
+            estimate = design_prior_estimator(sample_design, d.lab, s0, d.llm)
         gate = start_gate(y_lab, s_lab, s0, lambda yl, sl, sc: estimate(0, yl, sl, sc), llm_score=d.llm,
                           llm_score_lab=d.llm_lab, min_gap=self.min_gap, start_gap_lower=self.start_gap_lower,
                           can_fall_back=may_fall_back and gold)
         priors = [gate.estimate]
         records = [round_record(0, gate.estimate, source="pseudo-labels")]
         records[0]["labeled_rows_round0_labels"] = gate.round0_labeled
+        gains = None  # "did refinement help?": each round's accuracy gain over round 0, with an interval
+        if gold:
+            from silr.sampling.refit import RoundGains
+
+            gains = RoundGains(y_lab, d.lab, s0, s_lab, d.llm, sample_design,
+                               oof=gate.round0_labeled != "as given")
         if on_round:
             on_round(records[0])
         n_planned = self.rounds
@@ -331,7 +346,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
                 new_lab = (agg_lab > 0).astype(np.int8)
             seconds = time.perf_counter() - t0
             try:
-                est_new = estimate(r, y_lab, new_lab, new)
+                est_new = estimate(r, y_lab, new_lab, new, score=agg)
                 why = check_usable(est_new, min_gap=self.min_gap)
             except PriorEstimationError as e:
                 est_new, why = None, str(e)
@@ -351,6 +366,8 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             lab_labels.append(new_lab)
             scores.append(agg.astype(np.float32))
             lab_scores.append(agg_lab.astype(np.float32))
+            if gains is not None:
+                rec["gain_over_round0"] = gains(new, new_lab, agg)
             priors.append(est_new)
             records.append(rec)
             if on_round:

@@ -49,7 +49,7 @@ def prior_estimator(X, *, gold: bool, prior_fn=None, n_bootstrap: int = 2000, se
     (:func:`silr.priors.estimate_priors`), from the corpus alone when there is no gold label
     (:func:`silr.priors_unlabeled.estimate_priors_unlabeled`), or ``prior_fn(r, s_corpus)`` (benchmarks only)."""
 
-    def estimate(r: int, y_lab, s_lab, s_corpus) -> PriorEstimate:
+    def estimate(r: int, y_lab, s_lab, s_corpus, score=None) -> PriorEstimate:  # score: silr.sampling's
         if prior_fn is not None:
             return prior_fn(r, s_corpus)
         if not gold:

@@ -65,10 +65,14 @@ def refine_texts(
     refiner = refiner_from_params(rounds=rounds, seed=seed, learner=learner, **refiner_params)
     # one fit input: the labeled rows are corpus rows (matched by text) or appended after the corpus
     n = len(inputs.texts)
+    rows = inputs.labeled_rows  # rows drawn by `silr sample` are matched by row number, not by text
     X_all, y_all, y_gold, llm_all = merge_labeled(
-        X, inputs.pseudo, X_lab, inputs.labeled_y, inputs.labeled_pseudo, keys=inputs.texts,
-        labeled_keys=inputs.labeled_texts, llm_score=inputs.llm_score, llm_score_lab=inputs.labeled_llm_score)
-    refiner.fit(X_all, y_all, y_gold=y_gold, llm_score=llm_all, on_round=on_round)
+        X, inputs.pseudo, X_lab, inputs.labeled_y, inputs.labeled_pseudo,
+        keys=inputs.texts if rows is None else list(range(len(inputs.texts))),
+        labeled_keys=inputs.labeled_texts if rows is None else [int(r) for r in rows],
+        llm_score=inputs.llm_score, llm_score_lab=inputs.labeled_llm_score)
+    design = {} if inputs.design is None else {"sample_design": inputs.design}
+    refiner.fit(X_all, y_all, y_gold=y_gold, llm_score=llm_all, on_round=on_round, **design)
     cols = {f"round_{r}": refiner.labels_[r][:n].astype(int) for r in range(refiner.n_rounds_ + 1)}
     cols["final"] = refiner.transduction_[:n].astype(int)
     if refiner.predict_round_ == 0 and refiner.final_source_ != "probe":

@@ -35,8 +35,10 @@ def _register() -> None:
     from silr.cli.annotate import annotate
     from silr.cli.refine import evaluate, predict, refine
     from silr.cli.run import demo, run
+    from silr.cli.sample import sample
 
     app.command("annotate")(annotate)
+    app.command("sample")(sample)
     app.command("refine")(refine)
     app.command("predict")(predict)
     app.command("evaluate")(evaluate)

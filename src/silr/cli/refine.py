@@ -27,6 +27,9 @@ def print_round(rec: dict) -> None:
     extra = ""
     if r > 0:
         extra = f"  risk={rec['risk']} best_epoch={rec['best_epoch']} changed={rec['n_changed']} ({rec['seconds']:.1f}s)"
+    g = rec.get("gain_over_round0")
+    if g:
+        extra += f"  gain vs round 0 {g['value']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}]"
     status = f"  REJECTED: {rec['rejected']}" if rec.get("rejected") else ""
     typer.echo(
         f"round {r}: pseudo+ {rec['pseudo_positive_rate']:.3f}  pi {f('pi')}  theta_p {f('theta_p')}  "

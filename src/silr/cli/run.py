@@ -20,8 +20,12 @@ def _print_summary_table(summary: dict) -> None:
     ev = summary.get("evaluation") or {}
     gold = {pr["round"]: pr["accuracy"] for pr in ev.get("per_round", [])}
     t = Table(title="silr: per round (priors and accuracy estimated from the 50 labeled rows; gold = held-out)")
-    for col in ("round", "pseudo+", "pi", "theta_p", "theta_n", "est. accuracy", "gold accuracy"):
+    for col in ("round", "pseudo+", "pi", "theta_p", "theta_n", "est. accuracy", "est. gain vs round 0", "gold accuracy"):
         t.add_column(col, justify="right")
+
+    def gain(rec):  # "did refinement help?" (silr.sampling): paired on the labeled rows, powered by the corpus
+        g = rec.get("gain_over_round0")
+        return f"{g['value']:+.3f} [{g['low']:+.2f}, {g['high']:+.2f}]" if g else "-"
 
     def ci(rec, k):
         if k not in rec:
@@ -37,13 +41,13 @@ def _print_summary_table(summary: dict) -> None:
         mark = " *" if r == summary["final_round"] and src in ("llm", "refined", None) else ""
         t.add_row(
             f"{r}{mark}", f"{rec['pseudo_positive_rate']:.3f}", ci(rec, "pi"), ci(rec, "theta_p"), ci(rec, "theta_n"),
-            ci(rec, "accuracy"), f"{gold[r]:.3f}" if r in gold else "-",
+            ci(rec, "accuracy"), gain(rec), f"{gold[r]:.3f}" if r in gold else "-",
         )
     src = summary.get("final_source")
     if src in ("stack", "probe"):
         cand = (summary.get("candidates") or {}).get(src, {})
         t.add_row(
-            f"{src} *", "-", "-", "-", "-",
+            f"{src} *", "-", "-", "-", "-", "-",
             f"{cand.get('labeled_accuracy', float('nan')):.3f} (out-of-fold)",
             f"{ev['final_accuracy']:.3f}" if ev else "-",
         )

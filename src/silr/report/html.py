@@ -103,7 +103,7 @@ def _cell(value: str, interval: str = "", cls: str = "") -> str:
 def _round_table(rounds: list[dict], gold_acc: dict[int, float], final_round: int | None) -> str:
     show_gold = bool(gold_acc)
     head = ["Round", "Source", "Risk", "Pseudo-pos. rate", "\u03c0", "\u03b8\u209a", "\u03b8\u2099",
-            "Est. accuracy"]
+            "Est. accuracy", "Est. gain vs round 0"]
     if show_gold:
         head.append("Gold accuracy")
     head += ["Rows changed", "Best epoch", "Train loss", "Val loss", "Time (s)"]
@@ -123,6 +123,8 @@ def _round_table(rounds: list[dict], gold_acc: dict[int, float], final_round: in
                  _cell(_fmt(r.get("pseudo_positive_rate")))]
         for key in ("pi", "theta_p", "theta_n", "accuracy"):
             cells.append(_cell(_fmt(r.get(key)), _fmt_interval(iv.get(key))))
+        g = r.get("gain_over_round0") or {}  # "did refinement help?" (silr.sampling.refit.RoundGains)
+        cells.append(_cell(f"{g['value']:+.3f}", _fmt_interval([g["low"], g["high"]])) if g else _cell(_DASH))
         if show_gold:
             cells.append(_cell(_fmt(gold_acc.get(rnd))))
         cells += [_cell(_fmt_int(r.get("n_changed"))), _cell(_fmt_int(r.get("best_epoch"))),

@@ -64,14 +64,16 @@ def _collapse(design: SamplingDesign, rows: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def total_estimate(v_lab, rows, design: SamplingDesign, C=None, *, scale: float = 1.0, bounds=(0.0, 1.0),
-                   confidence: float = 0.95, floor: float = 1.0, active=None) -> Estimate:
+                   confidence: float = 0.95, floor: float = 1.0, active=None, free=()) -> Estimate:
     """Estimate ``sum_corpus v / scale`` from ``v`` on the labeled corpus ``rows`` (module docstring).
 
     ``C``: ``(n_corpus, p)`` predictions with known corpus totals (``None``: none, the stratified estimator).
     ``floor``: a stratum whose labeled values barely vary is given at least the variance of half a row of the
     other kind (``floor * (0.5 / (n_h + 1))``-scale Jeffreys term), so a pure stratum of 10 rows does not claim
     certainty; ``active`` (bool per labeled row, default all) limits that to strata with labeled rows of the
-    estimand's domain, in proportion to their share.
+    estimand's domain, in proportion to their share. The coefficient of a prediction is kept in ``[0, 1]`` (a
+    guess of ``v`` is used at most at face value, as PPI++ clips its ``lambda``); columns listed in ``free``
+    (domain indicators) are not clipped.
     """
     rows = np.asarray(rows, dtype=np.int64)
     v = np.asarray(v_lab, dtype=np.float64)
@@ -103,6 +105,9 @@ def total_estimate(v_lab, rows, design: SamplingDesign, C=None, *, scale: float 
             coef, *_ = np.linalg.lstsq(Z, vc * w[:, 0], rcond=1e-8)
             beta = np.zeros(C.shape[1])
             beta[keep] = coef / sd[keep]
+            clip = np.ones(C.shape[1], dtype=bool)
+            clip[list(free)] = False
+            beta[clip] = np.clip(beta[clip], 0.0, 1.0)
             p = int(np.linalg.matrix_rank(Z))
     if beta.size:
         e = vc - Cc @ beta
@@ -117,13 +122,14 @@ def total_estimate(v_lab, rows, design: SamplingDesign, C=None, *, scale: float 
     act = np.ones(rows.size) if active is None else np.asarray(active, dtype=np.float64)
     share = np.bincount(h, weights=act, minlength=H) / np.maximum(n, 1)
     s2 = np.maximum(s2, floor * j * (1 - j) * share * (float(bounds[1] - bounds[0]) ** 2))
-    var = float(np.sum(np.where(n > 1, N.astype(float) ** 2 * (1 - f) / np.maximum(n, 1) * s2, 0.0)))
-    # degrees of freedom: the labeled rows of the estimand's domain, less a mean per stratum and the fitted betas
-    m_act = float(act.sum())
-    h_act = int(np.sum(np.bincount(h, weights=act, minlength=H) > 0))
-    df = int(round(m_act)) - h_act - p
+    comp = np.where(n > 1, N.astype(float) ** 2 * (1 - f) / np.maximum(n, 1) * s2, 0.0)
+    var = float(comp.sum())
+    # degrees of freedom: Satterthwaite's over the strata, less the fitted betas (their cost also inflates the variance)
+    den = float(np.sum(np.where(n > 1, comp ** 2 / np.maximum(n - 1, 1), 0.0)))
+    df_s = (float(comp.sum()) ** 2 / den) if den > 0 else float(rows.size - H)
+    df = int(np.floor(df_s)) - p
     if df > 0 and p:
-        var *= (m_act - h_act) / df
+        var *= (df + p) / df
     df = max(df, 1)
     se = np.sqrt(var) / scale
     est = total / scale
@@ -144,7 +150,7 @@ def domain_mean(z_lab, rows, design: SamplingDesign, domain=None, F=None, **kw) 
         cols += [d * F[:, k] for k in range(F.shape[1])]
     C = np.column_stack(cols) if cols else None
     return total_estimate(d[rows] * np.asarray(z_lab, dtype=np.float64), rows, design, C, scale=float(d.sum()),
-                          active=d[rows] > 0, **kw)
+                          active=d[rows] > 0, free=() if domain is None else (0,), **kw)
 
 
 def _sigmoid(x):
@@ -202,28 +208,28 @@ def round_estimates(y_lab, rows, labels, design: SamplingDesign | None = None, Q
     if Q is not None:
         cols += [c * Q[:, k] for k in range(Q.shape[1])]
     out["gap"] = total_estimate(c[rows] * y, rows, design, np.column_stack(cols), scale=float(s.size),
-                                bounds=(-1.0, 1.0), **kw)
+                                bounds=(-1.0, 1.0), free=(0, 1), **kw)
     return out
 
 
 def gain_estimate(y_lab, rows, labels_r, labels_0, design: SamplingDesign | None = None, Q=None, *,
-                  confidence: float = 0.95) -> Estimate:
+                  confidence: float = 0.95, floor: float | None = None) -> Estimate:
     """Accuracy of ``labels_r`` minus that of ``labels_0`` over the corpus, paired on the labeled rows: only rows
-    whose label changed contribute (on them ``[y == s_0] = 1 - [y == s_r]``). ``design=None``: a uniform sample (post-stratified by whether the row's
-    label changed)."""
+    whose label changed contribute (on them ``[y == s_0] = 1 - [y == s_r]``), and the predictions' guess of the
+    same difference is known on every corpus row. ``design=None``: a uniform random sample (one stratum)."""
     rows = np.asarray(rows, dtype=np.int64)
     sr, s0 = np.asarray(labels_r).astype(np.int64), np.asarray(labels_0).astype(np.int64)
     y = np.asarray(y_lab).astype(np.int64)
     v = (y == sr[rows]).astype(float) - (y == s0[rows]).astype(float)
     changed = sr != s0
-    m = int(changed.sum())
-    if m == 0:
+    if not changed.any():
         return Estimate(0.0, 0.0, 0.0, 0.0, max(rows.size - 1, 1))
     if design is None:
-        design = uniform_design(sr.size, rows, post_strata=changed.astype(np.int64))
-    # one guess (the mean of the predictions' guesses): a changed row's gain is +-1, and few labeled rows changed
-    F = None if Q is None else accuracy_covariates(np.asarray(Q).mean(1, keepdims=True), sr)
-    e = domain_mean(v, rows, design, changed, None if F is None else 2 * F - 1, bounds=(-1.0, 1.0),
-                    confidence=confidence)
-    k = m / sr.size
-    return Estimate(e.value * k, e.low * k, e.high * k, e.se * k, e.df)
+        design = uniform_design(sr.size, rows)
+    C = None
+    if Q is not None:  # one guess (the mean of the predictions'): few labeled rows changed
+        q = np.asarray(Q, dtype=np.float64).mean(1, keepdims=True)
+        C = accuracy_covariates(q, sr) - accuracy_covariates(q, s0)
+    kw = {} if floor is None else {"floor": floor}
+    return total_estimate(v, rows, design, C, scale=float(sr.size), bounds=(-1.0, 1.0), confidence=confidence,
+                          active=changed[rows], **kw)
