@@ -98,3 +98,13 @@ def test_k2_is_bit_identical_to_the_binary_path_before_kclass():
     """Recorded with the code before silr.multiclass was wired into fit (commit 3878f97, src/ of that commit on
     PYTHONPATH): every round's labels, the hand-back and 200 predictions of two binary fits."""
     assert _binary_fingerprint() == [("788ba642f913b557", "stack"), ("b5d1a29b3a8ca55a", "stack")]
+
+
+def test_a_class_the_llm_never_predicts_is_still_a_class():
+    X, y, noisy, gold = _kclass_data(K=4, n=800, noise=0.3, seed=3)
+    noisy = np.where(noisy == 3, 0, noisy)  # the LLM never says class 3; the labeled rows do
+    m = SelfIterativeRefiner(rounds=2, n_bootstrap=200).fit(X, noisy, y_gold=gold)
+    assert m.classes_.tolist() == [0, 1, 2, 3]
+    assert m.stop_reason_ == "not_started" and "fewer than K unlabeled sets" in m.stop_detail_
+    assert m.final_source_ in ("probe", "llm")
+    assert m.predict_proba(X[:5]).shape == (5, 4)

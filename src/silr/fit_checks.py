@@ -131,22 +131,22 @@ def check_fit_inputs(est, X, y, y_gold, llm_score, *, texts: bool) -> FitInputs:
 def _check_kclass(X, y, classes, y_gold, llm_score) -> FitInputs:
     """The K > 2 case of :func:`check_fit_inputs`: codes ``0..K-1`` in ``classes`` order; ``llm_score`` is
     ``(n, K)`` (per-class scores, e.g. log-probabilities) when given."""
-    n, K = len(y), classes.size
-    s0 = np.searchsorted(classes, y).astype(np.int64)
+    n = len(y)
     lab = np.zeros(0, dtype=np.int64)
-    y_lab = np.zeros(0, dtype=np.int64)
+    g = None
     if y_gold is not None:
         g = np.asarray(y_gold)
         if g.ndim != 1 or g.shape[0] != n:
             raise ValueError(f"y_gold has shape {g.shape}; expected ({n},): one entry per row of X, -1 where unknown")
-        known = ~_unknown_mask(g, classes)
-        bad = known & ~np.isin(g, classes)
-        if bad.any():
-            raise ValueError(
-                f"y_gold has values such as {g[bad][:3].tolist()} (rows {np.flatnonzero(bad)[:3].tolist()}) that are "
-                f"neither a class of y ({classes.tolist()}) nor -1 (unknown)")
-        lab = np.flatnonzero(known)
-        y_lab = np.searchsorted(classes, g[lab].astype(classes.dtype)).astype(np.int64)
+        lab = np.flatnonzero(~_unknown_mask(g, classes))
+        try:  # a class the LLM never predicted may still appear among the gold labels: it is a class too
+            classes = np.unique(np.concatenate([classes, g[lab].astype(classes.dtype)]))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"y_gold's values {g[lab][:3].tolist()} do not compare with y's classes "
+                             f"({classes.tolist()[:5]})") from e
+    K = classes.size
+    s0 = np.searchsorted(classes, y).astype(np.int64)
+    y_lab = np.searchsorted(classes, g[lab].astype(classes.dtype)).astype(np.int64) if g is not None else lab
     llm = llm_lab = None
     if llm_score is not None:
         llm = np.asarray(llm_score, dtype=np.float64)

@@ -46,6 +46,9 @@ def _register() -> None:
     app.command("demo")(demo)
     app.command("reward")(reward)
     app.command("align")(align)
+    from silr.cli.kclass import kclass_app
+
+    app.add_typer(kclass_app, name="kclass")  # K > 2 classes (silr.multiclass)
     try:
         from silr.bench.cli import bench
     except ImportError:  # pragma: no cover - the benchmark package is part of the source tree

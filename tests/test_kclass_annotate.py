@@ -1,0 +1,114 @@
+"""K-class annotation: K label words, one forward pass per text, log-probabilities normalised over the K words."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from silr.annotate.local import LocalLMScorer  # noqa: E402
+from silr.annotate.types import AnnotationError  # noqa: E402
+from silr.multiclass.annotate import kclass_scores, kprompt_from_words, load_kprompt  # noqa: E402
+
+WORDS = ("the a match game vote party chip phone won lost law new fast slow team election computer "
+         "topic of this text answer with one word sports politics tech : . ,").split()
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[BOS]", "\n"] + sorted(set(WORDS)))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", "isolated"), pre_tokenizers.WhitespaceSplit(),
+                                                 pre_tokenizers.Punctuation("isolated")])
+    tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="[BOS]", pad_token="[PAD]", unk_token="[UNK]")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                                   initializer_range=0.3, bos_token_id=2, pad_token_id=0, eos_token_id=None)
+    d = tmp_path_factory.mktemp("tiny-kclass")
+    transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+def _texts(n, seed=0):
+    rng = np.random.default_rng(seed)
+    content = [w for w in WORDS[:17]]
+    return [" ".join(rng.choice(content, size=int(rng.integers(1, 12)))) for _ in range(n)]
+
+
+def test_kclass_scores_are_normalised_and_batching_does_not_change_them(tiny_lm):
+    p = kprompt_from_words("sports,politics,tech", "topic of this text")
+    texts = _texts(11)
+    a, _ = kclass_scores(LocalLMScorer(tiny_lm, batch_size=1), texts, p)
+    b, _ = kclass_scores(LocalLMScorer(tiny_lm, batch_size=4), texts, p)
+    assert a.shape == (11, 3)
+    assert np.allclose(np.exp(a).sum(1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    # the same numbers as the full model's next-token distribution restricted to the three words
+    sc = LocalLMScorer(tiny_lm)
+    ids = [sc._encode(" " + w)[0] for w in p.label_words]
+    full = sc._prefix_ids(p.prefix) + sc._encode(p.suffix(p.clip(texts[0])[0]))
+    with torch.inference_mode():
+        lp = torch.log_softmax(sc.model(input_ids=torch.tensor([full])).logits[0, -1].float(), -1)[ids]
+    np.testing.assert_allclose(a[0], torch.log_softmax(lp, -1).numpy(), atol=1e-4)
+
+
+def test_prompt_files_and_bad_label_words(tmp_path, tiny_lm):
+    f = tmp_path / "p.toml"
+    f.write_text('instruction = "topic of this text"\nlabel_words = ["sports", "politics", "tech"]\n'
+                 'template = "text : {text}\\nanswer :"\n')
+    p = load_kprompt(f)
+    assert p.K == 3 and p.suffix("x").startswith("text : x")
+    bad = tmp_path / "b.toml"
+    bad.write_text('instruction = "x"\nlabel_words = "sports,politics"\n')
+    with pytest.raises(AnnotationError, match="must be a list"):
+        load_kprompt(bad)
+    bad.write_text('instruction = "x"\nlabel_words = ["a", "b"]\ncolour = 1\n')
+    with pytest.raises(AnnotationError, match="unknown field 'colour'"):
+        load_kprompt(bad)
+    with pytest.raises(AnnotationError, match="repeated"):
+        kprompt_from_words("sports,politics,sports")
+    with pytest.raises(AnnotationError, match="at least two"):
+        kprompt_from_words("sports")
+    # "won" and "[UNK]"-mapped words share the unknown token: a clear error
+    with pytest.raises(AnnotationError, match="same token"):
+        kclass_scores(LocalLMScorer(tiny_lm), ["the game"], kprompt_from_words("zebra,yak,sports"))
+
+
+def test_cli_kclass_annotate(tiny_lm, tmp_path):
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from silr.cli import app
+
+    pd.DataFrame({"text": _texts(9, seed=3)}).to_csv(tmp_path / "c.csv", index=False)
+    out = tmp_path / "o.csv"
+    r = CliRunner().invoke(app, ["kclass", "annotate", str(tmp_path / "c.csv"), "--out", str(out), "--model", str(tiny_lm),
+                                 "--label-words", "sports,politics,tech", "--instruction", "topic of this text", "-q"])
+    assert r.exit_code == 0, r.output
+    got = pd.read_csv(out)
+    lp = got[["llm_logp_sports", "llm_logp_politics", "llm_logp_tech"]].to_numpy()
+    assert np.allclose(np.exp(lp).sum(1), 1, atol=1e-5)
+    assert (got["llm_label"] == np.array(["sports", "politics", "tech"])[lp.argmax(1)]).all()
+    r = CliRunner().invoke(app, ["kclass", "annotate", str(tmp_path / "c.csv"), "--out", str(out), "--model", str(tiny_lm)])
+    assert r.exit_code != 0 and "--label-words" in (r.output + str(r.exception))
+
+
+@pytest.mark.heavy
+def test_gemma_kclass_annotation_on_real_texts():
+    """Real Gemma-3-270M, zero-shot, on a handful of clear texts: scores normalised, the obvious ones right."""
+    sc = LocalLMScorer("gemma-3-270m", batch_size=4)
+    p = kprompt_from_words("sports,politics,technology", "What is the topic of this text?")
+    texts = ["The team won the football match 3-1 after a late goal.",
+             "Parliament voted on the new election law after a long debate.",
+             "The new smartphone has a faster chip and a better camera.",
+             "The striker scored twice and the club moved to the top of the league."]
+    lp, _ = kclass_scores(sc, texts, p)
+    assert np.allclose(np.exp(lp).sum(1), 1, atol=1e-6)
+    assert (lp.argmax(1) == np.array([0, 1, 2, 0])).sum() >= 3
