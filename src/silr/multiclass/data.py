@@ -25,6 +25,11 @@ KTASKS = {
                     ("comp.graphics", "comp.sys.mac.hardware", "rec.autos", "rec.motorcycles", "sci.med", "sci.space"),
                     {"comp.graphics": "graphics", "comp.sys.mac.hardware": "mac", "rec.autos": "cars",
                      "rec.motorcycles": "motorcycles", "sci.med": "medicine", "sci.space": "space"}),
+    "newsgroups6b": ("20newsgroups-train.tab", "20newsgroups-test.tab", "Category", "Text",
+                     ("alt.atheism", "soc.religion.christian", "talk.religion.misc", "talk.politics.guns",
+                      "talk.politics.mideast", "talk.politics.misc"),
+                     {"alt.atheism": "atheism", "soc.religion.christian": "christianity", "talk.religion.misc": "religion",
+                      "talk.politics.guns": "guns", "talk.politics.mideast": "mideast", "talk.politics.misc": "politics"}),
     "slo_opinion": ("slo-opinion-corpus.tab", None, "Score text", "Content", None,
                     {"-1.0": "negative", "0.0": "neutral", "1.0": "positive"}),
 }

@@ -35,7 +35,7 @@ class KHandBack:
         self.candidates, self.reason = fit.candidates, fit.reason
         self.prob_round0_better = None
         self.stack_input = "llm_score" if fit.stack is not None else None
-        self.stack = None if fit.stack is None else {"coef": fit.stack.coef_.tolist(), "intercept": fit.stack.intercept_.tolist()}
+        self.stack = None if fit.stack is None else {"a": float(fit.stack.coef_[0]), "b": float(fit.stack.coef_[1])}
         self.probe = fit.probe
         self.platt = None
 
@@ -53,13 +53,16 @@ class KHandBack:
         return out
 
     def proba(self, X, llm_score=None) -> np.ndarray:
-        """K columns in ``classes_`` order. The LLM's labels and the stack need the inputs' ``llm_score``; without
-        it the refined classifier (or, when no round was kept, the probe) scores them."""
+        """K columns in ``classes_`` order. The LLM's labels and the stack need the inputs' ``llm_score`` (the
+        LLM's per-class scores, or a one-hot of its labels when ``fit`` got no scores); without it the refined
+        classifier (or, when no round was kept, the probe) scores them."""
         src = self.source
         if src == "llm" and llm_score is not None:
             return softmax(np.asarray(llm_score, dtype=np.float64), axis=1)
         if src == "stack" and llm_score is not None:
-            F = np.hstack([np.asarray(llm_score, dtype=np.float64), self.refined_scores(X)])
+            from silr.multiclass.loop import llm_evidence
+
+            F = np.hstack([llm_evidence(llm_score, None, self.K), self.refined_scores(X)])
             return self._full(self.fit.stack, self.fit.stack.predict_proba(F))
         if src == "probe" or self.predict_round == 0:
             p = self.probe
@@ -79,7 +82,7 @@ def fit_refiner_kclass(est, d, on_round=None):
         warnings.warn("no gold labels (y_gold): with K > 2 classes T cannot be estimated, so the pseudo-labels are "
                       "taken as clean (T = identity) and the last round is handed back; label a few rows when you can",
                       UserWarning, stacklevel=4)
-    default = "stack" if (est.stack and d.llm is not None) else "refined"
+    default = "stack" if est.stack else "refined"
     f = fit_kclass(d.X, d.s0, d.y_lab, d.lab, d.X_lab, K, llm=d.llm, rounds=est.rounds, risk=est.risk,
                    later_risk=est.later_risk, learner=kclass_learner(est.learner), val_fraction=est.val_fraction,
                    default=default, confidence=est.fallback_confidence, probe=bool(est.probe),

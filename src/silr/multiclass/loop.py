@@ -8,8 +8,8 @@ leave a class with no corpus row is not kept (the K sets are the risk's inputs).
 
 The hand-back, like the binary path's: candidates are the LLM's labels, the refined classifier (the kept
 round with the highest estimated accuracy), a logistic regression on the labeled rows alone (the probe,
-out-of-fold) and, with LLM scores, a stack (logistic regression on LLM scores + refined scores, out of fold);
-``default`` is kept unless another is better on the labeled rows in ``confidence`` of paired bootstrap draws.
+out-of-fold) and a stack (:class:`SharedStack`: LLM evidence and refined scores with two shared coefficients,
+out of fold); ``default`` is kept unless another is better on the labeled rows in ``confidence`` of paired bootstrap draws.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class KClassFit:
     reason: str
     candidates: dict
     probe: LogisticRegression | None = None
-    stack: LogisticRegression | None = None
+    stack: SharedStack | None = None
     stop: str = "completed"
     stop_detail: str = ""
     extra: dict = field(default_factory=dict)
@@ -96,12 +96,58 @@ def _record(r, est, *, source, risk=None, learner=None, n_changed=None, seconds=
     return rec
 
 
+def llm_evidence(llm, s, K) -> np.ndarray:
+    """The stack's LLM input: the per-class scores centred per row, or (no scores) the one-hot LLM label centred."""
+    E = np.asarray(llm, dtype=np.float64) if llm is not None else np.eye(K)[np.asarray(s, dtype=np.int64)]
+    return E - E.mean(1, keepdims=True)
+
+
+class SharedStack:
+    """``logit_c = a * E_c + b * Z_c``: the LLM evidence ``E`` and the refined score ``Z`` of each class with two
+    coefficients shared by all classes (multinomial likelihood on the labeled rows, a small L2 penalty). Two
+    parameters, whatever K: it can be fitted on ~50 labeled rows even when a class has one or none of them
+    (a per-class logistic regression could not). ``a`` large and ``b`` small is the LLM; the reverse the
+    refined classifier."""
+
+    def __init__(self, l2: float = 1e-2):
+        self.l2 = l2
+
+    @staticmethod
+    def _logits(w, E, Z):
+        return w[0] * E + w[1] * Z
+
+    def fit(self, F, y):
+        from scipy.optimize import minimize
+        from scipy.special import log_softmax
+
+        K = F.shape[1] // 2
+        E, Z = F[:, :K], F[:, K:]
+        y = np.asarray(y, dtype=np.int64)
+
+        def nll(w):
+            lp = log_softmax(self._logits(w, E, Z), axis=1)
+            return -lp[np.arange(y.size), y].mean() + self.l2 * float(w @ w)
+
+        self.coef_ = minimize(nll, np.array([1.0, 1.0]), method="L-BFGS-B").x
+        self.classes_ = np.arange(K)
+        return self
+
+    def predict_proba(self, F):
+        from scipy.special import softmax
+
+        K = F.shape[1] // 2
+        return softmax(self._logits(self.coef_, F[:, :K], F[:, K:]), axis=1)
+
+    def predict(self, F):
+        return self.predict_proba(F).argmax(1)
+
+
 def _oof(F, y, make, K, seed=0) -> np.ndarray:
     """Out-of-fold predictions (10-fold, or leave-one-out for fewer rows) of a multinomial model on ``F``."""
     out = np.empty(y.size, dtype=np.int64)
     k = min(10, y.size)
     for tr, te in KFold(k, shuffle=True, random_state=seed).split(F):
-        if np.unique(y[tr]).size < 2:
+        if np.unique(y[tr]).size < 2 and make is not SharedStack:
             out[te] = y[tr][0]
             continue
         out[te] = make().fit(F[tr], y[tr]).predict(F[te])
@@ -192,13 +238,13 @@ def _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs
         pred = np.concatenate([probe_m.predict((_dense(X[a:a + 65536]) - mu) / sd) for a in range(0, X.shape[0], 65536)])
         oof = _oof((Xl - mu) / sd, y_lab, make, K, seed)
         cands.append(Candidate("probe", pred, oof == y_lab, "logistic regression on the labeled rows alone"))
-    if llm is not None and best_r and multi:
-        F = np.hstack([llm, aggs[best_r]])
-        make = lambda: LogisticRegression(C=1.0, max_iter=2000)  # noqa: E731
-        stack_m = make().fit(F[lab], y_lab)
-        oof = _oof(F[lab], y_lab, make, K, seed)
+    if best_r and y_lab.size >= 2:
+        F = np.hstack([llm_evidence(llm, labels[0], K), aggs[best_r]])
+        stack_m = SharedStack().fit(F[lab], y_lab)
+        oof = _oof(F[lab], y_lab, SharedStack, K, seed)
         cands.append(Candidate("stack", stack_m.predict(F), oof == y_lab,
-                               "logistic regression on (LLM scores, refined scores), out of fold"))
+                               f"a * LLM evidence + b * refined score, a={stack_m.coef_[0]:.2f} b={stack_m.coef_[1]:.2f} "
+                               "(fitted on the labeled rows; out of fold)"))
     if y_lab.size == 0:  # nothing to select with: the last kept round (or the LLM's labels)
         last = len(labels) - 1
         return KClassFit(labels=labels, lab_labels=lab_labels, estimates=estimates, records=records,

@@ -1,0 +1,78 @@
+"""Gemma-3-270M K-class labels for the K-class benchmark: one forward pass per text, zero-shot, K label words.
+
+For each task a fixed random subsample of the benchmark corpus and test rows (``--n-corpus``/``--n-test``, seed 0)
+is scored; per-class log-probabilities normalised over the K words are stored in
+benchmarks/results/kclass_gemma/<task>.npz with the row indices (resumable: partial chunks are kept in a
+``.partial.npz`` and reused). No gold label is read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+OUT = ROOT / "results" / "kclass_gemma"
+INSTRUCTIONS = {
+    "reuters_r8": "What is the topic of this Reuters news text?",
+    "newsgroups6": "What is the topic of this newsgroup post?",
+    "slo_opinion": "Is the sentiment of this Slovenian comment negative, neutral or positive?",
+}
+
+
+def main():
+    import torch
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", nargs="*", default=list(INSTRUCTIONS))
+    ap.add_argument("--n-corpus", type=int, default=800)
+    ap.add_argument("--n-test", type=int, default=400)
+    ap.add_argument("--max-text-tokens", type=int, default=96)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    from silr.annotate.local import LocalLMScorer
+    from silr.multiclass.annotate import kclass_scores, kprompt_from_words
+
+    sys_path = str(ROOT)
+    import sys
+
+    sys.path.insert(0, sys_path)
+    from kclass_bench import _task
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    scorer = LocalLMScorer(batch_size=8, max_text_tokens=a.max_text_tokens)
+    for name in a.tasks:
+        final = OUT / f"{name}.npz"
+        if final.exists():
+            continue
+        task = _task(name)
+        rng = np.random.default_rng(0)
+        ci = np.sort(rng.permutation(len(task.corpus_text))[: a.n_corpus])
+        ti = np.sort(rng.permutation(len(task.test_text))[: a.n_test])
+        texts = [task.corpus_text[i] for i in ci] + [task.test_text[i] for i in ti]
+        prompt = kprompt_from_words(task.classes, INSTRUCTIONS[name])
+        part = OUT / f"{name}.partial.npz"
+        lp = np.full((len(texts), len(task.classes)), np.nan)
+        if part.exists():
+            lp = np.load(part)["logp"]
+        t0 = time.time()
+        for start in range(0, len(texts), 80):
+            if not np.isnan(lp[start:start + 80]).any():
+                continue
+            lp[start:start + 80] = kclass_scores(scorer, texts[start:start + 80], prompt)[0]
+            np.savez(str(part) + ".tmp.npz", logp=lp)
+            os.replace(str(part) + ".tmp.npz", part)
+            print(f"{name}: {min(start + 80, len(texts))}/{len(texts)} ({time.time() - t0:.0f}s)", flush=True)
+        n = ci.size
+        np.savez(str(final) + ".tmp.npz", corpus_idx=ci, test_idx=ti, corpus_logp=lp[:n], test_logp=lp[n:],
+                 words=np.array(task.classes), instruction=INSTRUCTIONS[name], max_text_tokens=a.max_text_tokens)
+        os.replace(str(final) + ".tmp.npz", final)
+        part.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()
