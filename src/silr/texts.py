@@ -15,7 +15,7 @@ from silr.inputs import RefineInputs
 from silr.refine import SelfIterativeRefiner, refiner_from_params
 from silr.fit_checks import merge_labeled
 
-__all__ = ["RefineResult", "refine_texts"]
+__all__ = ["RefineResult", "refine_texts", "collect_result"]
 
 
 @dataclass
@@ -64,7 +64,6 @@ def refine_texts(
         learner = bb.new_learner(1)
     refiner = refiner_from_params(rounds=rounds, seed=seed, learner=learner, **refiner_params)
     # one fit input: the labeled rows are corpus rows (matched by text) or appended after the corpus
-    n = len(inputs.texts)
     rows = inputs.labeled_rows  # rows drawn by `silr sample` are matched by row number, not by text
     X_all, y_all, y_gold, llm_all = merge_labeled(
         X, inputs.pseudo, X_lab, inputs.labeled_y, inputs.labeled_pseudo,
@@ -73,6 +72,15 @@ def refine_texts(
         llm_score=inputs.llm_score, llm_score_lab=inputs.labeled_llm_score)
     design = {} if inputs.design is None else {"sample_design": inputs.design}
     refiner.fit(X_all, y_all, y_gold=y_gold, llm_score=llm_all, on_round=on_round, **design)
+    return collect_result(refiner, bb, inputs, X, t0)
+
+
+def collect_result(refiner: SelfIterativeRefiner, bb, inputs: RefineInputs, X, t0: float, *,
+                   engine: dict | None = None) -> RefineResult:
+    """The labels (one column per round, ``final``, ``score``) and the summary (``rounds.json``) of a fitted
+    refiner whose first ``len(inputs.texts)`` rows are the corpus (``X``: the corpus features); ``engine`` is
+    recorded as the summary's ``engine`` (default: the local engine)."""
+    n = len(inputs.texts)
     cols = {f"round_{r}": refiner.labels_[r][:n].astype(int) for r in range(refiner.n_rounds_ + 1)}
     cols["final"] = refiner.transduction_[:n].astype(int)
     if refiner.predict_round_ == 0 and refiner.final_source_ != "probe":
@@ -102,5 +110,6 @@ def refine_texts(
         "input": "texts (encoder fine-tuned end to end each round)" if getattr(lt, "takes_texts", False)
         else f"features of backbone {bb.spec().get('name')}",
     }
+    summary["engine"] = engine or {"kind": "local"}
     summary["seconds"] = time.perf_counter() - t0
     return RefineResult(refiner, bb, inputs, labels, summary, summary["seconds"])

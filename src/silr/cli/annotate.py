@@ -33,7 +33,7 @@ def _setup_logging(quiet: bool) -> None:
 
 
 def annotate(
-    input: Path = typer.Argument(..., help="Corpus file (CSV, TSV, JSONL or Parquet) with a text column."),
+    input: Path = typer.Argument(..., help="Corpus file (CSV, TSV, JSONL or Parquet) with a text column (with --engine ray also a folder of them)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file: INPUT plus llm_score, pseudo_label, abstained (format by suffix). FILE.annotation.json records the run."),
     text_col: str = typer.Option("text", "--text-col", help="Text column (also of the labeled sample)."),
     model: str = typer.Option("gemma-3-270m", "--model", help=_HELP_MODEL),
@@ -57,6 +57,8 @@ def annotate(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache folder (default $SILR_CACHE_DIR or ~/.cache/silr): scores and converted models."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the score cache."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (a Ray cluster: shards scored by an actor pool, OUT.shards/ holds finished shards; needs pip install 'silr\\[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --engine ray: auto (the running cluster) or ray://HOST:PORT; default: start a local cluster."),
 ) -> None:
     """Round 0: label every text with an LLM (few-shot), calibrate the threshold on the labeled sample."""
     if (instruction is None) != (label_words is None) and prompt is None:
@@ -71,14 +73,15 @@ def annotate(
              label_words=label_words, labeled=labeled, label_col=label_col, shots=shots, base_url=base_url,
              api_key=api_key, api=api, threshold=threshold, limit=limit, sample=sample, seed=seed,
              batch_size=batch_size, max_text_tokens=max_text_tokens, concurrency=concurrency, timeout=timeout,
-             cache_dir=cache_dir, no_cache=no_cache, quiet=quiet)
+             cache_dir=cache_dir, no_cache=no_cache, quiet=quiet, engine=engine, ray_address=ray_address)
 
 
 def _run(*, input: Path, out: Path, text_col: str, model: str, prompt: str | None, instruction: str | None,
          label_words: str | None, labeled: Path | None, label_col: str, shots: int, base_url: str | None,
          api_key: str | None, api: str, threshold: str | None, limit: int | None, sample: int | None, seed: int,
          batch_size: int, max_text_tokens: int, concurrency: int, timeout: float, cache_dir: Path | None,
-         no_cache: bool, quiet: bool) -> None:
+         no_cache: bool, quiet: bool, engine: str = "local", ray_address: str | None = None) -> None:
+    from silr.engine import resolve_engine
     from silr.io import InputError, atomic_write_text, read_table, write_table
 
     from silr.annotate.cache import CACHE_FILE
@@ -91,7 +94,10 @@ def _run(*, input: Path, out: Path, text_col: str, model: str, prompt: str | Non
     out_fmt_ok = out.suffix.lower() in (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq")
     if not out_fmt_ok:
         raise InputError(f"output file '{out}' needs a .csv, .tsv, .jsonl, .json or .parquet suffix")
-    df = read_table(input, required=[text_col], what="input")
+    eng = resolve_engine(engine, ray_address)
+    if eng.is_ray and (limit is not None or sample is not None):
+        raise InputError("--limit and --sample run on the local engine (cut the input file instead)")
+    df = read_table(input, required=[text_col], what="input") if not eng.is_ray else None
     lab_df = read_table(labeled, required=[label_col], what="labeled sample") if labeled is not None else None
     if threshold is not None and threshold.strip().lower() in ("accuracy", "prior") and lab_df is None:
         raise InputError(f"--threshold {threshold} needs a labeled sample (--labeled)")
@@ -107,6 +113,17 @@ def _run(*, input: Path, out: Path, text_col: str, model: str, prompt: str | Non
         spec = spec_from_instruction(spec.instruction, label_words, base=spec)
     assert spec is not None
     cdir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    if eng.is_ray:
+        from silr.engine.ray_annotate import annotate_on_ray
+
+        record = annotate_on_ray(eng, input, out, text_col=text_col, model=model, spec=spec, labeled=lab_df,
+                                 shots=shots, threshold=threshold, seed=seed, label_col=label_col,
+                                 annotator_kwargs={"cache_dir": cdir, "api_key": api_key, "api": api,
+                                                   "concurrency": concurrency, "timeout": timeout,
+                                                   "batch_size": batch_size, "max_text_tokens": max_text_tokens},
+                                 base_url=base_url, cache=None if no_cache else cdir / CACHE_FILE, progress=not quiet)
+        _finish(record, input, out, labeled, api_key, quiet)
+        return
 
     annotator = make_annotator(model, cache_dir=cdir, base_url=base_url, api_key=api_key, api=api,
                                concurrency=concurrency, timeout=timeout, batch_size=batch_size,
@@ -119,10 +136,17 @@ def _run(*, input: Path, out: Path, text_col: str, model: str, prompt: str | Non
     finally:
         if hasattr(annotator, "close"):
             annotator.close()
+    write_table(df_out, out)
+    _finish(record, input, out, labeled, api_key, quiet)
+
+
+def _finish(record: dict, input: Path, out: Path, labeled: Path | None, api_key: str | None, quiet: bool) -> None:
+    """Write OUT.annotation.json and print the one-line summary."""
+    from silr.io import atomic_write_text
+
     record["input"] = str(input)
     record["output"] = str(out)
     record["labeled_file"] = str(labeled) if labeled is not None else None
-    write_table(df_out, out)
     text = json.dumps(record, indent=2, ensure_ascii=False, default=str)
     if api_key and api_key in text:  # belt and braces: the key is never part of the record
         text = text.replace(api_key, "***")

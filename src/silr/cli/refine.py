@@ -58,12 +58,17 @@ def refine(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache folder (default $SILR_CACHE_DIR or ~/.cache/silr)."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip the HTML report."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (a Ray cluster: features stored out of core, head trained by streaming, corpus scored shard by shard; needs pip install 'silr\\[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --engine ray: auto (the running cluster) or ray://HOST:PORT; default: start a local cluster."),
 ) -> None:
     """Refine pseudo-labels with robust UU learning, round after round, and save labels, priors and model."""
     from silr.inputs import load_refine_inputs
     from silr.run_folder import prepare_out_dir, write_run
     from silr.texts import refine_texts
 
+    from silr.engine import resolve_engine
+
+    eng = resolve_engine(engine, ray_address)
     prepare_out_dir(out, overwrite=overwrite)
     inputs = load_refine_inputs(corpus, labeled, pseudo_col=pseudo_col, text_col=text_col, label_col=label_col, threshold=threshold, score_col=score_col)
     if not quiet:
@@ -71,7 +76,14 @@ def refine(
             typer.echo(f"note: {n}", err=True)
     from silr.finetune import refine_learner_params
 
-    result = refine_texts(
+    run_refine = refine_texts
+    if eng.is_ray:
+        from functools import partial
+
+        from silr.engine.ray_refine import refine_texts_ray
+
+        run_refine = partial(refine_texts_ray, engine=eng)
+    result = run_refine(
         inputs, backbone=backbone, rounds=rounds, seed=seed, progress=not quiet, cache_dir=cache_dir,
         on_round=None if quiet else print_round, risk=risk, later_risk=later_risk,
         **refine_learner_params(finetune, supervised_weight, progress=not quiet),
@@ -90,6 +102,8 @@ def predict(
     text_col: str = typer.Option("text", "--text-col", help="Text column of INPUT."),
     score_col: Optional[str] = typer.Option(None, "--score-col", help="Column of INPUT with the LLM's score, used when the run handed back the stack of LLM and refined scores."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (a Ray cluster: features stored out of core, head trained by streaming, corpus scored shard by shard; needs pip install 'silr\\[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --engine ray: auto (the running cluster) or ray://HOST:PORT; default: start a local cluster."),
 ) -> None:
     """Score new texts with a saved model: `score` (higher = positive), `label` (0/1), `proba`."""
     from silr.io import clean_texts, read_table, write_table
@@ -102,7 +116,15 @@ def predict(
     if score_col and score_col not in df.columns:
         raise Failure(f"input file '{input}' has no column '{score_col}'")
     llm = parse_scores(df[score_col], what=f"input file '{input}'", column=score_col) if score_col else None
-    pred = predict_texts(run_dir, texts, progress=not quiet, llm_score=llm)
+    from silr.engine import resolve_engine
+
+    eng = resolve_engine(engine, ray_address)
+    if eng.is_ray:
+        from silr.engine.ray_predict import predict_on_ray
+
+        pred = predict_on_ray(eng, run_dir, texts, llm_score=llm)
+    else:
+        pred = predict_texts(run_dir, texts, progress=not quiet, llm_score=llm)
     for c in pred.columns:
         df[c] = pred[c].to_numpy()
     write_table(df, out)

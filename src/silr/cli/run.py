@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -66,12 +67,21 @@ def run(
     out: Path = typer.Option(..., "--out", help="Output folder for everything the run writes."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    engine: Optional[str] = typer.Option(None, "--engine", help="local or ray; overrides the config's \\[engine] kind (ray needs pip install 'silr\\[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With the ray engine: auto or ray://HOST:PORT (overrides \\[engine] address)."),
 ) -> None:
     """Run the whole pipeline from one config: annotate, refine, evaluate (when gold is given), report."""
     from silr.job import load_config, run_job
 
     cfg = load_config(config)
-    summary = run_job(cfg, out, overwrite=overwrite, progress=not quiet,
+    eng = None
+    if engine is not None or ray_address is not None:
+        from silr.engine import resolve_engine
+
+        e = cfg.engine
+        eng = resolve_engine(engine or e.kind, ray_address if ray_address is not None else (e.address or None),
+                             workers=e.workers or None, rows_per_shard=e.rows_per_shard)
+    summary = run_job(cfg, out, overwrite=overwrite, progress=not quiet, engine=eng,
                       echo=lambda m: typer.echo(m, err=True), on_round=None if quiet else print_round)
     _print_summary_table(summary)
     typer.echo(str(out))

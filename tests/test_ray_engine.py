@@ -1,0 +1,158 @@
+"""The Ray engine on a local cluster (``ray.init(num_cpus=2)``) on small real data: the same labels as the local
+engine, annotation with a worker killed mid-shard (every text scored once), a round whose training worker is
+killed mid-call (retried, same labels). Marked heavy (a Ray cluster and MiniLM features: ~2-3 min)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ray = pytest.importorskip("ray")
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fakeserver import ScriptedServer  # noqa: E402
+
+pytestmark = pytest.mark.heavy
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, silr_cache):
+    hold = tmp_path_factory.mktemp("hold")
+    (hold / "go").write_text("")
+    os.environ["SILR_ENGINE_TEST_HOLD"] = f"_TrainWorker:{hold}"
+    from silr.engine import connect, resolve_engine
+
+    eng = resolve_engine("ray", num_cpus=2, workers=2, rows_per_shard=200)
+    connect(eng)
+    yield eng, hold
+    ray.shutdown()
+    os.environ.pop("SILR_ENGINE_TEST_HOLD", None)
+
+
+def _inputs(rt_task, n=800):
+    from silr.inputs import RefineInputs
+
+    df, _ = rt_task
+    df = df.iloc[:n]
+    lab = np.sort(np.random.default_rng(1).choice(n, 50, replace=False))
+    return RefineInputs(df["text"].tolist(), df["pseudo_label"].to_numpy(), df["text"].iloc[lab].tolist(),
+                        df["label"].to_numpy()[lab], df["pseudo_label"].to_numpy()[lab])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def _wait(cond, timeout, what):
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def local_run(rt_task, silr_cache):
+    from silr.texts import refine_texts
+
+    return refine_texts(_inputs(rt_task), backbone="minilm", rounds=3, seed=0, progress=False)
+
+
+def test_ray_refine_gives_the_local_labels(cluster, rt_task, local_run, tmp_path):
+    from silr.engine.ray_refine import refine_texts_ray
+
+    eng, _ = cluster
+    res = refine_texts_ray(_inputs(rt_task), engine=eng, backbone="minilm", rounds=3, seed=0, progress=False,
+                           work_dir=tmp_path / "work")
+    a, b = local_run.labels, res.labels
+    assert list(a.columns) == list(b.columns)
+    for c in a.columns:
+        if c == "score":
+            assert np.abs(a[c].to_numpy() - b[c].to_numpy()).max() < 1e-4
+        else:
+            assert (a[c].to_numpy() == b[c].to_numpy()).mean() >= 0.99, c
+    assert res.summary["engine"]["kind"] == "ray" and local_run.summary["engine"] == {"kind": "local"}
+    assert len(list((tmp_path / "work" / "rounds").glob("*.json"))) == res.refiner.n_rounds_
+    assert len(list((tmp_path / "work" / "features").glob("done-*"))) == 4  # 800 rows / 200 per shard
+
+
+def test_ray_round_worker_killed_mid_training_is_retried(cluster, rt_task, local_run, tmp_path):
+    from silr.engine.ray_refine import refine_texts_ray
+
+    eng, hold = cluster
+    for f in hold.glob("held-*"):  # left by earlier runs' workers (they passed without holding)
+        f.unlink()
+    (hold / "go").unlink()
+    out = {}
+    t = threading.Thread(target=lambda: out.update(res=refine_texts_ray(
+        _inputs(rt_task), engine=eng, backbone="minilm", rounds=3, seed=0, progress=False,
+        work_dir=tmp_path / "work")))
+    t.start()
+    try:
+        _wait(lambda: list(hold.glob("held-*")), 180, "the round-1 training worker")
+        victim = int(next(hold.glob("held-*")).read_text())
+        os.kill(victim, signal.SIGKILL)  # the worker dies in the middle of the round's training call
+        _wait(lambda: any(int(p.read_text()) != victim for p in hold.glob("held-*")), 120, "the restarted worker")
+    finally:
+        (hold / "go").write_text("")
+    t.join(600)
+    res = out["res"]
+    for c in local_run.labels.columns:
+        if c != "score":
+            assert (res.labels[c].to_numpy() == local_run.labels[c].to_numpy()).mean() >= 0.99, c
+    assert res.refiner.n_rounds_ == local_run.refiner.n_rounds_
+
+
+def test_ray_annotation_worker_killed_mid_shard_scores_every_text_once(cluster, rt_task, tmp_path):
+    from silr.annotate.prompts import spec_from_instruction
+    from silr.engine.ray_annotate import annotate_on_ray, shards_dir
+
+    eng, _ = cluster
+    df, lab = rt_task
+    corpus = tmp_path / "corpus.csv"
+    df[["text"]].iloc[:600].to_csv(corpus, index=False)
+    srv = ScriptedServer(fail=0.0, gate_after=150)
+    out = tmp_path / "out.parquet"
+    spec = spec_from_instruction("Is this movie review positive or negative?", "positive,negative")
+    res = {}
+
+    def go():
+        res["record"] = annotate_on_ray(
+            eng, corpus, out, text_col="text", model="openai:fake", spec=spec, labeled=lab[["text", "label"]],
+            shots=2, threshold="accuracy", seed=0, label_col="label",
+            annotator_kwargs={"api": "completions", "concurrency": 2, "timeout": 2.0}, base_url=srv.url,
+            cache=None)
+
+    t = threading.Thread(target=go)
+    t.start()
+    try:
+        _wait(lambda: srv.held >= 1, 180, "workers blocked mid-shard")
+        pids = [int(p.read_text()) for p in sorted((shards_dir(out) / "workers").glob("annotate-*"))]
+        victim = next(p for p in pids if _alive(p))  # the labeled sample's worker has gone already
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(1.0)
+    finally:
+        srv.release_gate()
+    t.join(600)
+    srv.close()
+    got = pd.read_parquet(out)
+    assert len(got) == 600 and got["llm_score"].notna().all()
+    texts = {t.strip() for t in list(df["text"].iloc[:600]) + list(lab["text"])}
+    assert len(srv.scored) == len(texts)  # the server sees each prompt's text (stripped, maybe cut), once
+    assert max(srv.scored.values()) == 1  # every text scored exactly once, the killed worker's shard included
+    c = res["record"]["counts"]
+    assert c["rows"] == 600 and c["positive"] + c["negative"] == 600
+    # the killed worker's shard resumed from its score cache: what it had committed was not asked again
+    assert sum(srv.scored.values()) == len(texts)
