@@ -136,3 +136,21 @@ def test_demo_case_gain_interval():
         cover.append(e.low <= truth <= e.high)
         wrong.append(e.high < 0)
     assert np.mean(cover) >= 0.9 and np.mean(wrong) <= 0.02
+
+
+def test_handback_selection_weights_rows_by_the_design():
+    from silr.selection.candidates import Candidate, select
+
+    n = 40
+    a = np.ones(n, dtype=bool)
+    b = np.ones(n, dtype=bool)
+    a[:10] = False  # "a" is wrong on 10 rows that each stand for few corpus rows
+    b[30:32] = False  # 'b' is wrong on 2 rows that each stand for many
+    cands = [Candidate("a", np.zeros(3), a), Candidate("b", np.zeros(3), b)]
+    plain, _, t0 = select(cands, "a", seed=1)
+    same, _, t1 = select(cands, "a", seed=1, weights=np.full(n, 7.0))
+    assert plain.name == same.name == "b" and t0 == t1  # equal weights: the uniform choice, same figures
+    w = np.ones(n)
+    w[30:32] = 50.0
+    weighted, _, _ = select(cands, "a", seed=1, weights=w)
+    assert weighted.name == "a"

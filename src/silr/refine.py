@@ -382,6 +382,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             llm_score_lab=d.llm_lab, probes=probes, round0_unusable=gate.why is not None, selection=self.selection,
             probe=use_probe, stack=self.stack, stack_probe=stack_probe, confidence=self.fallback_confidence,
             n_bootstrap=self.n_bootstrap, seed=self.seed,
+            weights=None if sample_design is None or not gold else 1.0 / sample_design.inclusion[d.lab],
         )
         self.classes_ = d.classes
         self.takes_texts_ = texts

@@ -212,9 +212,13 @@ def stack_candidate(
 
 
 def select(
-    candidates: list[Candidate], default: str, *, confidence: float = 0.9, n_bootstrap: int = 2000, seed: int = 0
+    candidates: list[Candidate], default: str, *, confidence: float = 0.9, n_bootstrap: int = 2000, seed: int = 0,
+    weights: np.ndarray | None = None,
 ) -> tuple[Candidate, str, dict]:
     """Keep ``default`` unless another candidate beats it on the labeled rows in ``confidence`` of paired draws.
+
+    ``weights``: design weights of the labeled rows (``silr sample``: inverse inclusion probabilities); each draw's
+    accuracy difference is then the weighted mean over the drawn rows (``None``: the plain mean, a uniform sample).
 
     Returns ``(chosen, reason, table)`` where ``table[name]`` has the labeled accuracy, the probability of
     beating the default, and the candidate's note.
@@ -227,7 +231,8 @@ def select(
     table = {}
     contenders = []
     for c in candidates:
-        diff = (c.correct[idx].astype(float) - base.correct[idx].astype(float)).mean(1)
+        d = c.correct[idx].astype(float) - base.correct[idx].astype(float)
+        diff = d.mean(1) if weights is None else (d * weights[idx]).sum(1) / weights[idx].sum(1)
         p = float(np.mean(diff > 0)) if c.name != default else None
         table[c.name] = {
             "labeled_accuracy": c.labeled_accuracy,

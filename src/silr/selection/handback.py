@@ -108,6 +108,7 @@ class HandBackModel:
         confidence: float = 0.9,
         n_bootstrap: int = 2000,
         seed: int = 0,
+        weights: np.ndarray | None = None,
     ) -> tuple["HandBackModel", np.ndarray]:
         """Choose what to hand back after the loop; returns ``(model, corpus labels handed back)``.
 
@@ -128,7 +129,7 @@ class HandBackModel:
                      probe_candidate(X_lab, y_lab, X)]
             default = "probe" if round0_unusable else "llm"
             chosen, reason, table = select(cands, default, confidence=confidence, n_bootstrap=n_bootstrap,
-                                           seed=seed + _SELECT_SEED)
+                                           seed=seed + _SELECT_SEED, weights=weights)
             source, final_round = HandBack(chosen.name), 0
             if source is HandBack.PROBE:
                 probe_arrays = probes.fitted()
@@ -174,7 +175,7 @@ class HandBackModel:
                 # would pay the winner's curse twice)
                 cands.append(probe_candidate(X_lab, y_lab, X))
             chosen, reason, table = select(cands, default, confidence=confidence, n_bootstrap=n_bootstrap,
-                                           seed=seed + _SELECT_SEED)
+                                           seed=seed + _SELECT_SEED, weights=weights)
             source = HandBack(chosen.name)
             final_round = 0 if source is HandBack.LLM else last
             stack_coef = next((c.extra["stack"] for c in cands if c.name == "stack"), None)
