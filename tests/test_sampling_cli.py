@@ -75,16 +75,26 @@ def test_sample_writes_rows_to_label_and_the_design(sampled):
     assert min(rec["design"]["alloc"]) >= 2
 
 
-def test_refine_reads_the_design_back_and_weights_by_it(sampled, capsys):
-    from silr.sampling import prediction_covariates, round_estimates
-    from silr.sampling.files import read_labeled_design
+@pytest.fixture(scope="module")
+def refined(sampled):
+    from typer.testing import CliRunner
+
+    from silr.cli import app
 
     d, df = sampled
     s = _fill(d, df)
-    code, out, err = silr_inproc(capsys, "refine", d / "corpus.csv", "--pseudo-col", "pseudo", "--score-col",
-                                 "llm_score", "--labeled", d / "filled.csv", "--out", d / "run", "--backbone", "ngram",
-                                 "--rounds", "1", "--no-report")
-    assert code == 0, err
+    r = CliRunner().invoke(app, ["refine", str(d / "corpus.csv"), "--pseudo-col", "pseudo", "--score-col", "llm_score",
+                                 "--labeled", str(d / "filled.csv"), "--out", str(d / "run"), "--backbone", "ngram",
+                                 "--rounds", "1", "--no-report"])
+    assert r.exit_code == 0, r.output
+    return d, df, s, r.output
+
+
+def test_refine_reads_the_design_back_and_weights_by_it(refined):
+    from silr.sampling import prediction_covariates, round_estimates
+    from silr.sampling.files import read_labeled_design
+
+    d, df, s, err = refined
     assert "weighted by the design" in err and "gain vs round 0" in err
     rounds = json.loads((d / "run" / "rounds.json").read_text())
     r1 = rounds["rounds"][1]
@@ -144,3 +154,25 @@ def test_sample_refuses_to_overwrite_labels(sampled, capsys):
     code, out, err = silr_inproc(capsys, "sample", d / "corpus.csv", "--pseudo-col", "pseudo", "--n", "50", "--out",
                                  d / "sample.csv")
     assert code == 1 and "--overwrite" in err
+
+
+def test_more_adds_rows_where_the_run_changed_labels(refined, capsys):
+    from silr.sampling.files import read_labeled_design
+
+    d, df, s, _ = refined
+    code, out, err = silr_inproc(capsys, "sample", d / "corpus.csv", "--pseudo-col", "pseudo", "--score-col",
+                                 "llm_score", "--more", "10", "--run", d / "run", "--labeled", d / "filled.csv",
+                                 "--out", d / "more.csv", "--seed", "1")
+    assert code == 0, err
+    m = pd.read_csv(d / "more.csv", keep_default_na=False)
+    assert len(m) == 60 and (m["label"] == "").sum() == 10
+    old = m[m["label"] != ""]
+    assert dict(zip(old["row"], old["label"].astype(int))) == dict(zip(s["row"], s["label"].astype(int)))
+    run = pd.read_csv(d / "run" / "labels.csv")
+    changed = (run["final"] != run["round_0"]).to_numpy()
+    new_rows = m.loc[m["label"] == "", "row"].to_numpy()
+    assert changed[new_rows].mean() > changed.mean() + 0.3  # the new rows come from where the run changed labels
+    m["label"] = df["label"].to_numpy()[m["row"]]
+    drawn = read_labeled_design(m, d / "more.csv", df["text"].tolist(), df["pseudo"].to_numpy(), text_col="text",
+                                label_col="label", corpus=d / "corpus.csv")
+    assert drawn.rows.size == 60 and (drawn.design.alloc >= 2).all()

@@ -24,6 +24,9 @@ def sample(
     label_col: str = typer.Option("label", "--label-col", help="Name of the (empty) gold label column written."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the draw."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT (and its design file)."),
+    more: Optional[int] = typer.Option(None, "--more", min=1, help="After a run (--run DIR): add K rows where they shrink the uncertainty of the hand-back most (the rows the run changed); OUT keeps the labeled rows and their labels."),
+    run: Optional[Path] = typer.Option(None, "--run", help="With --more: the run folder written by `silr refine` on this corpus."),
+    labeled: Optional[Path] = typer.Option(None, "--labeled", help="With --more: the labeled file the run used (default: the one rounds.json names)."),
 ) -> None:
     """Choose the rows to label: stratified by pseudo-label and LLM-score bins, Neyman allocation.
 
@@ -43,6 +46,14 @@ def sample(
     texts = clean_texts(cdf[text_col], what=f"corpus file '{corpus}'", column=text_col)
     pseudo = _pseudo_from_column(cdf, corpus, pseudo_col, threshold)
     score = parse_scores(cdf[score_col], what=f"corpus file '{corpus}'", column=score_col) if score_col else None
+    if more is not None or run is not None:
+        if more is None or run is None:
+            raise Failure("--more K and --run DIR go together: K more rows to label after the run in DIR")
+        from silr.cli.sample_more import sample_more
+
+        sample_more(corpus, cdf, texts, pseudo, run=run, labeled=labeled, k=more, out=out, seed=seed,
+                    pseudo_col=pseudo_col, score_col=score_col, text_col=text_col, label_col=label_col)
+        return
     try:
         design = make_design(pseudo, score, n=n, bins=bins, seed=seed)
     except DesignError as e:

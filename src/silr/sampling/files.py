@@ -39,10 +39,14 @@ def corpus_fingerprint(texts, pseudo) -> str:
 
 
 def write_sample(out: str | Path, texts, pseudo, design: SamplingDesign, *, corpus: str, pseudo_col: str,
-                 score_col: str | None, text_col: str = "text", label_col: str = "label") -> Path:
-    """Write the rows to label and the design side file (both atomically); returns the side file's path."""
+                 score_col: str | None, text_col: str = "text", label_col: str = "label",
+                 known: dict | None = None) -> Path:
+    """Write the rows to label and the design side file (both atomically); returns the side file's path.
+    ``known``: labels already given (corpus row -> label), kept in the file (``--more``)."""
     rows = design.rows
-    df = pd.DataFrame({"row": rows, text_col: [texts[i] for i in rows], label_col: [""] * rows.size})
+    known = known or {}
+    df = pd.DataFrame({"row": rows, text_col: [texts[i] for i in rows],
+                       label_col: [known.get(int(i), "") for i in rows]})
     write_table(df, out)
     rec = {"format": FORMAT, "corpus": str(corpus), "corpus_rows": len(texts),
            "corpus_fingerprint": corpus_fingerprint(texts, pseudo), "pseudo_col": pseudo_col,
