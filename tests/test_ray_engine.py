@@ -156,3 +156,82 @@ def test_ray_annotation_worker_killed_mid_shard_scores_every_text_once(cluster, 
     assert c["rows"] == 600 and c["positive"] + c["negative"] == 600
     # the killed worker's shard resumed from its score cache: what it had committed was not asked again
     assert sum(srv.scored.values()) == len(texts)
+
+
+def test_ray_driver_killed_mid_round_resumes_from_the_last_finished_round(rt_task, local_run, tmp_path, silr_cache):
+    """``silr refine --engine ray`` killed (SIGKILL) while round 2 trains; the same command again finishes from
+    the stored features and round 1's checkpoint (neither is recomputed) with the uninterrupted run's labels."""
+    import subprocess
+
+    df, _ = rt_task
+    inp = _inputs(rt_task)
+    corpus, lab = tmp_path / "corpus.csv", tmp_path / "lab.csv"
+    pd.DataFrame({"text": inp.texts, "pseudo_label": inp.pseudo}).to_csv(corpus, index=False)
+    pd.DataFrame({"text": inp.labeled_texts, "label": inp.labeled_y, "pseudo_label": inp.labeled_pseudo}).to_csv(lab, index=False)
+    hold, cache = tmp_path / "hold", tmp_path / "cache"
+    hold.mkdir()
+    # the MiniLM features of these texts are already in the session cache: share them
+    env = {**os.environ, "SILR_CACHE_DIR": str(silr_cache), "SILR_ENGINE_TEST_HOLD": f"_TrainWorker:{hold}"}
+    cmd = [sys.executable, "-m", "silr.cli", "refine", str(corpus), "--pseudo-col", "pseudo_label", "--labeled", str(lab),
+           "--out", str(tmp_path / "run"), "--backbone", "minilm", "--rounds", "3", "--engine", "ray", "--no-report",
+           "--quiet"]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait(lambda: list(hold.glob("held-*")), 240, "round 1's training call")
+        (hold / "go").write_text("")
+        rounds = lambda: list(Path(silr_cache, "engine").glob("*/rounds/*.json"))  # noqa: E731
+        _wait(lambda: len(rounds()) == 1, 120, "round 1's checkpoint")
+        (hold / "go").unlink()  # round 2's training call will wait
+        first = rounds()[0]
+        stamp = first.stat().st_mtime_ns
+        markers = {f: f.stat().st_mtime_ns for f in first.parent.parent.glob("features/done-*")}
+        _wait(lambda: len(list(hold.glob("held-*"))) >= 2, 120, "round 2's training call")
+        os.killpg(p.pid, signal.SIGKILL)  # the driver (and the local cluster it started) dies mid-round
+        p.wait(30)
+    finally:
+        (hold / "go").write_text("")
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    env.pop("SILR_ENGINE_TEST_HOLD")
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert first.stat().st_mtime_ns == stamp  # round 1 was loaded, not trained again
+    assert {f: f.stat().st_mtime_ns for f in markers} == markers  # no feature shard was recomputed
+    got = pd.read_csv(tmp_path / "run" / "labels.csv")
+    for c in local_run.labels.columns:
+        if c != "score":
+            assert (got[c].to_numpy() == local_run.labels[c].to_numpy()).mean() >= 0.99, c
+    summary = __import__("json").loads((tmp_path / "run" / "rounds.json").read_text())
+    assert summary["engine"]["kind"] == "ray"
+
+
+def test_silr_run_with_an_engine_section_and_predict_on_ray(rt_task, tmp_path, silr_cache):
+    """``silr run`` with ``[engine] kind = "ray"`` (pseudo-labels given), then ``silr predict --engine ray`` gives
+    the local engine's predictions."""
+    import json
+    import subprocess
+
+    df, _ = rt_task
+    corpus = tmp_path / "corpus.csv"
+    df[["text", "pseudo_label", "label"]].iloc[:600].rename(columns={"label": "gold"}).to_csv(corpus, index=False)
+    (tmp_path / "job.toml").write_text(
+        '[data]\ncorpus = "corpus.csv"\npseudo_col = "pseudo_label"\ngold_col = "gold"\n'
+        '[labeled]\nsample_from_gold = 50\n[refine]\nbackbone = "minilm"\nrounds = 2\n'
+        '[engine]\nkind = "ray"\nworkers = 2\nrows_per_shard = 150\n')
+    env = {**os.environ, "SILR_CACHE_DIR": str(silr_cache)}
+    env.pop("SILR_ENGINE_TEST_HOLD", None)
+    silr = [sys.executable, "-m", "silr.cli"]
+    r = subprocess.run(silr + ["run", str(tmp_path / "job.toml"), "--out", str(tmp_path / "run"), "--quiet"],
+                       env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "rounds.json").read_text())
+    assert summary["engine"]["kind"] == "ray" and summary["engine"]["rows_per_shard"] == 150
+    new = tmp_path / "new.csv"
+    df[["text"]].iloc[600:900].to_csv(new, index=False)
+    for engine in ("local", "ray"):
+        r = subprocess.run(silr + ["predict", str(tmp_path / "run"), str(new), "--out", str(tmp_path / f"p-{engine}.csv"),
+                                   "--engine", engine, "--quiet"], env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+    a, b = pd.read_csv(tmp_path / "p-local.csv"), pd.read_csv(tmp_path / "p-ray.csv")
+    assert len(b) == 300 and (a["label"] == b["label"]).all()
+    assert np.allclose(a["score"], b["score"], atol=1e-5)
