@@ -235,3 +235,41 @@ def test_silr_run_with_an_engine_section_and_predict_on_ray(rt_task, tmp_path, s
     a, b = pd.read_csv(tmp_path / "p-local.csv"), pd.read_csv(tmp_path / "p-ray.csv")
     assert len(b) == 300 and (a["label"] == b["label"]).all()
     assert np.allclose(a["score"], b["score"], atol=1e-5)
+
+
+def test_ray_annotate_driver_killed_resumes_from_the_finished_shards(rt_task, tmp_path):
+    """``silr annotate --engine ray`` killed (SIGKILL, with the cluster it started) while its workers wait on the
+    server; the same command again skips the finished shards (their files untouched), resumes the cut shards from
+    their score caches, and no text is scored twice."""
+    import subprocess
+
+    df, lab = rt_task
+    corpus, labeled, out = tmp_path / "corpus.csv", tmp_path / "lab.csv", tmp_path / "out.csv"
+    df[["text"]].iloc[:400].to_csv(corpus, index=False)
+    lab[["text", "label"]].to_csv(labeled, index=False)
+    srv = ScriptedServer(fail=0.0, gate_after=250)
+    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+    env.pop("SILR_ENGINE_TEST_HOLD", None)
+    cmd = [sys.executable, "-m", "silr.cli", "annotate", str(corpus), "--out", str(out), "--model", "openai:fake",
+           "--base-url", srv.url, "--api", "completions", "--instruction", "Is this movie review positive or negative?",
+           "--label-words", "positive,negative", "--labeled", str(labeled), "--shots", "2", "--concurrency", "2",
+           "--timeout", "2", "--no-cache", "--quiet", "--engine", "ray", "--workers", "2", "--rows-per-shard", "50"]
+    parts = lambda: sorted((tmp_path / "out.csv.shards").glob("part-*.parquet"))  # noqa: E731
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait(lambda: srv.held >= 2 and len(parts()) >= 2, 300, "finished shards and workers held mid-shard")
+        done = {f: f.stat().st_mtime_ns for f in parts()}
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(30)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+        srv.release_gate()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    srv.close()
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert {f: f.stat().st_mtime_ns for f in done} == done  # finished shards were not redone
+    got = pd.read_csv(out)
+    assert len(got) == 400 and got["llm_score"].notna().all()
+    assert len(srv.scored) == len({t.strip() for t in list(df["text"].iloc[:400]) + list(lab["text"])})
+    assert max(srv.scored.values()) == 1

@@ -59,6 +59,8 @@ def annotate(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     engine: str = typer.Option("local", "--engine", help="local (this process) or ray (a Ray cluster: shards scored by an actor pool, OUT.shards/ holds finished shards; needs pip install 'silr\\[ray]')."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --engine ray: auto (the running cluster) or ray://HOST:PORT; default: start a local cluster."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="With --engine ray: actors per pool (default: one per CPU of the cluster)."),
+    rows_per_shard: int = typer.Option(50000, "--rows-per-shard", min=1, help="With --engine ray: rows per shard."),
 ) -> None:
     """Round 0: label every text with an LLM (few-shot), calibrate the threshold on the labeled sample."""
     if (instruction is None) != (label_words is None) and prompt is None:
@@ -73,14 +75,16 @@ def annotate(
              label_words=label_words, labeled=labeled, label_col=label_col, shots=shots, base_url=base_url,
              api_key=api_key, api=api, threshold=threshold, limit=limit, sample=sample, seed=seed,
              batch_size=batch_size, max_text_tokens=max_text_tokens, concurrency=concurrency, timeout=timeout,
-             cache_dir=cache_dir, no_cache=no_cache, quiet=quiet, engine=engine, ray_address=ray_address)
+             cache_dir=cache_dir, no_cache=no_cache, quiet=quiet, engine=engine, ray_address=ray_address,
+             workers=workers, rows_per_shard=rows_per_shard)
 
 
 def _run(*, input: Path, out: Path, text_col: str, model: str, prompt: str | None, instruction: str | None,
          label_words: str | None, labeled: Path | None, label_col: str, shots: int, base_url: str | None,
          api_key: str | None, api: str, threshold: str | None, limit: int | None, sample: int | None, seed: int,
          batch_size: int, max_text_tokens: int, concurrency: int, timeout: float, cache_dir: Path | None,
-         no_cache: bool, quiet: bool, engine: str = "local", ray_address: str | None = None) -> None:
+         no_cache: bool, quiet: bool, engine: str = "local", ray_address: str | None = None,
+         workers: int | None = None, rows_per_shard: int = 50000) -> None:
     from silr.engine import resolve_engine
     from silr.io import InputError, atomic_write_text, read_table, write_table
 
@@ -94,7 +98,7 @@ def _run(*, input: Path, out: Path, text_col: str, model: str, prompt: str | Non
     out_fmt_ok = out.suffix.lower() in (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq")
     if not out_fmt_ok:
         raise InputError(f"output file '{out}' needs a .csv, .tsv, .jsonl, .json or .parquet suffix")
-    eng = resolve_engine(engine, ray_address)
+    eng = resolve_engine(engine, ray_address, workers=workers, rows_per_shard=rows_per_shard)
     if eng.is_ray and (limit is not None or sample is not None):
         raise InputError("--limit and --sample run on the local engine (cut the input file instead)")
     df = read_table(input, required=[text_col], what="input") if not eng.is_ray else None

@@ -60,6 +60,8 @@ def refine(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     engine: str = typer.Option("local", "--engine", help="local (this process) or ray (a Ray cluster: features stored out of core, head trained by streaming, corpus scored shard by shard; needs pip install 'silr\\[ray]')."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --engine ray: auto (the running cluster) or ray://HOST:PORT; default: start a local cluster."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="With --engine ray: actors per pool (default: one per CPU of the cluster)."),
+    rows_per_shard: int = typer.Option(50000, "--rows-per-shard", min=1, help="With --engine ray: rows per shard."),
 ) -> None:
     """Refine pseudo-labels with robust UU learning, round after round, and save labels, priors and model."""
     from silr.inputs import load_refine_inputs
@@ -68,7 +70,7 @@ def refine(
 
     from silr.engine import resolve_engine
 
-    eng = resolve_engine(engine, ray_address)
+    eng = resolve_engine(engine, ray_address, workers=workers, rows_per_shard=rows_per_shard)
     prepare_out_dir(out, overwrite=overwrite)
     inputs = load_refine_inputs(corpus, labeled, pseudo_col=pseudo_col, text_col=text_col, label_col=label_col, threshold=threshold, score_col=score_col)
     if not quiet:
