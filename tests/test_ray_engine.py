@@ -168,7 +168,7 @@ def test_ray_driver_killed_mid_round_resumes_from_the_last_finished_round(rt_tas
     corpus, lab = tmp_path / "corpus.csv", tmp_path / "lab.csv"
     pd.DataFrame({"text": inp.texts, "pseudo_label": inp.pseudo}).to_csv(corpus, index=False)
     pd.DataFrame({"text": inp.labeled_texts, "label": inp.labeled_y, "pseudo_label": inp.labeled_pseudo}).to_csv(lab, index=False)
-    hold, cache = tmp_path / "hold", tmp_path / "cache"
+    hold = tmp_path / "hold"
     hold.mkdir()
     # the MiniLM features of these texts are already in the session cache: share them
     env = {**os.environ, "SILR_CACHE_DIR": str(silr_cache), "SILR_ENGINE_TEST_HOLD": f"_TrainWorker:{hold}"}

@@ -86,7 +86,7 @@ def _run(*, input: Path, out: Path, text_col: str, model: str, prompt: str | Non
          no_cache: bool, quiet: bool, engine: str = "local", ray_address: str | None = None,
          workers: int | None = None, rows_per_shard: int = 50000) -> None:
     from silr.engine import resolve_engine
-    from silr.io import InputError, atomic_write_text, read_table, write_table
+    from silr.io import InputError, read_table, write_table
 
     from silr.annotate.cache import CACHE_FILE
     from silr.annotate.factory import make_annotator

@@ -4,12 +4,10 @@ actor loads the model once)."""
 from __future__ import annotations
 
 import base64
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from silr.engine.shards import run_pool, worker_pid_file
+from silr.engine.shards import run_pool
 
 __all__ = ["predict_on_ray"]
 
@@ -20,7 +18,6 @@ class _PredictWorker:
 
         torch.set_num_threads(1)
         self.run_dir = run_dir
-        worker_pid_file(Path(run_dir).parent / f".{Path(run_dir).name}.predict", "predict")
 
     def __call__(self, item: dict) -> dict:
         from silr.run_folder import predict_texts
