@@ -10,7 +10,7 @@ transformers = pytest.importorskip("transformers")
 
 from silr.annotate.local import LocalLMScorer  # noqa: E402
 from silr.annotate.types import AnnotationError  # noqa: E402
-from silr.multiclass.annotate import kclass_scores, kprompt_from_words, load_kprompt  # noqa: E402
+from silr.multiclass.annotate import center_scores, kclass_scores, kprompt_from_words, load_kprompt  # noqa: E402
 
 WORDS = ("the a match game vote party chip phone won lost law new fast slow team election computer "
          "topic of this text answer with one word sports politics tech : . ,").split()
@@ -96,6 +96,13 @@ def test_cli_kclass_annotate(tiny_lm, tmp_path):
     lp = got[["llm_logp_sports", "llm_logp_politics", "llm_logp_tech"]].to_numpy()
     assert np.allclose(np.exp(lp).sum(1), 1, atol=1e-5)
     assert (got["llm_label"] == np.array(["sports", "politics", "tech"])[lp.argmax(1)]).all()
+    r = CliRunner().invoke(app, ["kclass", "annotate", str(tmp_path / "c.csv"), "--out", str(out), "--model", str(tiny_lm),
+                                 "--label-words", "sports,politics,tech", "--instruction", "topic of this text", "--center", "-q"])
+    assert r.exit_code == 0, r.output
+    got2 = pd.read_csv(out)
+    np.testing.assert_allclose(got2[["llm_logp_sports", "llm_logp_politics", "llm_logp_tech"]].to_numpy(), lp, atol=1e-6)
+    c = lp - lp.mean(0)
+    assert (got2["llm_label"] == np.array(["sports", "politics", "tech"])[c.argmax(1)]).all()
     r = CliRunner().invoke(app, ["kclass", "annotate", str(tmp_path / "c.csv"), "--out", str(out), "--model", str(tiny_lm)])
     assert r.exit_code != 0 and "--label-words" in (r.output + str(r.exception))
 
@@ -111,4 +118,8 @@ def test_gemma_kclass_annotation_on_real_texts():
              "The striker scored twice and the club moved to the top of the league."]
     lp, _ = kclass_scores(sc, texts, p)
     assert np.allclose(np.exp(lp).sum(1), 1, atol=1e-6)
-    assert (lp.argmax(1) == np.array([0, 1, 2, 0])).sum() >= 3
+    # zero-shot, the 270M model leans to the first word (measured: 'sports' for all four); each word's score is
+    # still highest on its own topic's text
+    assert lp[:3].argmax(0).tolist() == [0, 1, 2]
+    # label-free centring (each class's mean over the texts removed) puts the argmax right on 3 of the 4
+    assert (center_scores(lp).argmax(1) == np.array([0, 1, 2, 0])).sum() >= 3

@@ -36,13 +36,14 @@ def annotate(
     model: str = typer.Option("gemma-3-270m", "--model", help="gemma-3-270m (local, default) or a local transformers model folder."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     max_text_tokens: int = typer.Option(256, "--max-text-tokens", min=1),
+    center: bool = typer.Option(False, "--center", help="Label by the argmax after subtracting each class's mean log-probability over the corpus (label-free calibration of a model that leans to one word); the llm_logp_* columns stay raw."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Label every text with one of K label words (argmax of the K normalised log-probabilities)."""
     from silr.annotate.local import LocalLMScorer
     from silr.io import clean_texts, read_table, write_table
-    from silr.multiclass.annotate import kclass_scores, kprompt_from_words, load_kprompt
+    from silr.multiclass.annotate import center_scores, kclass_scores, kprompt_from_words, load_kprompt
 
     if (label_words is None) == (prompt is None):
         raise Failure("give either --label-words a,b,c (with --instruction) or --prompt FILE")
@@ -57,7 +58,7 @@ def annotate(
 
     lp, cut = kclass_scores(scorer, texts, spec, on_batch=progress)
     words = list(spec.label_words)
-    df["llm_label"] = [words[i] for i in lp.argmax(1)]
+    df["llm_label"] = [words[i] for i in (center_scores(lp) if center else lp).argmax(1)]
     for j, w in enumerate(words):
         df[f"{LOGP_PREFIX}{w}"] = lp[:, j]
     write_table(df, out)

@@ -24,7 +24,7 @@ import numpy as np
 
 from silr.annotate.types import AnnotationError
 
-__all__ = ["KPrompt", "load_kprompt", "kprompt_from_words", "kclass_scores", "DEFAULT_TEMPLATE"]
+__all__ = ["KPrompt", "load_kprompt", "kprompt_from_words", "kclass_scores", "center_scores", "DEFAULT_TEMPLATE"]
 
 DEFAULT_TEMPLATE = "Text: {text}\nAnswer:"
 _FIELDS = {"name", "instruction", "label_words", "template", "max_text_chars"}
@@ -154,3 +154,10 @@ def kclass_scores(scorer, texts: Sequence[str], prompt: KPrompt, *, on_batch=Non
         if on_batch:
             on_batch(done, len(texts))
     return out, cut
+
+
+def center_scores(logp: np.ndarray) -> np.ndarray:
+    """Label-free calibration: each class's mean log-probability over the corpus subtracted (a small model's
+    bias towards one word, e.g. the first, is removed; no gold label is read). Its argmax is the centred label."""
+    lp = np.asarray(logp, dtype=np.float64)
+    return lp - lp.mean(0, keepdims=True)
