@@ -7,7 +7,8 @@ finished ones are skipped. Run with ``nice -n 10 python benchmarks/kclass_bench.
 
 Settings: ``sim60``/``sim75``: simulated LLM labels with ~60%/~75% accuracy (silr.multiclass.data.confusion_noise,
 drawn per seed on corpus and test rows); ``gemma``: Gemma-3-270M's argmax over the K label words (one forward pass
-per text, benchmarks/kclass_gemma.py), with its per-class log-probabilities as evidence for every method.
+per text, benchmarks/kclass_gemma.py), with its per-class log-probabilities as evidence for every method;
+``gemma_c``: the same scores, labels by the argmax after centring each class by its corpus mean (label-free).
 Every method gets the same inputs: the corpus features, the corpus pseudo-labels, the labeled rows' gold labels
 (``budget`` rows drawn per seed) and, under ``gemma``, the LLM log-probabilities. Gold labels of other rows are
 read only by the evaluation (corpus accuracy of the handed-back labels; test accuracy of predict).
@@ -29,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "kclass"
 TASKS = ("slo_opinion", "newsgroups6", "reuters_r8", "newsgroups6b")  # slo_opinion: the tuning set
-SETTINGS = ("sim60", "sim75", "gemma")
+SETTINGS = ("sim60", "sim75", "gemma", "gemma_c")
 BUDGETS = (50, 100)
 SEEDS = (0, 1, 2)
 METHODS = ("llm", "lr_labeled", "lr_balanced", "cleanlab", "ovr_binary", "silr_k")
@@ -66,6 +67,9 @@ def _llm(task, setting, seed, Fc, Ft):
         return None
     z = np.load(path)
     lp, lpt = z["corpus_logp"], z["test_logp"]
+    if setting == "gemma_c":  # label-free centring by the corpus means (silr kclass annotate --center)
+        mu = lp.mean(0, keepdims=True)
+        return (lp - mu).argmax(1), (lpt - mu).argmax(1), lp, lpt
     return lp.argmax(1), lpt.argmax(1), lp, lpt
 
 
@@ -74,7 +78,7 @@ def _subset(task, setting, Fc, Ft):
     from silr.multiclass.data import KTask
 
     path = ROOT / "results" / "kclass_gemma" / f"{task.name}.npz"
-    if setting != "gemma" or not path.exists():
+    if not setting.startswith("gemma") or not path.exists():
         return task, Fc, Ft
     z = np.load(path)
     ci, ti = z["corpus_idx"], z["test_idx"]
