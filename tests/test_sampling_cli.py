@@ -100,15 +100,12 @@ def test_refine_reads_the_design_back_and_weights_by_it(refined):
     r1 = rounds["rounds"][1]
     g = r1["gain_over_round0"]
     assert g["low"] <= g["value"] <= g["high"] and g["method"].startswith("design-weighted")
-    # round 0's pi is the design-weighted estimate (the labeled rows' round-0 labels refitted out of fold)
-    from silr.selection import threshold_oof_predict
-
+    # round 0's pi is the design-weighted estimate over the corpus pseudo-label sides
     drawn = read_labeled_design(s, d / "filled.csv", df["text"].tolist(), df["pseudo"].to_numpy(), text_col="text",
                                 label_col="label", corpus=d / "corpus.csv")
     order = np.argsort(drawn.rows)
     rows, y = drawn.rows[order], drawn.y[order]
-    s0 = df["pseudo"].to_numpy().copy()
-    s0[rows] = threshold_oof_predict(df["llm_score"].to_numpy()[rows], y)
+    s0 = df["pseudo"].to_numpy()
     e = round_estimates(y, rows, s0, drawn.design, prediction_covariates(df["llm_score"].to_numpy(), None,
                                                                          df["pseudo"].to_numpy()))
     assert rounds["rounds"][0]["pi"] == pytest.approx(e["pi"].value)

@@ -14,7 +14,8 @@ from scipy import stats
 
 from silr.priors import Interval, PriorEstimate, PriorEstimationError, RefinementError
 from silr.sampling.design import SamplingDesign
-from silr.sampling.estimators import gain_estimate, prediction_covariates, round_estimates
+from silr.sampling.estimators import (accuracy_covariates, domain_mean, gain_estimate, prediction_covariates,
+                                      round_estimates)
 
 __all__ = ["design_prior_estimator", "RoundGains"]
 
@@ -42,12 +43,18 @@ def design_prior_estimator(design: SamplingDesign, lab: np.ndarray, s0: np.ndarr
         y = np.asarray(y_lab).astype(np.int64)
         if y.min() == y.max():
             raise PriorEstimationError(f"the labeled sample has one class only (all {int(y[0])}, {y.size} rows)")
-        s = _labels_with(s_corpus, lab, s_lab)
+        # the sides are the corpus labels (a labeled row moved to the other side by an out-of-fold label would stand
+        # for a whole stratum of rows that did not move); the accuracy is judged on the labeled rows' own labels
+        s = np.asarray(s_corpus).astype(np.int64)
         rho = float(np.mean(s))
         if not 0.0 < rho < 1.0:
             raise PriorEstimationError(f"pseudo-positive rate is {rho:.4f}: all labels are one class")
         Q = prediction_covariates(llm, score, s0)
         e = round_estimates(y, lab, s, design, Q, confidence=confidence)
+        own = np.asarray(s_lab).astype(np.int64)
+        if not np.array_equal(own, s[lab]):
+            e["accuracy"] = domain_mean((y == own).astype(float), lab, design, None, accuracy_covariates(Q, s),
+                                        confidence=confidence)
         point = {k: float(np.clip(e[k].value, EPS, 1 - EPS)) for k in ("pi", "theta_p", "theta_n")}
         iv = {k: Interval(e[k].low, e[k].high) for k in ("pi", "theta_p", "theta_n", "accuracy", "gap")}
         g = e["gap"]
