@@ -304,7 +304,13 @@ def run_job(
         if eng.is_ray and r.backbone != "llm":
             from silr.engine.ray_annotate import annotate_on_ray
 
-            ann_file = staging / "annotated.parquet"
+            import hashlib
+
+            # the shards live in the cache, not in the staging folder (rebuilt by every run), so a killed job resumes
+            job_key = hashlib.sha256(json.dumps([str(corpus_path.resolve()), d.text_col, a.model, a.prompt,
+                                                 a.instruction, a.label_words, a.shots, a.base_url, a.api,
+                                                 labeled["text"].astype(str).tolist()]).encode()).hexdigest()[:16]
+            ann_file = cache_root / "engine" / f"annotate-{job_key}" / "annotated.parquet"
             annotation = annotate_on_ray(
                 eng, corpus_path, ann_file, text_col=d.text_col, model=a.model, spec=spec, labeled=lab_for_annotation,
                 shots=a.shots, threshold=a.threshold, seed=0, label_col="label",

@@ -131,7 +131,17 @@ def run_pool(engine, items: Sequence[dict], actor_cls: type, *, init_kwargs: dic
         _PoolAdapter, fn_constructor_kwargs={"actor_cls": actor_cls, "init_kwargs": init_kwargs or {}},
         batch_size=1, compute=ray.data.ActorPoolStrategy(size=k), num_cpus=num_cpus,
     ).take_all()
-    return [json.loads(r["result"]) for r in out]
+    results = [json.loads(r["result"]) for r in out]
+    for r in results:
+        if "__user_error__" in r:  # a bad input, setting or server met by a worker: the one-line error of one process
+            raise _rebuild(r["__user_error__"], r["message"])
+    return results
+
+
+def _rebuild(kind: str, message: str) -> Exception:
+    from silr.annotate.types import AnnotationError
+
+    return {"AnnotationError": AnnotationError, "OSError": OSError}.get(kind, ValueError)(message)
 
 
 class _PoolAdapter:
@@ -141,8 +151,20 @@ class _PoolAdapter:
         self.inner = actor_cls(**init_kwargs)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        from silr.annotate.types import AnnotationError
+
         _test_hold(type(self.inner).__name__)
-        results = [json.dumps(self.inner(json.loads(s)), default=str) for s in batch["item"]]
+        results = []
+        for s in batch["item"]:
+            try:
+                r = self.inner(json.loads(s))
+            except AnnotationError as e:  # user errors are not retried: they come back to the driver as they are
+                r = {"__user_error__": "AnnotationError", "message": str(e)}
+            except OSError as e:
+                r = {"__user_error__": "OSError", "message": str(e)}
+            except ValueError as e:
+                r = {"__user_error__": "ValueError", "message": str(e)}
+            results.append(json.dumps(r, default=str))
         return {"result": results}
 
 
