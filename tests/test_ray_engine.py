@@ -273,3 +273,15 @@ def test_ray_annotate_driver_killed_resumes_from_the_finished_shards(rt_task, tm
     assert len(got) == 400 and got["llm_score"].notna().all()
     assert len(srv.scored) == len({t.strip() for t in list(df["text"].iloc[:400]) + list(lab["text"])})
     assert max(srv.scored.values()) == 1
+
+
+def test_a_workers_user_error_reaches_the_driver_as_one_line(cluster):
+    from silr.engine.shards import run_pool
+
+    class _Refuses:  # defined here: pickled by value, so the workers need not import this test module
+        def __call__(self, item):
+            raise ValueError(f"input file 'x.csv' row {item['row']}: empty text")
+
+    eng, _ = cluster
+    with pytest.raises(ValueError, match=r"^input file 'x.csv' row 7: empty text$"):
+        run_pool(eng, [{"row": 7}], _Refuses, workers=1)
