@@ -82,13 +82,16 @@ class PeakMemory:
         self._sample()
 
 
+_COMMIT_AT_START: str | None = None  # the code a run executes is the checkout when it starts
+
+
 def _machine() -> dict:
     import platform
 
     import torch
 
     return {"cpus": os.cpu_count(), "load_avg": os.getloadavg(), "python": platform.python_version(),
-            "torch": torch.__version__, "ray": _ray_version(), "commit": _commit()}
+            "torch": torch.__version__, "ray": _ray_version(), "commit": _COMMIT_AT_START or _commit()}
 
 
 def _ray_version():
@@ -200,6 +203,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--only", default="", help="comma-separated run names (with 'all')")
     a = ap.parse_args()
+    global _COMMIT_AT_START
+    _COMMIT_AT_START = _commit()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if a.what == "all":
         only = set(filter(None, a.only.split(",")))

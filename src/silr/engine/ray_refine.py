@@ -72,10 +72,38 @@ def refine_texts_ray(inputs: RefineInputs, *, engine: Engine, backbone="minilm",
     X_all = store.open()
     learner = StreamingHeadLearner(store_path=str(store.path), work_dir=str(work), engine=engine, epochs=20)
     refiner = refiner_from_params(rounds=rounds, seed=seed, learner=learner, **refiner_params)
-    with config_context(assume_finite=True):  # skip a full pass over the store to check finiteness
+    # skip a full pass over the store to check finiteness; drop the store's pages the driver reads (the labeled-row
+    # probe and the hand-back read every row in chunks) so its resident memory stays bounded, not the store's size
+    with config_context(assume_finite=True), _ReleasePages(X_all):
         refiner.fit(X_all, y_all, y_gold=y_gold, llm_score=llm_all, on_round=on_round)
         result = collect_result(refiner, bb, inputs, X_all[:n], t0, engine={**engine.describe(), "work_dir": str(work)})
     return result
+
+
+class _ReleasePages:
+    """While in the block, drop the memory map's resident pages every ``every`` seconds (they stay in the page
+    cache; a read faults them back in)."""
+
+    def __init__(self, mm, every: float = 0.2):
+        import threading
+
+        self.mm, self.every = mm, every
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        from silr.engine.features import release
+
+        while not self._stop.wait(self.every):
+            release(self.mm)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
 
 
 def _appended_rows(inputs: RefineInputs, n_extra: int) -> list[int]:
