@@ -110,7 +110,7 @@ def _commit() -> str:
         return "?"
 
 
-def run_refine(n: int, engine: str, workers: int, rounds: int = 5) -> dict:
+def run_refine(n: int, engine: str, workers: int, rounds: int = 5, start_gap_lower="auto") -> dict:
     import resource
 
     import torch
@@ -130,18 +130,19 @@ def run_refine(n: int, engine: str, workers: int, rounds: int = 5) -> dict:
         if engine == "local":
             from silr.texts import refine_texts
 
-            res = refine_texts(inputs, backbone="minilm", rounds=rounds, seed=0, progress=False)
+            res = refine_texts(inputs, backbone="minilm", rounds=rounds, seed=0, progress=False,
+                               start_gap_lower=start_gap_lower)
         else:
             from silr.engine import resolve_engine
             from silr.engine.ray_refine import refine_texts_ray
 
             eng = resolve_engine("ray", num_cpus=2, workers=workers, rows_per_shard=50_000)
             res = refine_texts_ray(inputs, engine=eng, backbone="minilm", rounds=rounds, seed=0, progress=False,
-                                   work_dir=WORK / "work" / f"n{n}-w{workers}")
+                                   work_dir=WORK / "work" / f"n{n}-w{workers}", start_gap_lower=start_gap_lower)
     wall = time.perf_counter() - t0
     labels = res.labels
     phases = {r["round"]: r.get("seconds") for r in res.summary["rounds"]}
-    out = {"n": n, "engine": engine, "workers": workers if engine == "ray" else None, "rounds_run": res.refiner.n_rounds_,
+    out = {"n": n, "engine": engine, "start_gap_lower": start_gap_lower, "workers": workers if engine == "ray" else None, "rounds_run": res.refiner.n_rounds_,
            "wall_s": wall, "per_row_us": wall / n * 1e6, "peak_rss_tree_gib": mem.peak_tree / 2**30,
            "peak_rss_driver_gib": mem.peak_self / 2**30, "peak_rss_driver_not_file_gib": mem.peak_anon_self / 2**30,
            "ru_maxrss_driver_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
@@ -187,9 +188,9 @@ PLAN = [  # (name, argv), most important first
     ("refine-local-n20264", ["refine", "--n", "20264", "--engine", "local"]),
     ("refine-ray-n1000000-w2", ["refine", "--n", "1000000", "--engine", "ray", "--workers", "2"]),
     ("refine-local-n1000000", ["refine", "--n", "1000000", "--engine", "local"]),
-    ("refine-ray-n100000-w1", ["refine", "--n", "100000", "--engine", "ray", "--workers", "1"]),
-    ("refine-ray-n100000-w2", ["refine", "--n", "100000", "--engine", "ray", "--workers", "2"]),
-    ("refine-local-n100000", ["refine", "--n", "100000", "--engine", "local"]),
+    ("refine-ray-n100000-w1", ["refine", "--n", "100000", "--engine", "ray", "--workers", "1", "--start-gap-lower", "none"]),
+    ("refine-ray-n100000-w2", ["refine", "--n", "100000", "--engine", "ray", "--workers", "2", "--start-gap-lower", "none"]),
+    ("refine-local-n100000", ["refine", "--n", "100000", "--engine", "local", "--start-gap-lower", "none"]),
     ("annotate-n240-w1", ["annotate", "--n", "240", "--workers", "1"]),
     ("annotate-n240-w2", ["annotate", "--n", "240", "--workers", "2"]),
 ]
@@ -202,6 +203,8 @@ def main() -> None:
     ap.add_argument("--engine", default="ray")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--only", default="", help="comma-separated run names (with 'all')")
+    ap.add_argument("--start-gap-lower", default="auto",
+                    help="the refiner's start_gap_lower: auto (default), none (the round-0 interval check off) or a number")
     a = ap.parse_args()
     global _COMMIT_AT_START
     _COMMIT_AT_START = _commit()
@@ -221,7 +224,10 @@ def main() -> None:
             f.write_text(json.dumps(res, indent=2) + "\n")
             print(json.dumps(res), flush=True)
         return
-    res = run_refine(a.n, a.engine, a.workers) if a.what == "refine" else run_annotate(a.n, a.workers)
+    sgl = {"auto": "auto", "none": None}.get(a.start_gap_lower.lower(), None)
+    if a.start_gap_lower.lower() not in ("auto", "none"):
+        sgl = float(a.start_gap_lower)
+    res = run_refine(a.n, a.engine, a.workers, start_gap_lower=sgl) if a.what == "refine" else run_annotate(a.n, a.workers)
     print(json.dumps(res))
 
 
