@@ -65,7 +65,8 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
     risk : {"robust_uu", "uu", "pn"}
         Risk of round 1 (``pn`` = PN learning on the pseudo-labels, a baseline).
     later_risk : {"robust_uu", "uu", "pn"} or None
-        Risk of rounds 2 and later (``None``: same as ``risk``).
+        Risk of rounds 2 and later (``None``: same as ``risk``). With K > 2 classes ``"uu"`` means ``risk``
+        (:mod:`silr.multiclass`: the unbiased K-class risk over-fits).
     aggregate : {"running_mean", "last"}
         How a round's labels are made: the sign of the running mean of all rounds' scores, each divided by
         its standard deviation over the corpus, or the sign of the last classifier's score alone.

@@ -83,8 +83,11 @@ def fit_refiner_kclass(est, d, on_round=None):
                       "taken as clean (T = identity) and the last round is handed back; label a few rows when you can",
                       UserWarning, stacklevel=4)
     default = "stack" if est.stack else "refined"
+    # rounds 2+: the unbiased K-class risk (T^-1 has negative entries) over-fits where the binary one does not,
+    # so the default later_risk "uu" means the robust risk here (newsgroups6, the tuning set; KCLASS.md)
+    later = est.risk if est.later_risk in (None, "uu") else est.later_risk
     f = fit_kclass(d.X, d.s0, d.y_lab, d.lab, d.X_lab, K, llm=d.llm, rounds=est.rounds, risk=est.risk,
-                   later_risk=est.later_risk, learner=kclass_learner(est.learner), val_fraction=est.val_fraction,
+                   later_risk=later, learner=kclass_learner(est.learner), val_fraction=est.val_fraction,
                    default=default, confidence=est.fallback_confidence, probe=bool(est.probe),
                    n_bootstrap=min(est.n_bootstrap, 1000), seed=est.seed, on_round=on_round)
     est.classes_ = d.classes
