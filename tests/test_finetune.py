@@ -254,7 +254,7 @@ def test_refiner_with_finetune_learner_texts_end_to_end(tiny, tmp_path):
     assert res.summary["learner"]["supervised_weight"] == 0.3
     write_run(res, tmp_path / "run", report=False)
     rounds = json.loads((tmp_path / "run" / "rounds.json").read_text())
-    assert rounds["learner"]["kind"] == "FineTuneLearner"
+    assert rounds["learner"]["kind"] == "FineTuneLearner" and rounds["learner"]["why"].startswith("asked for")
     pred = predict_texts(tmp_path / "run", texts[:5], progress=False)
     np.testing.assert_allclose(pred["score"].to_numpy(), res.refiner.decision_function(texts[:5]), atol=1e-5)
 

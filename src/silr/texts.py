@@ -109,6 +109,11 @@ def collect_result(refiner: SelfIterativeRefiner, bb, inputs: RefineInputs, X, t
         "supervised_weight": refiner.supervised_weight,
         "input": "texts (encoder fine-tuned end to end each round)" if getattr(lt, "takes_texts", False)
         else f"features of backbone {bb.spec().get('name')}",
+        # why this learner: the default stays the frozen head until the fine-tuned learner wins the benchmark
+        "why": ("default: the head on frozen features; the fine-tuned learner did not beat it on the benchmark's "
+                "real-LLM cells (benchmarks/FINETUNE.md)") if lt is None
+        else "asked for (--finetune / [refine] finetune = true / learner=)" if getattr(lt, "takes_texts", False)
+        else "the backbone's own learner",
     }
     summary["engine"] = engine or {"kind": "local"}
     summary["seconds"] = time.perf_counter() - t0

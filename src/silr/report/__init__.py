@@ -116,6 +116,7 @@ def write_report(
                                  else (len(labels) if labels is not None else None))),
         ("Labeled budget", _fmt_int(rounds.get("n_labeled"))),
         ("Backbone", _backbone_name(backbone)),
+        ("Learner", str((rounds.get("learner") or {}).get("kind") or _DASH)),
         ("Risk", str(params.get("risk") or _DASH)),
         ("Rounds run", f"{n_rounds_done} (of {_fmt_int(params.get('rounds'))} planned)"
          if params.get("rounds") is not None else str(n_rounds_done)),
