@@ -165,7 +165,7 @@ def main() -> None:
 
 
 def _proj(refine) -> dict:
-    big = next((r for r in refine if r["engine"] == "ray" and r["n"] == 1_000_000), None)
+    big = next((r for r in reversed(refine) if r["engine"] == "ray" and r["n"] == 1_000_000 and not r.get("note")), None)
     us = big["per_row_us"] if big else float("nan")
     tokens_plain, tokens_cached = 400, 100
     gpu_h_plain = 10e6 * tokens_plain / VLLM_TOK_S_H100 / 3600
@@ -191,7 +191,8 @@ Not measured: arithmetic from the figures above and one published throughput.
   Wall time on N nodes of 8 GPUs (one vLLM server per GPU, the servers listed in `--base-url`, or one actor per
   GPU): {n1:.1f} h on 1 node, {n4:.1f} h on 4, {n16:.2f} h on 16 without prefix caching; {c1:.1f} h / {c4:.2f} h /
   {c16:.2f} h with it. Annotation scales linearly with GPUs: each shard is independent.
-* **Refinement** (features from a cache, 5 rounds): measured here on the Ray engine at 1M rows, {us:.0f} us per
+* **Refinement** (features from a cache, 5 rounds): measured here on the Ray engine at 1M rows (the run of the
+  current code), {us:.0f} us per
   row on 2 contended CPU cores, i.e. ~{refine_h:.1f} h for 10M rows on this box if the per-row cost stays at its
   1M value (it fell from 100k to 1M as fixed costs were spread, table above; the store for 10M MiniLM rows is
   15 GB on disk, the driver's memory stays bounded). Of that, corpus scoring and feature reads scale with workers; the head's
@@ -199,7 +200,7 @@ Not measured: arithmetic from the figures above and one published throughput.
   separate cost (an encoder pass, parallel by shard; on GPUs a small fraction of the LLM pass).
 * **What does not scale**: the per-round head training (sequential), the driver's per-row bookkeeping (texts plus
   ~30 MB per million rows), and Ray Data's per-pool start-up (~5-15 s per pool on this box, several pools per
-  round), which dominates at small N (the 10k-row Ray run is slower than the local one) and vanishes at large N.
+  round), which dominates at small N (the 10k-row Ray run takes 11x the local one's time) and shrinks as N grows.
 * The GPU path itself (`ray.data.llm` with vLLM on GPU nodes) is not built or tested here: no device was lent to
   this task. On GPU nodes today, run vLLM servers and give their URLs to `--base-url` (comma-separated) with
   `--engine ray`.
