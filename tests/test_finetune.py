@@ -247,7 +247,7 @@ def test_refiner_with_finetune_learner_texts_end_to_end(tiny, tmp_path):
     # the text-level entry point (what `silr refine --finetune` calls) and the run folder
     assert refine_learner_params(False) == {} and refine_learner_params(False, 0.2) == {"supervised_weight": 0.2}
     params = refine_learner_params(True, progress=False)
-    assert params["supervised_weight"] == 0.3 and isinstance(params["learner"], FineTuneLearner)
+    assert params["supervised_weight"] == 0.0 and isinstance(params["learner"], FineTuneLearner)
     inputs = RefineInputs(texts, s, texts[:40], y[:40], s[:40])
     res = refine_texts(inputs, rounds=1, learner=FineTuneLearner(tiny, **kw), supervised_weight=0.3)
     assert res.summary["learner"]["kind"] == "FineTuneLearner" and res.summary["learner"]["takes_texts"]
@@ -292,7 +292,7 @@ def test_cli_refine_finetune(tmp_path):
                                  "--no-report", "-q"])
     assert r.exit_code == 0, r.output
     rounds = json.loads((out / "rounds.json").read_text())
-    assert rounds["learner"]["kind"] == "FineTuneLearner" and rounds["learner"]["supervised_weight"] == 0.3
+    assert rounds["learner"]["kind"] == "FineTuneLearner" and rounds["learner"]["supervised_weight"] == 0.0
     assert rounds["params"]["learner"]["kind"] == "FineTuneLearner"
     pd.DataFrame({"text": d["text"][:5]}).to_csv(tmp_path / "new.csv", index=False)
     r = CliRunner().invoke(app, ["predict", str(out), str(tmp_path / "new.csv"), "--out", str(tmp_path / "p.csv"), "-q"])

@@ -100,7 +100,7 @@ class RefineSection:
     seed: int = 0
     risk: str = "robust_uu"
     later_risk: str = "uu"
-    finetune: bool = False  # fine-tune MiniLM end to end each round (silr.finetune), labeled rows at w = 0.3
+    finetune: bool = False  # fine-tune MiniLM end to end each round (silr.finetune); supervised weight 0 unless set
 
 
 @dataclass
