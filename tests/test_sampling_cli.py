@@ -173,3 +173,34 @@ def test_more_adds_rows_where_the_run_changed_labels(refined, capsys):
     drawn = read_labeled_design(m, d / "more.csv", df["text"].tolist(), df["pseudo"].to_numpy(), text_col="text",
                                 label_col="label", corpus=d / "corpus.csv")
     assert drawn.rows.size == 60 and (drawn.design.alloc >= 2).all()
+
+
+def test_config_run_reads_the_design_like_refine(refined, tmp_path):
+    """`silr run` with `[labeled] file` drawn by `silr sample`: the same design-weighted priors as `silr refine`
+    on the same corpus and pseudo-labels (it used to treat the file as a uniform sample)."""
+    from typer.testing import CliRunner
+
+    from silr.cli import app
+    from silr.job import load_config, run_job
+
+    d, df, s, _ = refined
+    r = CliRunner().invoke(app, ["refine", str(d / "corpus.csv"), "--pseudo-col", "pseudo", "--labeled",
+                                 str(d / "filled.csv"), "--out", str(tmp_path / "ref"), "--backbone", "ngram",
+                                 "--rounds", "1", "--no-report"])
+    assert r.exit_code == 0, r.output
+    (tmp_path / "run.toml").write_text(
+        f'[data]\ncorpus = "{d / "corpus.csv"}"\npseudo_col = "pseudo"\n'
+        f'[labeled]\nfile = "{d / "filled.csv"}"\n[refine]\nbackbone = "ngram"\nrounds = 1\n')
+    said = []
+    run_job(load_config(tmp_path / "run.toml"), tmp_path / "job", echo=said.append, progress=False)
+    assert any("weighted by the design" in m for m in said)
+    ref = json.loads((tmp_path / "ref" / "rounds.json").read_text())["rounds"][0]
+    job = json.loads((tmp_path / "job" / "rounds.json").read_text())["rounds"][0]
+    for k in ("pi", "theta_p", "theta_n"):
+        assert job[k] == pytest.approx(ref[k]), k
+    # and a uniform-sample estimate of the same 50 rows would differ: the design is what made them equal
+    from silr.priors import estimate_priors
+
+    uni = estimate_priors(df["label"].to_numpy()[s["row"]], df["pseudo"].to_numpy()[s["row"]], df["pseudo"].mean(),
+                          n_bootstrap=10)
+    assert abs(uni.pi - job["pi"]) > 1e-6

@@ -338,6 +338,16 @@ def run_job(
         corpus_path=str(corpus_path),
         labeled_path=str(lab_cfg.file or f"{lab_cfg.sample_from_gold} corpus rows, gold revealed"),
     )
+    if lab_cfg.file:  # a file drawn by `silr sample`: its design weights the estimates, as in `silr refine`
+        from silr.sampling.files import design_inputs_from_annotation
+
+        use_score = "llm_score" in annotated.columns and pseudo_col == "pseudo_label" and not d.pseudo_col
+        drawn = design_inputs_from_annotation(
+            annotated, _resolve(cfg, lab_cfg.file), keep, text_col=d.text_col, label_col=lab_cfg.label_col,
+            pseudo_col=pseudo_col, score_col="llm_score" if use_score else None, corpus=str(corpus_path))
+        if drawn is not None:
+            inputs = drawn
+            echo(f"note: {drawn.notes[-1]}")
     if not keep.all():
         echo(f"note: {int((~keep).sum())} abstained rows are left out of the refinement")
     run_refine = refine_texts

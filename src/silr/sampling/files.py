@@ -19,7 +19,8 @@ import pandas as pd
 from silr.io import InputError, atomic_write_text, parse_binary_labels, write_table
 from silr.sampling.design import SamplingDesign, design_from_dict
 
-__all__ = ["design_path", "corpus_fingerprint", "write_sample", "read_labeled_design", "LabeledDesign", "drawn_inputs"]
+__all__ = ["design_path", "corpus_fingerprint", "write_sample", "read_labeled_design", "LabeledDesign", "drawn_inputs",
+           "design_inputs_from_annotation"]
 
 FORMAT = "silr-sample-design/1"
 
@@ -152,3 +153,23 @@ def drawn_inputs(drawn: LabeledDesign, cdf: pd.DataFrame, corpus, labeled, texts
     return RefineInputs(list(texts), pseudo, [texts[r] for r in rows], y[order], pseudo[rows].astype(np.int8),
                         notes + drawn.notes, str(corpus), str(labeled), score,
                         None if score is None else score[rows], labeled_rows=rows, design=drawn.design)
+
+
+def design_inputs_from_annotation(annotated: pd.DataFrame, labeled: str | Path, keep: np.ndarray, *, text_col: str,
+                                  label_col: str, pseudo_col: str, score_col: str | None, corpus: str | Path):
+    """``silr run``'s inputs when its ``[labeled] file`` was drawn by ``silr sample``: the design is read back and
+    checked against the run's own corpus and pseudo-labels (:func:`read_labeled_design`), as ``silr refine`` does.
+    ``None`` when the file is not a drawn sample (no ``row`` column or no side file)."""
+    from silr.io import clean_texts, read_table
+
+    ldf = read_table(labeled, required=[label_col], what="labeled sample")
+    if "row" not in ldf.columns or not design_path(labeled).is_file():
+        return None
+    if not np.asarray(keep, dtype=bool).all():
+        raise InputError(f"labeled file '{labeled}' was drawn by `silr sample` from every corpus row, but the "
+                         f"annotator abstained on {int((~np.asarray(keep, dtype=bool)).sum())} rows of corpus file "
+                         f"'{corpus}'; refine the corpus you sampled from with `silr refine --labeled`")
+    texts = clean_texts(annotated[text_col], what=f"corpus file '{corpus}'", column=text_col)
+    pseudo = parse_binary_labels(annotated[pseudo_col], what=f"corpus file '{corpus}'", column=pseudo_col).astype(np.int8)
+    drawn = read_labeled_design(ldf, labeled, texts, pseudo, text_col=text_col, label_col=label_col, corpus=corpus)
+    return drawn_inputs(drawn, annotated, corpus, labeled, texts, pseudo, [], score_col)
