@@ -68,7 +68,7 @@ def target(cs) -> list[str]:
     m = np.array([c["margin"] for c in held])
     worst = min(held, key=lambda c: c["margin"])
     return [f"Held-out cells (reuters_r8, newsgroups6b; not the tuning sets) with LLM corpus accuracy in [0.5, 0.8]: {len(held)}; mean margin of "
-            f"silr K-class over the best baseline of each cell **{m.mean():+.3f}**; cells above it: {int((m > 0).sum())}; "
+            f"silr K-class over the best baseline of each cell **{m.mean():+.3f}**; cells where it is above: {int((m > 0).sum())}; "
             f"worst {worst['margin']:+.3f} ({worst['setting']} {worst['task']} {worst['budget']} labels, best baseline "
             f"{HEAD[worst['best']]}); cells more than 1 point below: {int((m < -0.01).sum())}."]
 
