@@ -39,7 +39,7 @@ def default_work_dir(inputs: RefineInputs, backbone_spec: dict, cache_dir=None) 
 def refine_texts_ray(inputs: RefineInputs, *, engine: Engine, backbone="minilm", rounds: int = 5, seed: int = 0,
                      progress: bool = True, cache_dir: str | os.PathLike | None = None, on_round=None,
                      work_dir: str | os.PathLike | None = None, **refiner_params):
-    """:func:`silr.texts.refine_texts` on the Ray engine (dense backbones; the head learner)."""
+    """:func:`silr.texts.refine_texts` on the Ray engine (dense backbones and the head, or --finetune under Ray Train)."""
     from sklearn import config_context
 
     from silr.backbones import Backbone, get_backbone
@@ -49,8 +49,16 @@ def refine_texts_ray(inputs: RefineInputs, *, engine: Engine, backbone="minilm",
     from silr.texts import collect_result
 
     t0 = time.perf_counter()
-    if refiner_params.pop("learner", None) is not None:
-        raise EngineError("the ray engine trains the head on stored features; --finetune runs on the local engine")
+    learner = refiner_params.pop("learner", None)
+    if getattr(learner, "takes_texts", False):  # --finetune: each round's fine-tuning under Ray Train
+        from silr.engine.ray_train import refine_texts_finetune_ray
+
+        return refine_texts_finetune_ray(inputs, engine=engine, learner=learner, backbone=backbone, rounds=rounds,
+                                         seed=seed, progress=progress, cache_dir=cache_dir, on_round=on_round,
+                                         work_dir=work_dir, **refiner_params)
+    if learner is not None:
+        raise EngineError("the ray engine trains the head on stored features or fine-tunes (--finetune); "
+                          "another learner runs on the local engine")
     if float(refiner_params.get("supervised_weight", 0.0) or 0.0) > 0:
         raise EngineError("the ray engine's head has no --supervised-weight yet; use the local engine")
     bb = backbone if isinstance(backbone, Backbone) else get_backbone(backbone, cache_dir=cache_dir, progress=progress)

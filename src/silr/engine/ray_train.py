@@ -1,0 +1,304 @@
+"""``--engine ray --finetune``: each round's fine-tuning under Ray Train (``ray.train.torch.TorchTrainer``).
+
+:class:`RayTrainFineTuneLearner` is a :class:`~silr.finetune.FineTuneLearner` whose ``fit`` runs the same
+training on ``workers`` CPU workers (gloo backend): the model is wrapped by ``prepare_model`` (DDP when more
+than one worker), every worker draws the learner's corpus permutation (same seed, same generator) and a
+``DistributedSampler`` (no reshuffle) gives worker ``r`` the rows ``r, r + N, ...`` of it, in batches of
+``ceil(batch_size / N)`` rows (the global batch stays ``batch_size``). The risk, the optimiser, the schedule and
+the epoch choice are the learner's: the validation corpus risk is computed on the scores of ALL held-out rows
+(each worker scores its share; the scores are all-reduced), so every worker keeps the same epoch.
+
+With one worker there is no DDP and the steps are the local learner's, in the same order: the labels equal the
+local ``FineTuneLearner``'s for the same seed (tested). With N > 1 the per-worker robust risk is averaged over
+the workers (a leaky ReLU of per-worker partial risks, not of the global batch's), so labels differ a little.
+
+Fault tolerance: after every epoch rank 0 reports a Ray Train checkpoint (weights, optimiser, schedule, random
+states, the best epoch so far); a killed worker makes Ray restart the group (``FailureConfig``), which resumes
+from the last checkpoint. A finished round is stored under ``work/ft_rounds/KEY`` (KEY: a hash of the texts,
+labels, split, weights, risk, seed, settings and worker count): a restarted driver re-runs the loop and finished
+rounds load from disk instead of training again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from silr.finetune import FineTuneLearner
+from silr.io import atomic_path, atomic_write_text
+from silr.learners import LabeledBatches, check_labeled
+from silr.risks import UUWeights, batch_risk, joint_risk
+
+__all__ = ["RayTrainFineTuneLearner", "train_loop_per_worker", "refine_texts_finetune_ray"]
+
+_MAX_FAILURES = 3
+
+
+class RayTrainFineTuneLearner(FineTuneLearner):
+    """A :class:`FineTuneLearner` trained under Ray Train on ``workers`` CPU workers (see the module)."""
+
+    def __init__(self, model_dir=None, *, engine=None, work_dir: str | None = None, workers: int = 1, **params):
+        super().__init__(model_dir, **params)
+        self.engine, self.work_dir, self.workers = engine, work_dir, int(workers)
+
+    def clone(self) -> "RayTrainFineTuneLearner":
+        return type(self)(engine=self.engine, work_dir=self.work_dir, workers=self.workers, **self.get_params())
+
+    def _key(self, texts, pseudo, val_mask, weights, risk, seed, lab) -> str:
+        h = hashlib.sha256()
+        params = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.get_params().items() if k != "progress"}
+        h.update(json.dumps([params, weights.__dict__, risk, int(seed), self.workers, str(self._folder())],
+                            sort_keys=True, default=str).encode())
+        for t in texts:
+            h.update(t.encode("utf-8", "surrogatepass") + b"\x00")
+        h.update(np.ascontiguousarray(pseudo, dtype=np.int8).tobytes())
+        h.update(np.packbits(np.asarray(val_mask, dtype=bool)).tobytes())
+        if lab is not None:
+            for t in lab[0]:
+                h.update(t.encode("utf-8", "surrogatepass") + b"\x01")
+            h.update(np.ascontiguousarray(lab[1], dtype=np.int8).tobytes() + repr(float(lab[2])).encode())
+        return h.hexdigest()[:24]
+
+    def fit(self, X, pseudo, weights: UUWeights, *, risk: str = "robust_uu", val_mask=None, seed: int = 0,
+            labeled=None):
+        if self.engine is None or self.work_dir is None:
+            raise ValueError("RayTrainFineTuneLearner needs engine= and work_dir= (the ray engine sets them)")
+        self._validate()
+        texts = [str(t) for t in X]
+        pseudo = np.asarray(pseudo).astype(np.int64)
+        val_mask = np.zeros(len(texts), bool) if val_mask is None else np.asarray(val_mask, dtype=bool)
+        if len(texts) != pseudo.size or val_mask.size != pseudo.size:
+            raise ValueError(f"{len(texts)} texts, {pseudo.size} pseudo-labels and {val_mask.size} mask entries differ")
+        if not (~val_mask).any():
+            raise ValueError("no training rows: val_mask holds out the whole corpus")
+        lab = check_labeled(labeled)
+        t0 = time.perf_counter()
+        rounds = Path(self.work_dir) / "ft_rounds"
+        rounds.mkdir(parents=True, exist_ok=True)
+        key = self._key(texts, pseudo, val_mask, weights, risk, seed, lab)
+        res_w, res_m = rounds / f"{key}.safetensors", rounds / f"{key}.json"
+        self.from_cache_ = res_m.exists() and res_w.exists()
+        if not self.from_cache_:
+            inputs = rounds / f"{key}.inputs.npz"
+            with atomic_path(inputs) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, texts=np.asarray(texts, dtype=str), pseudo=pseudo, val_mask=val_mask,
+                         lab_texts=np.asarray([] if lab is None else [str(t) for t in lab[0]], dtype=str),
+                         lab_y=np.asarray([] if lab is None else lab[1], dtype=np.int64))
+            self._train(key, inputs, weights, risk, int(seed), 0.0 if lab is None else float(lab[2]),
+                        lab is not None, res_w, res_m)
+            inputs.unlink(missing_ok=True)
+        from safetensors.torch import load_file
+
+        meta = json.loads(res_m.read_text())
+        prev = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        try:
+            self._load(None, pretrained=False)
+        finally:
+            torch.set_num_threads(prev)
+        self.module_.load_state_dict(load_file(str(res_w)), strict=True)
+        self.module_.eval()
+        self.history_, self.best_epoch_ = meta["history"], int(meta["best_epoch"])
+        self.n_truncated_ = int(meta["n_truncated"])
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def _train(self, key, inputs, weights, risk, seed, w, has_lab, res_w, res_m):
+        from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+        from ray.train.torch import TorchConfig, TorchTrainer
+        from safetensors.torch import load_file, save_file
+
+        from silr.engine import connect
+
+        connect(self.engine)
+        params = {**self.get_params(), "progress": False}
+        params["model_dir"] = None if self.model_dir is None else str(self.model_dir)
+        config = {"params": params, "inputs": str(inputs), "weights": weights.__dict__, "risk": risk, "seed": seed,
+                  "w": w, "has_lab": has_lab, "work": str(self.work_dir)}
+        trainer = TorchTrainer(
+            train_loop_per_worker, train_loop_config=config,
+            scaling_config=ScalingConfig(num_workers=self.workers, use_gpu=False),
+            torch_config=TorchConfig(backend="gloo"),
+            run_config=RunConfig(name=f"ft-{key}", storage_path=str(Path(self.work_dir).resolve() / "ray_train"),
+                                 failure_config=FailureConfig(max_failures=_MAX_FAILURES),
+                                 checkpoint_config=CheckpointConfig(num_to_keep=1)))
+        result = trainer.fit()
+        if result.error is not None:
+            raise result.error
+        with result.checkpoint.as_directory() as d:
+            d = Path(d)
+            meta = json.loads((d / "meta.json").read_text())
+            chosen = d / ("best.safetensors" if (d / "best.safetensors").exists() else "model.safetensors")
+            state = load_file(str(chosen))
+        with atomic_path(res_w) as tmp:
+            save_file(state, str(tmp))
+        atomic_write_text(res_m, json.dumps({"history": meta["history"], "best_epoch": meta["best_epoch"],
+                                             "n_truncated": meta["n_truncated"], "workers": self.workers}) + "\n")
+
+    def describe(self) -> dict:
+        return {"trainer": "ray.train.torch.TorchTrainer", "workers": self.workers, "backend": "gloo",
+                "max_failures": _MAX_FAILURES}
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """One worker of the round's fine-tuning (the steps of :meth:`FineTuneLearner._fit`, sharded)."""
+    import ray.train
+    import torch.distributed as dist
+    from ray.train.torch import prepare_model
+    from safetensors.torch import load_file, save_file
+    from torch.utils.data import DistributedSampler
+
+    from silr.engine.shards import _test_hold, worker_pid_file
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    worker_pid_file(Path(config["work"]), "fttrain")
+    learner = FineTuneLearner(**config["params"])
+    if learner.threads:
+        torch.set_num_threads(int(learner.threads))
+    seed, risk, w = int(config["seed"]), config["risk"], float(config["w"])
+    weights = UUWeights(**config["weights"])
+    with np.load(config["inputs"], allow_pickle=False) as z:
+        texts, pseudo, val_mask = z["texts"].tolist(), z["pseudo"], z["val_mask"]
+        lab_texts, lab_y_np = z["lab_texts"].tolist(), z["lab_y"]
+    model = learner._load(seed)
+    ids = learner._tokenize(texts)
+    n_truncated = learner._last_truncated
+    lab_ids = lab_y = cycler = None
+    if config["has_lab"]:
+        lab_ids = learner._tokenize(lab_texts)
+        lab_y = torch.from_numpy(lab_y_np)
+        cycler = LabeledBatches(lab_y_np.size, learner.labeled_batch_size, seed)
+    train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
+    gen = torch.Generator().manual_seed(seed)
+    bs = math.ceil(learner.batch_size / world)
+    shard_len = len(DistributedSampler(range(train_idx.size), num_replicas=world, rank=rank, shuffle=False))
+    steps_per_epoch = math.ceil(shard_len / bs)
+    total = steps_per_epoch * int(learner.epochs)
+    warmup = int(learner.warmup_ratio * total)
+    head_lr = learner.head_lr if learner.head_lr is not None else 100 * learner.lr
+    groups = [{"params": [p for n, p in model.encoder.named_parameters()], "lr": learner.lr},
+              {"params": list(model.head.parameters()), "lr": head_lr}]
+    opt = torch.optim.AdamW(groups, weight_decay=learner.weight_decay)
+
+    def lr_lambda(step: int) -> float:  # linear warm-up, then linear decay to 0
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+    history, best_crit, best_epoch, best_state, start = [], math.inf, 0, None, 1
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:  # a restarted group: resume after the last finished epoch
+        with ckpt.as_directory() as d:
+            d = Path(d)
+            meta = json.loads((d / "meta.json").read_text())
+            model.load_state_dict(load_file(str(d / "model.safetensors")))
+            if (d / "best.safetensors").exists():
+                best_state = load_file(str(d / "best.safetensors"))
+            st = torch.load(d / "train_state.pt", weights_only=False)
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        gen.set_state(st["gen"])
+        torch.set_rng_state(st["rng"])
+        if cycler is not None:
+            cycler._perm, cycler._pos = st["cycler"]["perm"], st["cycler"]["pos"]
+            cycler._gen.set_state(st["cycler"]["gen"])
+        history, best_crit, best_epoch, start = meta["history"], meta["best_crit"], meta["best_epoch"], meta["epoch"] + 1
+    ddp = prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
+    s_all = torch.from_numpy(pseudo)
+    my_val = val_idx[rank::world]
+    my_val_ids = [ids[i] for i in my_val]
+    for epoch in range(start, int(learner.epochs) + 1):
+        t0 = time.perf_counter()
+        ddp.train()
+        perm = train_idx[torch.randperm(train_idx.size, generator=gen).numpy()]
+        mine = perm[list(DistributedSampler(range(perm.size), num_replicas=world, rank=rank, shuffle=False))]
+        tot_loss, steps = 0.0, 0
+        for a in range(0, mine.size, bs):
+            rows = mine[a: a + bs]
+            if cycler is None:
+                out = ddp(**learner._batch(ids, rows))
+                loss = batch_risk(risk, out, s_all[torch.from_numpy(rows)], weights, slope=learner.slope)
+            else:
+                lrows = cycler.next()
+                both = [ids[i] for i in rows] + [lab_ids[j] for j in lrows]
+                out = ddp(**learner._batch(both, range(len(both))))
+                loss = batch_risk(risk, out[: rows.size], s_all[torch.from_numpy(rows)], weights, slope=learner.slope)
+                loss = joint_risk(loss, out[rows.size:], lab_y[torch.from_numpy(lrows)], w)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), learner.max_grad_norm)
+            opt.step()
+            sched.step()
+            tot_loss += float(loss.detach())
+            steps += 1
+        train_loss = tot_loss / max(steps, 1)
+        if world > 1:
+            t = torch.tensor([train_loss], dtype=torch.float64)
+            dist.all_reduce(t)
+            train_loss = float(t[0]) / world
+        rec = {"epoch": epoch, "train_loss": train_loss}
+        if val_idx.size:
+            g = torch.zeros(val_idx.size, dtype=torch.float32)
+            if my_val.size:
+                g[rank::world] = torch.from_numpy(learner._scores(my_val_ids))
+            if world > 1:
+                dist.all_reduce(g)  # every worker: the scores of all held-out rows
+            rec["val_loss"] = float(batch_risk(risk, g, s_all[torch.from_numpy(val_idx)], weights, slope=learner.slope))
+            crit = rec["val_loss"]
+        else:
+            crit = rec["train_loss"]
+        rec["seconds"] = round(time.perf_counter() - t0, 2)
+        history.append(rec)
+        if crit < best_crit:
+            best_crit, best_epoch = crit, epoch
+            best_state = ({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+                          if epoch < int(learner.epochs) else None)
+        metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": rec.get("val_loss", float("nan"))}
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as d:
+                d = Path(d)
+                save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(d / "model.safetensors"))
+                if best_state is not None and best_epoch != epoch:
+                    save_file(best_state, str(d / "best.safetensors"))
+                torch.save({"opt": opt.state_dict(), "sched": sched.state_dict(), "gen": gen.get_state(),
+                            "rng": torch.get_rng_state(), "cycler": None if cycler is None else
+                            {"perm": cycler._perm, "pos": cycler._pos, "gen": cycler._gen.get_state()}},
+                           d / "train_state.pt")
+                (d / "meta.json").write_text(json.dumps({"epoch": epoch, "history": history, "best_crit": best_crit,
+                                                         "best_epoch": best_epoch, "n_truncated": n_truncated}))
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(d)))
+        else:
+            ray.train.report(metrics)
+        if epoch == 1 and ckpt is None:
+            _test_hold("RayTrainWorker")  # tests: a worker held here (after a checkpoint, mid-fit) is killed
+
+
+def refine_texts_finetune_ray(inputs, *, engine, learner: FineTuneLearner, backbone="minilm", rounds: int = 5,
+                              seed: int = 0, progress: bool = True, cache_dir=None, on_round=None, work_dir=None,
+                              **refiner_params):
+    """:func:`silr.texts.refine_texts` with ``learner``'s fine-tuning run under Ray Train each round
+    (``engine.workers`` workers, default one per CPU of the cluster); the loop and the corpus scoring run on the
+    driver. ``work_dir`` holds the finished rounds (a rerun resumes from them) and Ray Train's checkpoints."""
+    from silr.engine import default_workers
+    from silr.engine.ray_refine import default_work_dir
+    from silr.texts import refine_texts
+
+    workers = default_workers(engine)
+    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in learner.get_params().items()}
+    work = Path(work_dir) if work_dir else default_work_dir(inputs, {"finetune": params}, cache_dir)
+    rl = RayTrainFineTuneLearner(engine=engine, work_dir=str(work), workers=workers, **learner.get_params())
+    result = refine_texts(inputs, backbone=backbone, rounds=rounds, seed=seed, progress=progress,
+                          cache_dir=cache_dir, on_round=on_round, learner=rl, **refiner_params)
+    result.summary["engine"] = {**engine.describe(), "work_dir": str(work), "train": rl.describe()}
+    result.summary["learner"]["workers"] = workers
+    return result
