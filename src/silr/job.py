@@ -351,14 +351,15 @@ def run_job(
     if not keep.all():
         echo(f"note: {int((~keep).sum())} abstained rows are left out of the refinement")
     run_refine = refine_texts
-    if eng.is_ray and not r.finetune and not (isinstance(backbone, str) and backbone in ("ngram", "llm")):
+    if eng.is_ray and (r.finetune or not (isinstance(backbone, str) and backbone in ("ngram", "llm"))):
         from functools import partial
 
         from silr.engine.ray_refine import refine_texts_ray
 
         run_refine = partial(refine_texts_ray, engine=eng)
     elif eng.is_ray:
-        echo("note: the ray engine refines dense encoder features with the head; this backbone/learner runs locally")
+        echo("note: the ray engine refines dense encoder features with the head (or fine-tunes under Ray Train); "
+             "this backbone runs locally")
     result = run_refine(
         inputs, backbone=backbone, rounds=r.rounds, seed=r.seed, progress=progress,
         on_round=on_round, risk=r.risk, later_risk=r.later_risk,
