@@ -123,3 +123,71 @@ def test_gemma_kclass_annotation_on_real_texts():
     assert lp[:3].argmax(0).tolist() == [0, 1, 2]
     # label-free centring (each class's mean over the texts removed) puts the argmax right on 3 of the 4
     assert (center_scores(lp).argmax(1) == np.array([0, 1, 2, 0])).sum() >= 3
+
+
+def test_silr_annotate_with_three_label_words_is_kclass(tiny_lm, tmp_path):
+    """The ordinary `silr annotate`: 3+ label words (or a prompt file with 3+) run the K-class annotation; the same
+    numbers as `silr kclass annotate`; binary-only options are refused by name."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from silr.cli import app
+
+    pd.DataFrame({"text": _texts(9, seed=3)}).to_csv(tmp_path / "c.csv", index=False)
+    base = ["annotate", str(tmp_path / "c.csv"), "--model", str(tiny_lm), "-q"]
+    r = CliRunner().invoke(app, base + ["--out", str(tmp_path / "o.csv"), "--label-words", "sports,politics,tech",
+                                        "--instruction", "topic of this text"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    got = pd.read_csv(tmp_path / "o.csv")
+    r = CliRunner().invoke(app, ["kclass", "annotate", str(tmp_path / "c.csv"), "--out", str(tmp_path / "k.csv"),
+                                 "--model", str(tiny_lm), "--label-words", "sports,politics,tech", "--instruction",
+                                 "topic of this text", "-q"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    alias = pd.read_csv(tmp_path / "k.csv")
+    cols = ["llm_logp_sports", "llm_logp_politics", "llm_logp_tech"]
+    np.testing.assert_allclose(got[cols].to_numpy(), alias[cols].to_numpy(), atol=1e-5)
+    assert (got["llm_label"] == np.array(["sports", "politics", "tech"])[got[cols].to_numpy().argmax(1)]).all()
+    import json
+
+    rec = json.loads((tmp_path / "o.csv.annotation.json").read_text())
+    assert rec["kind"] == "kclass" and rec["counts"]["rows"] == 9 and sum(rec["counts"]["per_class"].values()) == 9
+    f = tmp_path / "p.toml"
+    f.write_text('instruction = "topic of this text"\nlabel_words = ["sports", "politics", "tech"]\n')
+    r = CliRunner().invoke(app, base + ["--out", str(tmp_path / "p.csv"), "--prompt", str(f)])
+    assert r.exit_code == 0, (r.output, r.exception)
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "p.csv")[cols].to_numpy(), got[cols].to_numpy(), atol=1e-5)
+    r = CliRunner().invoke(app, base + ["--out", str(tmp_path / "x.csv"), "--label-words", "sports,politics,tech",
+                                        "--threshold", "0.5"])
+    assert r.exit_code != 0 and "--threshold is for two label words" in (r.output + str(r.exception))
+
+
+def test_silr_run_kclass_annotates_refines_evaluates(tiny_lm, tmp_path):
+    """`silr run` with [annotator] label_words = 3 words: annotate -> refine -> evaluate -> report, one folder."""
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from silr.cli import app
+
+    texts = _texts(90, seed=5)
+    topic = {"match": "sports", "game": "sports", "team": "sports", "won": "sports", "vote": "politics",
+             "party": "politics", "law": "politics", "election": "politics"}
+    gold = [next((topic[w] for w in t.split() if w in topic), "tech") for t in texts]
+    pd.DataFrame({"text": texts, "gold": gold}).to_csv(tmp_path / "c.csv", index=False)
+    (tmp_path / "job.toml").write_text(
+        f'[data]\ncorpus = "c.csv"\ngold_col = "gold"\n[labeled]\nsample_from_gold = 30\n'
+        f'[annotator]\nmodel = "{tiny_lm}"\ninstruction = "topic of this text"\nlabel_words = "sports,politics,tech"\n'
+        f'[refine]\nbackbone = "ngram"\nrounds = 1\n')
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "job.toml"), "--out", str(tmp_path / "run"), "-q"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    run = tmp_path / "run"
+    ann = pd.read_csv(run / "annotated.csv")
+    assert "gold" not in ann.columns and {"llm_label", "llm_logp_sports"} <= set(ann.columns)
+    s = json.loads((run / "rounds.json").read_text())
+    assert s["classes"] == ["politics", "sports", "tech"] and s["annotation"]["kind"] == "kclass"
+    assert s["n_labeled"] == 30 and "T" in s["rounds"][0]
+    ev = json.loads((run / "evaluation.json").read_text())
+    assert ev["n"] == 90
+    assert ev["per_round"][0]["accuracy"] == pytest.approx((ann["llm_label"] == pd.Series(gold)).mean())
+    assert (run / "report.html").exists() and (run / "gold.csv").exists()

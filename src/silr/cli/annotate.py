@@ -39,7 +39,7 @@ def annotate(
     model: str = typer.Option("gemma-3-270m", "--model", help=_HELP_MODEL),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt spec file (.toml/.yaml) or a built-in: sentiment, spam, generic."),
     instruction: Optional[str] = typer.Option(None, "--instruction", help="Task instruction (with --label-words; overrides the prompt file's)."),
-    label_words: Optional[str] = typer.Option(None, "--label-words", help="POS,NEG label words, positive first, e.g. satire,news."),
+    label_words: Optional[str] = typer.Option(None, "--label-words", help="POS,NEG label words, positive first, e.g. satire,news; 3+ words (sports,politics,tech) label K classes."),
     labeled: Optional[Path] = typer.Option(None, "--labeled", help="Labeled sample (text + gold label): few-shot examples and threshold calibration."),
     label_col: str = typer.Option("label", "--label-col", help="Gold label column of the labeled sample."),
     shots: int = typer.Option(4, "--shots", min=0, help="Few-shot examples (balanced, from the labeled sample)."),
@@ -62,7 +62,17 @@ def annotate(
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="With --engine ray: actors per pool (default: one per CPU of the cluster)."),
     rows_per_shard: int = typer.Option(50000, "--rows-per-shard", min=1, help="With --engine ray: rows per shard."),
 ) -> None:
-    """Round 0: label every text with an LLM (few-shot), calibrate the threshold on the labeled sample."""
+    """Round 0: label every text with an LLM (few-shot), calibrate the threshold on the labeled sample.
+    With 3+ label words (--label-words a,b,c or a prompt file) every text gets one of K labels (zero-shot)."""
+    with reported():
+        from silr.multiclass.files import kclass_prompt
+
+        kspec = kclass_prompt(prompt, label_words, instruction)
+    if kspec is not None:  # K > 2 classes: silr.multiclass (one forward pass, argmax over the K words)
+        _annotate_kclass(kspec, input=input, out=out, text_col=text_col, model=model, labeled=labeled,
+                         threshold=threshold, sample=sample, limit=limit, engine=engine, base_url=base_url,
+                         batch_size=batch_size, max_text_tokens=max_text_tokens, cache_dir=cache_dir, quiet=quiet)
+        return
     if (instruction is None) != (label_words is None) and prompt is None:
         raise typer.BadParameter("--instruction and --label-words go together (or give --prompt)")
     if prompt is None and instruction is None:
@@ -77,6 +87,22 @@ def annotate(
              batch_size=batch_size, max_text_tokens=max_text_tokens, concurrency=concurrency, timeout=timeout,
              cache_dir=cache_dir, no_cache=no_cache, quiet=quiet, engine=engine, ray_address=ray_address,
              workers=workers, rows_per_shard=rows_per_shard)
+
+
+def _annotate_kclass(spec, *, input, out, text_col, model, labeled, threshold, sample, limit, engine, base_url,
+                     batch_size, max_text_tokens, cache_dir, quiet) -> None:
+    """`silr annotate` with K > 2 label words: zero-shot, the argmax of the K normalised log-probabilities."""
+    from silr.cli.kclass import run_kclass_annotate
+
+    with reported():
+        for given, opt in ((labeled, "--labeled"), (threshold, "--threshold"), (sample, "--sample"),
+                           (base_url, "--base-url"), (engine != "local" or None, "--engine ray")):
+            if given is not None:
+                raise ValueError(f"{opt} is for two label words; K-class annotation ({spec.K} label words) is "
+                                 "zero-shot with a local model in this process")
+        run_kclass_annotate(input, out, spec, text_col=text_col, model=model, batch_size=batch_size,
+                            max_text_tokens=max_text_tokens, center=False, cache_dir=cache_dir, quiet=quiet,
+                            limit=limit)
 
 
 def _run(*, input: Path, out: Path, text_col: str, model: str, prompt: str | None, instruction: str | None,

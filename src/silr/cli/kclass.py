@@ -1,28 +1,21 @@
-"""``silr kclass annotate | refine | evaluate``: K-class labeling from one LLM pass (silr.multiclass).
+"""``silr kclass annotate | refine | evaluate``: aliases of ``silr annotate | refine | evaluate`` for K > 2 classes.
 
-* ``annotate``: K label words (``--label-words a,b,c`` or ``--prompt FILE``), one forward pass per text with a
-  local causal LM; writes the label word (``llm_label``) and ``llm_logp_<word>`` per class (log-probabilities
-  normalised over the K words).
-* ``refine``: the corpus with its LLM labels (and optionally the per-class log-probabilities) and a labeled file;
-  writes ``labels.csv``, ``rounds.json`` (T per round with intervals) and ``report.md``/``report.html``.
-* ``evaluate``: scores a finished run against held-out gold labels (never read by the run).
+The ordinary commands detect K classes themselves (``--label-words a,b,c`` or a prompt file with 3+ label words;
+3+ values in the pseudo-label column or the labeled file; a K-class run folder) and call the same functions
+(:mod:`silr.multiclass.files`); these aliases keep the K-class options' earlier names.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
 from silr.cli.errors import Failure
 
-kclass_app = typer.Typer(help="K-class labeling (more than two classes): annotate with K label words, refine, evaluate.",
-                         no_args_is_help=True)
-
-LOGP_PREFIX = "llm_logp_"
+kclass_app = typer.Typer(help="K-class labeling (more than two classes): aliases of silr annotate/refine/evaluate, "
+                              "which detect K classes themselves.", no_args_is_help=True)
 
 
 @kclass_app.command("annotate")
@@ -41,71 +34,65 @@ def annotate(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Label every text with one of K label words (argmax of the K normalised log-probabilities)."""
-    from silr.annotate.local import LocalLMScorer
-    from silr.io import clean_texts, read_table, write_table
-    from silr.multiclass.annotate import center_scores, kclass_scores, kprompt_from_words, load_kprompt
+    from silr.multiclass.annotate import kprompt_from_words, load_kprompt
 
     if (label_words is None) == (prompt is None):
         raise Failure("give either --label-words a,b,c (with --instruction) or --prompt FILE")
     spec = load_kprompt(prompt) if prompt is not None else kprompt_from_words(label_words, instruction)
+    run_kclass_annotate(corpus, out, spec, text_col=text_col, model=model, batch_size=batch_size,
+                        max_text_tokens=max_text_tokens, center=center, cache_dir=cache_dir, quiet=quiet)
+
+
+def run_kclass_annotate(corpus: Path, out: Path, spec, *, text_col: str, model: str, batch_size: int,
+                        max_text_tokens: int, center: bool, cache_dir, quiet: bool, limit: int | None = None) -> None:
+    """The K-class annotation of a file (``silr annotate`` with 3+ label words, ``silr kclass annotate``)."""
+    import json
+
+    from silr.io import atomic_write_text, read_table, write_table
+    from silr.multiclass.files import annotate_kclass
+
+    if out.suffix.lower() not in (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq"):
+        raise Failure(f"output file '{out}' needs a .csv, .tsv, .jsonl, .json or .parquet suffix")
     df = read_table(corpus, required=[text_col], what="corpus")
-    texts = clean_texts(df[text_col], what=f"corpus file '{corpus}'", column=text_col)
-    scorer = LocalLMScorer(model, cache_dir=cache_dir, batch_size=batch_size, max_text_tokens=max_text_tokens)
+    if limit:
+        df = df.iloc[:limit].reset_index(drop=True)
 
     def progress(done, total):
         if not quiet:
             typer.echo(f"scored {done}/{total}", err=True)
 
-    lp, cut = kclass_scores(scorer, texts, spec, on_batch=progress)
-    words = list(spec.label_words)
-    df["llm_label"] = [words[i] for i in (center_scores(lp) if center else lp).argmax(1)]
-    for j, w in enumerate(words):
-        df[f"{LOGP_PREFIX}{w}"] = lp[:, j]
-    write_table(df, out)
-    if cut.any() and not quiet:
-        typer.echo(f"note: {int(cut.sum())} texts were truncated to fit the prompt limits", err=True)
+    df_out, record = annotate_kclass(df, text_col, spec, model=model, what=f"corpus file '{corpus}'",
+                                     cache_dir=cache_dir, batch_size=batch_size, max_text_tokens=max_text_tokens,
+                                     center=center, on_batch=progress)
+    write_table(df_out, out)
+    record.update(input=str(corpus), output=str(out))
+    atomic_write_text(Path(str(out) + ".annotation.json"), json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    n_cut = record["counts"]["truncated"]
+    if n_cut and not quiet:
+        typer.echo(f"note: {n_cut} texts were truncated to fit the prompt limits", err=True)
+    if not quiet:
+        per = ", ".join(f"{w} {n}" for w, n in record["counts"]["per_class"].items())
+        typer.echo(f"annotated {record['counts']['rows']} rows with {spec.K} label words ({per}) -> {out}", err=True)
     typer.echo(str(out))
 
 
-def _load(corpus, labeled, pseudo_col, text_col, label_col, score_prefix):
-    from silr.io import clean_texts, read_table
+def run_kclass_refine(corpus: Path, labeled: Path, out: Path, *, pseudo_col: str, text_col: str, label_col: str,
+                      score_prefix: str | None, rounds: int, seed: int, backbone: str, cache_dir, quiet: bool,
+                      report: bool = True) -> dict:
+    """The K-class refinement of files (``silr refine`` on K > 2 classes, ``silr kclass refine``)."""
+    from silr.io import read_table
+    from silr.multiclass.files import print_kround, refine_kclass
 
     df = read_table(corpus, required=[text_col, pseudo_col], what="corpus")
     ldf = read_table(labeled, required=[text_col, label_col], what="labeled")
-    texts = clean_texts(df[text_col], what=f"corpus file '{corpus}'", column=text_col)
-    ltexts = clean_texts(ldf[text_col], what=f"labeled file '{labeled}'", column=text_col)
-    y = df[pseudo_col].astype(str).str.strip().to_numpy(dtype=object)
-    if (y == "").any() or df[pseudo_col].isna().any():
-        bad = int(np.flatnonzero((y == "") | df[pseudo_col].isna().to_numpy())[0])
-        raise Failure(f"corpus file '{corpus}': column '{pseudo_col}' is empty on row {bad + 2} (every row needs an LLM label)")
-    gold_lab = ldf[label_col].astype(str).str.strip().to_numpy(dtype=object)
-    if ldf[label_col].isna().any():
-        raise Failure(f"labeled file '{labeled}': column '{label_col}' is empty on row {int(np.flatnonzero(ldf[label_col].isna())[0]) + 2}")
-    classes = sorted(set(y) | set(gold_lab))
-    llm = None
-    if score_prefix:
-        cols = [f"{score_prefix}{c}" for c in classes]
-        missing = [c for c in cols if c not in df.columns]
-        if missing:
-            raise Failure(f"corpus file '{corpus}' has no column '{missing[0]}' (--score-prefix {score_prefix}: one column per class)")
-        llm = df[cols].to_numpy(dtype=np.float64)
-        if not np.isfinite(llm).all():
-            raise Failure(f"corpus file '{corpus}': the {score_prefix}* columns must be finite numbers")
-    # the labeled rows: the corpus row with the same text (its LLM label), else appended with their own
-    where = {}
-    for i, t in enumerate(texts):
-        where.setdefault(t, i)
-    idx = [where.get(t, -1) for t in ltexts]
-    if min(idx, default=0) < 0:
-        j = idx.index(-1)
-        raise Failure(f"labeled file '{labeled}': row {j + 2} has a text that is not in the corpus; K-class refinement "
-                      "needs each labeled row's LLM label (add it to the corpus)")
-    gold = np.full(len(texts), None, dtype=object)
-    for j, i in enumerate(idx):
-        if gold[i] is not None and gold[i] != gold_lab[j]:
-            raise Failure(f"labeled file '{labeled}': row {j + 2} gives text already labeled {gold[i]!r} another label {gold_lab[j]!r}")
-        gold[i] = gold_lab[j]
-    return df, texts, y, gold, llm, classes
+    summary = refine_kclass(df, ldf, out, pseudo_col=pseudo_col, text_col=text_col, label_col=label_col,
+                            score_prefix=score_prefix, rounds=rounds, seed=seed, backbone=backbone,
+                            cache_dir=cache_dir, progress=not quiet, report=report, corpus=str(corpus),
+                            labeled=str(labeled), on_round=None if quiet else print_kround)
+    if not quiet:
+        typer.echo(f"final labels: {summary['final_source']} ({summary['selection']})", err=True)
+    typer.echo(str(out))
+    return summary
 
 
 @kclass_app.command("refine")
@@ -116,7 +103,7 @@ def refine(
     out: Path = typer.Option(..., "--out", help="Output folder: labels.csv, rounds.json, report.md, report.html."),
     text_col: str = typer.Option("text", "--text-col"),
     label_col: str = typer.Option("label", "--label-col"),
-    score_prefix: Optional[str] = typer.Option(None, "--score-prefix", help="Columns PREFIX<class> with the LLM's per-class log-probabilities (e.g. llm_logp_ from `silr kclass annotate`)."),
+    score_prefix: Optional[str] = typer.Option(None, "--score-prefix", help="Columns PREFIX<class> with the LLM's per-class log-probabilities (e.g. llm_logp_ from `silr annotate`)."),
     rounds: int = typer.Option(5, "--rounds", min=1),
     seed: int = typer.Option(0, "--seed"),
     backbone: str = typer.Option("minilm", "--backbone", help="minilm (default), e5, ngram, st:MODEL_DIR."),
@@ -125,73 +112,75 @@ def refine(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Refine K-class LLM labels with the T-corrected robust risk, round after round."""
-    from silr.backbones import get_backbone
-    from silr.io import atomic_write_text, write_table
-    from silr.multiclass.report import report_html, report_markdown, run_summary
-    from silr.refine import SelfIterativeRefiner
     from silr.run_folder import prepare_out_dir
 
     prepare_out_dir(out, overwrite=overwrite)
-    df, texts, y, gold, llm, classes = _load(corpus, labeled, pseudo_col, text_col, label_col, score_prefix)
-    if len(classes) < 3:
-        raise Failure(f"{len(classes)} classes ({', '.join(classes)}): use `silr refine` for two classes")
-    kw = {"progress": not quiet}
-    if cache_dir is not None:
-        kw["cache_dir"] = cache_dir
-    X = get_backbone(backbone, **kw).transform(texts)
+    run_kclass_refine(corpus, labeled, out, pseudo_col=pseudo_col, text_col=text_col, label_col=label_col,
+                      score_prefix=score_prefix, rounds=rounds, seed=seed, backbone=backbone, cache_dir=cache_dir,
+                      quiet=quiet)
 
-    def on_round(rec):
-        if not quiet and "T" in rec:
-            typer.echo(f"round {rec['round']}: est.acc {rec['accuracy']:.3f} [{rec['accuracy_interval'][0]:.3f}, "
-                       f"{rec['accuracy_interval'][1]:.3f}] cond(T) {rec['condition']:.1f}"
-                       + (f" changed={rec['n_changed']}" if rec.get("n_changed") is not None else ""), err=True)
 
-    model = SelfIterativeRefiner(rounds=rounds, seed=seed).fit(X, y, y_gold=gold, llm_score=llm, on_round=on_round)
-    lab = np.flatnonzero(np.array([g is not None for g in gold]))
-    y_lab = np.searchsorted(model.classes_, gold[lab].astype(str))
-    summary = run_summary(model, lab, y_lab)
-    out.mkdir(parents=True, exist_ok=True)
-    res = df[[text_col]].copy()
-    res["llm_label"] = y
-    res["label"] = model.transduction_
-    for r in range(1, model.n_rounds_ + 1):
-        res[f"round_{r}"] = model.classes_[model.labels_[r]]
-    write_table(res, out / "labels.csv")
-    from silr.io import json_default
+def run_kclass_evaluate(run_dir: Path, gold: Path, *, label_col: str) -> dict:
+    """The K-class evaluation step (``silr evaluate`` on a K-class run folder, ``silr kclass evaluate``)."""
+    from silr.multiclass.files import evaluate_kclass
 
-    atomic_write_text(out / "rounds.json", json.dumps(summary, indent=1, default=json_default))
-    atomic_write_text(out / "report.md", report_markdown(summary))
-    atomic_write_text(out / "report.html", report_html(summary))
-    if not quiet:
-        typer.echo(f"final labels: {summary['final_source']} ({summary['selection']})", err=True)
-    typer.echo(str(out))
+    ev = evaluate_kclass(run_dir, gold, label_col=label_col)
+    for pr in ev["per_round"]:
+        typer.echo(f"round {pr['round']}: accuracy {pr['accuracy']:.4f}")
+    typer.echo(f"final labels: accuracy {ev['final_accuracy']:.4f} on {ev['n']} rows")
+    return ev
 
 
 @kclass_app.command("evaluate")
 def evaluate(
-    run_dir: Path = typer.Argument(..., help="A finished `silr kclass refine` folder."),
+    run_dir: Path = typer.Argument(..., help="A finished K-class run folder."),
     gold: Path = typer.Option(..., "--gold", help="Held-out gold labels of the corpus rows, in corpus order (column --label-col)."),
     label_col: str = typer.Option("label", "--label-col"),
 ) -> None:
     """Evaluation step: score the run's labels per round against held-out gold (never used by the run)."""
-    from silr.io import atomic_write_text, read_table
-    from silr.multiclass.report import evaluation
+    run_kclass_evaluate(run_dir, gold, label_col=label_col)
+
+
+def _column(path: Path, col: str, what: str):
+    from silr.io import read_table
 
     try:
-        summary = json.loads((run_dir / "rounds.json").read_text())
-    except (OSError, ValueError) as e:
-        raise Failure(f"'{run_dir}' is not a finished `silr kclass refine` folder (rounds.json: {e})") from e
-    res = read_table(run_dir / "labels.csv", required=["label", "llm_label"], what="run labels")
-    g = read_table(gold, required=[label_col], what="gold")
-    if len(g) != len(res):
-        raise Failure(f"gold file '{gold}' has {len(g)} rows; the run has {len(res)} corpus rows (same order expected)")
-    classes = summary["classes"]
-    code = {c: i for i, c in enumerate(classes)}
-    gc = np.array([code.get(str(v).strip(), -1) if v == v else -1 for v in g[label_col]])
-    per = [res["llm_label"]] + [res[c] for c in res.columns if c.startswith("round_")]
-    ev = evaluation(classes, [[code.get(str(v), -1) for v in L] for L in per],
-                    [code.get(str(v), -1) for v in res["label"]], gc)
-    for pr in ev["per_round"]:
-        typer.echo(f"round {pr['round']}: accuracy {pr['accuracy']:.4f}")
-    typer.echo(f"final labels: accuracy {ev['final_accuracy']:.4f} on {ev['n']} rows")
-    atomic_write_text(run_dir / "evaluation.json", json.dumps(ev, indent=1))
+        return read_table(path, required=[col], what=what)[col]
+    except (ValueError, OSError):
+        return None  # the binary path reports what is wrong with the file
+
+
+def kclass_refine_needed(corpus: Path, labeled: Path, *, pseudo_col: str, label_col: str, threshold,
+                         corpus_failed: bool) -> list[str] | None:
+    """`silr refine`'s dispatch: the K > 2 class names found in the labeled file (checked first: it is small) or,
+    once the binary reading of the corpus failed, in its pseudo-label column when the labeled file's labels are
+    not binary (:func:`silr.multiclass.files.kclass_pseudo_classes`); None keeps the binary path."""
+    from silr.multiclass.files import kclass_classes, kclass_pseudo_classes
+
+    if threshold is not None:
+        return None
+    lab = _column(labeled, label_col, "labeled sample")
+    if lab is None:
+        return None
+    if not corpus_failed:
+        return kclass_classes(lab)
+    pseudo = _column(corpus, pseudo_col, "corpus")
+    return None if pseudo is None else kclass_pseudo_classes(pseudo, lab)
+
+
+def refine_as_kclass(classes, corpus: Path, labeled: Path, out: Path, *, pseudo_col: str, text_col: str,
+                     label_col: str, score_col: str | None, rounds: int, seed: int, backbone: str, risk: str,
+                     later_risk: str, finetune: bool, supervised_weight, engine: str, cache_dir, no_report: bool,
+                     quiet: bool) -> None:
+    """`silr refine` on K > 2 classes: the options that are binary-only are refused by name."""
+    for bad, opt in ((finetune or None, "--finetune"), (supervised_weight, "--supervised-weight"),
+                     (engine != "local" or None, "--engine ray"), (risk != "robust_uu" or None, f"--risk {risk}"),
+                     (later_risk != "uu" or None, f"--later-risk {later_risk}")):
+        if bad is not None:
+            raise Failure(f"{opt} is for two classes; the pseudo-labels/labeled file hold {len(classes)} classes "
+                          f"({', '.join(classes)}), refined by the K-class path (robust T-corrected risk, local engine)")
+    if not quiet:
+        typer.echo(f"note: {len(classes)} classes ({', '.join(classes)}): K-class refinement", err=True)
+    run_kclass_refine(corpus, labeled, out, pseudo_col=pseudo_col, text_col=text_col, label_col=label_col,
+                      score_prefix=score_col, rounds=rounds, seed=seed, backbone=backbone, cache_dir=cache_dir,
+                      quiet=quiet, report=not no_report)

@@ -40,7 +40,7 @@ def print_round(rec: dict) -> None:
 
 def refine(
     corpus: Path = typer.Argument(..., help="Corpus file (CSV, JSONL or Parquet) with a text and a pseudo-label column."),
-    pseudo_col: str = typer.Option(..., "--pseudo-col", help="Column of the corpus holding the LLM's 0/1 labels (or scores with --threshold)."),
+    pseudo_col: str = typer.Option(..., "--pseudo-col", help="Column of the corpus holding the LLM's 0/1 labels (or scores with --threshold); 3+ values (e.g. sports/politics/tech) run the K-class refinement."),
     labeled: Path = typer.Option(..., "--labeled", help="Labeled sample (text + gold label), about 50 rows. Its pseudo-labels come from its own PSEUDO_COL column or from the corpus rows with the same text."),
     out: Path = typer.Option(..., "--out", help="Output folder: labels.csv, rounds.json, model/, report.html."),
     text_col: str = typer.Option("text", "--text-col", help="Text column (both files)."),
@@ -51,7 +51,7 @@ def refine(
     risk: str = typer.Option("robust_uu", "--risk", help="Risk of round 1: robust_uu, uu, or pn (PN on pseudo-labels, a baseline)."),
     later_risk: str = typer.Option("uu", "--later-risk", help="Risk of rounds 2+ (robust_uu, uu, pn)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Treat PSEUDO_COL as real-valued scores; label = score > THRESHOLD."),
-    score_col: Optional[str] = typer.Option(None, "--score-col", help="Column of the LLM's real-valued score (e.g. llm_score from `silr annotate`): the final labels may then stack it with the refined classifier."),
+    score_col: Optional[str] = typer.Option(None, "--score-col", help="Column of the LLM's real-valued score (e.g. llm_score from `silr annotate`): the final labels may then stack it with the refined classifier. K classes: the prefix of the per-class columns PREFIX<class> (llm_logp_)."),
     finetune: bool = typer.Option(False, "--finetune", help="Fine-tune all-MiniLM-L6-v2 end to end each round (silr.finetune.FineTuneLearner) instead of a head on frozen features (the labeled rows also train it only with --supervised-weight W > 0)."),
     supervised_weight: Optional[float] = typer.Option(None, "--supervised-weight", min=0.0, max=1.0, help="Weight w of the supervised risk on the labeled rows: (1-w) corpus risk + w labeled risk (default 0; with w > 0 the labeled rows that train the learner also choose what is handed back)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
@@ -72,7 +72,24 @@ def refine(
 
     eng = resolve_engine(engine, ray_address, workers=workers, rows_per_shard=rows_per_shard)
     prepare_out_dir(out, overwrite=overwrite)
-    inputs = load_refine_inputs(corpus, labeled, pseudo_col=pseudo_col, text_col=text_col, label_col=label_col, threshold=threshold, score_col=score_col)
+    from silr.cli.kclass import kclass_refine_needed, refine_as_kclass
+    from silr.io import InputError
+
+    kw = dict(pseudo_col=pseudo_col, label_col=label_col, threshold=threshold)
+    try:  # K > 2 classes in the labeled file or the pseudo-label column: the K-class path (silr.multiclass)
+        kclasses = kclass_refine_needed(corpus, labeled, corpus_failed=False, **kw)
+        if kclasses is None:
+            inputs = load_refine_inputs(corpus, labeled, pseudo_col=pseudo_col, text_col=text_col, label_col=label_col, threshold=threshold, score_col=score_col)
+    except InputError:
+        kclasses = kclass_refine_needed(corpus, labeled, corpus_failed=True, **kw)
+        if kclasses is None:
+            raise
+    if kclasses is not None:
+        refine_as_kclass(kclasses, corpus, labeled, out, pseudo_col=pseudo_col, text_col=text_col, label_col=label_col,
+                         score_col=score_col, rounds=rounds, seed=seed, backbone=backbone, risk=risk,
+                         later_risk=later_risk, finetune=finetune, supervised_weight=supervised_weight, engine=engine,
+                         cache_dir=cache_dir, no_report=no_report, quiet=quiet)
+        return
     if not quiet:
         for n in inputs.notes:
             typer.echo(f"note: {n}", err=True)
@@ -141,7 +158,16 @@ def evaluate(
     text_col: str = typer.Option("text", "--text-col"),
 ) -> None:
     """Score a finished run against held-out gold labels (never used by the run itself)."""
+    from silr.multiclass.files import is_kclass_run
     from silr.run_folder import evaluate_run
+
+    if is_kclass_run(run_dir):  # K > 2 classes: accuracy per round and the confusion matrix (evaluation.json)
+        if test is not None:
+            raise Failure("--test needs a saved model; a K-class run does not save one yet")
+        from silr.cli.kclass import run_kclass_evaluate
+
+        run_kclass_evaluate(run_dir, gold, label_col=label_col)
+        return
 
     ev = evaluate_run(run_dir, gold, label_col=label_col, text_col=text_col, test=test)
     for pr in ev["per_round"]:

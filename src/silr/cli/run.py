@@ -20,6 +20,8 @@ def _print_summary_table(summary: dict) -> None:
 
     ev = summary.get("evaluation") or {}
     gold = {pr["round"]: pr["accuracy"] for pr in ev.get("per_round", [])}
+    if len(summary.get("classes") or ()) > 2:
+        return _print_kclass_table(summary, ev, gold)
     t = Table(title="silr: per round (priors and accuracy estimated from the 50 labeled rows; gold = held-out)")
     for col in ("round", "pseudo+", "pi", "theta_p", "theta_n", "est. accuracy", "est. gain vs round 0", "gold accuracy"):
         t.add_column(col, justify="right")
@@ -60,6 +62,32 @@ def _print_summary_table(summary: dict) -> None:
             f"LLM labels (round 0): {gold.get(0, float('nan')):.3f}   silr final labels: {ev['final_accuracy']:.3f}   "
             f"gain: {ev['gain_over_round_0'] * 100:+.1f} points"
         )
+
+
+def _print_kclass_table(summary: dict, ev: dict, gold: dict) -> None:
+    """The K-class per-round table: estimated accuracy with its interval, cond(T), rows changed, gold accuracy."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"silr: {len(summary['classes'])} classes, per round (T and accuracy estimated from the "
+                    f"{summary['n_labeled']} labeled rows; gold = held-out)")
+    for col in ("round", "est. accuracy", "cond(T)", "changed", "gold accuracy"):
+        t.add_column(col, justify="right")
+    for rec in summary["rounds"]:
+        if "T" not in rec:
+            continue
+        r = rec["round"]
+        lo, hi = rec["accuracy_interval"]
+        mark = " *" if r == summary["final_round"] and summary.get("final_source") in ("llm", "refined") else ""
+        t.add_row(f"{r}{mark}", f"{rec['accuracy']:.3f} [{lo:.2f}, {hi:.2f}]", f"{rec['condition']:.1f}",
+                  str(rec.get("n_changed") if rec.get("n_changed") is not None else "-"),
+                  f"{gold[r]:.3f}" if r in gold else "-")
+    console = Console(width=140)
+    console.print(t)
+    console.print(f"* final labels: {summary.get('final_source')} — {summary['selection']}")
+    if ev:
+        console.print(f"LLM labels (round 0): {gold.get(0, float('nan')):.3f}   silr final labels: "
+                      f"{ev['final_accuracy']:.3f}   gain: {(ev['final_accuracy'] - gold.get(0, 0.0)) * 100:+.1f} points")
 
 
 def run(

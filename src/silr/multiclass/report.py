@@ -71,7 +71,7 @@ def report_markdown(summary: dict) -> str:
     for key, title in (("labeled_confusion_llm", "LLM labels"), ("labeled_confusion_final", "handed-back labels")):
         lines += [f"## Confusion on the {summary['n_labeled']} labeled rows: gold (rows) x {title} (columns)", ""]
         lines += _matrix_md(summary[key], [f"gold {c}" for c in cls], cls, str) + [""]
-    lines += ["Held-out gold is not read by the run; score it with `silr kclass evaluate`.", ""]
+    lines += ["Held-out gold is not read by the run; score it with `silr evaluate RUN --gold FILE`.", ""]
     return "\n".join(lines)
 
 

@@ -1,0 +1,269 @@
+"""K-class runs from files: the pieces behind ``silr annotate | refine | evaluate | run`` when there are K > 2
+classes (the same functions serve the ``silr kclass`` aliases).
+
+* :func:`kclass_classes`: does a label column hold K > 2 classes (and not binary labels or real-valued scores)?
+* :func:`annotate_kclass`: K label words, one forward pass per text, the argmax as the pseudo-label.
+* :func:`kclass_frames`: the corpus and labeled frames as the refiner's inputs (labeled rows are corpus rows).
+* :func:`refine_kclass`: refine and write ``labels.csv``, ``rounds.json`` (T per round), ``report.md``/``.html``.
+* :func:`evaluate_kclass`: the separate evaluation step against held-out gold.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from silr.io import InputError
+
+__all__ = ["LOGP_PREFIX", "kclass_classes", "is_binary_labels", "kclass_pseudo_classes", "is_kclass_words", "kclass_prompt", "annotate_kclass", "kclass_frames",
+           "refine_kclass", "is_kclass_run", "evaluate_kclass", "print_kround"]
+
+LOGP_PREFIX = "llm_logp_"
+
+
+def kclass_classes(values) -> list[str] | None:
+    """The sorted class names when ``values`` hold K > 2 classes, else None (binary labels in any spelling that
+    :func:`silr.io.parse_binary_labels` reads, or real-valued scores, stay on the binary path)."""
+    from silr.io import parse_binary_labels
+
+    s = pd.Series(values).dropna()
+    if s.empty or pd.api.types.is_bool_dtype(s):
+        return None
+    if pd.api.types.is_numeric_dtype(s):
+        v = s.to_numpy(dtype=np.float64)
+        if not np.all(np.isfinite(v)) or not np.all(v == np.round(v)):
+            return None  # scores: the binary path (--threshold)
+    names = s.astype(str).str.strip()
+    names = names[names != ""]
+    try:
+        parse_binary_labels(names.reset_index(drop=True), what="labels", column="labels")
+        return None
+    except (InputError, ValueError):
+        pass
+    u = sorted(set(names))
+    return u if len(u) > 2 else None
+
+
+def is_binary_labels(values) -> bool:
+    """Every non-missing value is a binary label in a spelling :func:`silr.io.parse_binary_labels` reads."""
+    from silr.io import parse_binary_labels
+
+    s = pd.Series(values).dropna().reset_index(drop=True)
+    try:
+        parse_binary_labels(s, what="labels", column="labels")
+    except (InputError, ValueError):
+        return False
+    return True
+
+
+def kclass_pseudo_classes(pseudo, labels) -> list[str] | None:
+    """The K > 2 classes of a run from its pseudo-labels and the labeled sample's gold labels, or None (binary).
+    The labeled sample decides: 3+ classes there, or pseudo-labels with 3+ classes while the gold labels are not
+    binary; binary gold labels keep the binary path (a stray value in a 0/1 pseudo-label column is its error)."""
+    found = kclass_classes(labels)
+    if found is not None or is_binary_labels(labels):
+        return found
+    return kclass_classes(pseudo)
+
+
+def is_kclass_words(label_words: str | Sequence[str] | None) -> bool:
+    """``--label-words a,b,c`` with three or more words."""
+    if not label_words:
+        return False
+    words = label_words.split(",") if isinstance(label_words, str) else list(label_words)
+    return len([w for w in words if str(w).strip()]) > 2
+
+
+def kclass_prompt(prompt: str | Path | None, label_words: str | None, instruction: str | None):
+    """The K-class prompt when ``label_words`` has 3+ words or ``prompt`` is a file with a list of 3+ label words;
+    else None (the binary prompt)."""
+    from silr.multiclass.annotate import kprompt_from_words, load_kprompt
+
+    if is_kclass_words(label_words):
+        return kprompt_from_words(label_words, instruction)
+    if prompt is None or label_words is not None:
+        return None
+    p = Path(prompt)
+    if not p.is_file() or p.suffix.lower() not in (".toml", ".json"):
+        return None
+    try:
+        if p.suffix.lower() == ".json":
+            words = json.loads(p.read_text(encoding="utf-8")).get("label_words")
+        else:
+            import tomllib
+
+            words = tomllib.loads(p.read_text(encoding="utf-8")).get("label_words")
+    except (OSError, ValueError, AttributeError):
+        return None  # the binary loader reports what is wrong with the file
+    if not isinstance(words, list) or len(words) < 3:
+        return None
+    spec = load_kprompt(p)
+    if instruction:
+        from dataclasses import replace
+
+        spec = replace(spec, instruction=instruction)
+    return spec
+
+
+def annotate_kclass(df: pd.DataFrame, text_col: str, spec, *, model: str, what: str, cache_dir=None,
+                    batch_size: int = 8, max_text_tokens: int = 256, center: bool = False,
+                    on_batch: Callable | None = None) -> tuple[pd.DataFrame, dict]:
+    """``df`` plus ``llm_label`` (the argmax word; also ``pseudo_label``) and ``llm_logp_<word>`` per class
+    (log-probabilities normalised over the K words), and a record of the run."""
+    from silr.annotate.local import LocalLMScorer
+    from silr.io import clean_texts
+    from silr.multiclass.annotate import center_scores, kclass_scores
+
+    if str(model).startswith("openai:"):
+        raise InputError("K-class annotation reads K label words' log-probabilities from one forward pass of a local "
+                         f"model; '{model}' is a server (use gemma-3-270m or a local model folder)")
+    texts = clean_texts(df[text_col], what=what, column=text_col)
+    kw = {"cache_dir": cache_dir} if cache_dir is not None else {}
+    scorer = LocalLMScorer(model, batch_size=batch_size, max_text_tokens=max_text_tokens, **kw)
+    lp, cut = kclass_scores(scorer, texts, spec, on_batch=on_batch)
+    words = list(spec.label_words)
+    out = df.copy()
+    lab = [words[i] for i in (center_scores(lp) if center else lp).argmax(1)]
+    out["llm_label"] = lab
+    for j, w in enumerate(words):
+        out[f"{LOGP_PREFIX}{w}"] = lp[:, j]
+    record = {"kind": "kclass", "model": str(model), "prompt": spec.to_dict(), "centered": bool(center),
+              "counts": {"rows": len(texts), "truncated": int(cut.sum()),
+                         "per_class": {w: int(sum(x == w for x in lab)) for w in words}}}
+    return out, record
+
+
+def kclass_frames(df: pd.DataFrame, ldf: pd.DataFrame, *, pseudo_col: str, text_col: str, label_col: str,
+                  score_prefix: str | None, corpus: str, labeled: str):
+    """``(texts, y, gold, llm, classes)``: corpus texts, LLM labels, gold (None off the labeled rows), the LLM's
+    per-class scores (or None) and the sorted class names. Every problem names the file, column and row."""
+    from silr.io import clean_texts
+
+    for frame, cols, name in ((df, [text_col, pseudo_col], f"corpus file '{corpus}'"),
+                              (ldf, [text_col, label_col], f"labeled file '{labeled}'")):
+        for c in cols:
+            if c not in frame.columns:
+                raise InputError(f"{name} has no column '{c}'")
+    texts = clean_texts(df[text_col], what=f"corpus file '{corpus}'", column=text_col)
+    ltexts = clean_texts(ldf[text_col], what=f"labeled file '{labeled}'", column=text_col)
+    y = df[pseudo_col].astype(str).str.strip().to_numpy(dtype=object)
+    if (y == "").any() or df[pseudo_col].isna().any():
+        bad = int(np.flatnonzero((y == "") | df[pseudo_col].isna().to_numpy())[0])
+        raise InputError(f"corpus file '{corpus}': column '{pseudo_col}' is empty on row {bad + 2} (every row needs an LLM label)")
+    if ldf[label_col].isna().any():
+        raise InputError(f"labeled file '{labeled}': column '{label_col}' is empty on row {int(np.flatnonzero(ldf[label_col].isna())[0]) + 2}")
+    gold_lab = ldf[label_col].astype(str).str.strip().to_numpy(dtype=object)
+    classes = sorted(set(y) | set(gold_lab))
+    llm = None
+    if score_prefix:
+        cols = [f"{score_prefix}{c}" for c in classes]
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            raise InputError(f"corpus file '{corpus}' has no column '{missing[0]}' (score prefix {score_prefix}: one column per class)")
+        llm = df[cols].to_numpy(dtype=np.float64)
+        if not np.isfinite(llm).all():
+            raise InputError(f"corpus file '{corpus}': the {score_prefix}* columns must be finite numbers")
+    # the labeled rows: the corpus row with the same text (its LLM label)
+    where: dict = {}
+    for i, t in enumerate(texts):
+        where.setdefault(t, i)
+    idx = [where.get(t, -1) for t in ltexts]
+    if min(idx, default=0) < 0:
+        j = idx.index(-1)
+        raise InputError(f"labeled file '{labeled}': row {j + 2} has a text that is not in the corpus; K-class refinement "
+                         "needs each labeled row's LLM label (add it to the corpus)")
+    gold = np.full(len(texts), None, dtype=object)
+    for j, i in enumerate(idx):
+        if gold[i] is not None and gold[i] != gold_lab[j]:
+            raise InputError(f"labeled file '{labeled}': row {j + 2} gives text already labeled {gold[i]!r} another label {gold_lab[j]!r}")
+        gold[i] = gold_lab[j]
+    return texts, y, gold, llm, classes
+
+
+def print_kround(rec: dict) -> None:
+    """One line per K-class round on stderr."""
+    import typer
+
+    if "T" in rec:
+        lo, hi = rec["accuracy_interval"]
+        typer.echo(f"round {rec['round']}: est.acc {rec['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] cond(T) {rec['condition']:.1f}"
+                   + (f" changed={rec['n_changed']}" if rec.get("n_changed") is not None else ""), err=True)
+
+
+def refine_kclass(df: pd.DataFrame, ldf: pd.DataFrame, out: Path, *, pseudo_col: str, text_col: str = "text",
+                  label_col: str = "label", score_prefix: str | None = None, rounds: int = 5, seed: int = 0,
+                  backbone: str = "minilm", cache_dir=None, progress: bool = True, report: bool = True,
+                  corpus: str = "corpus", labeled: str = "labeled", on_round: Callable | None = None) -> dict:
+    """Refine K-class LLM labels and write the run folder ``out`` (which must exist and be empty): ``labels.csv``
+    (text, llm_label, label, round_1..), ``rounds.json`` (T per round with intervals, confusion on the labeled
+    rows) and ``report.md``/``report.html``. Returns the summary."""
+    from silr.backbones import get_backbone
+    from silr.io import atomic_write_text, json_default, write_table
+    from silr.multiclass.report import report_html, report_markdown, run_summary
+    from silr.refine import SelfIterativeRefiner
+
+    texts, y, gold, llm, classes = kclass_frames(df, ldf, pseudo_col=pseudo_col, text_col=text_col,
+                                                 label_col=label_col, score_prefix=score_prefix,
+                                                 corpus=corpus, labeled=labeled)
+    if len(classes) < 3:
+        raise InputError(f"{len(classes)} classes ({', '.join(classes)}): two classes take the binary path")
+    kw = {"progress": progress}
+    if cache_dir is not None:
+        kw["cache_dir"] = cache_dir
+    bb = get_backbone(backbone, **kw)
+    bb.fit(texts)  # an unsupervised fit on the corpus texts (ngram's vocabulary; a no-op for encoders)
+    X = bb.transform(texts)
+    model = SelfIterativeRefiner(rounds=rounds, seed=seed).fit(X, y, y_gold=gold, llm_score=llm, on_round=on_round)
+    lab = np.flatnonzero(np.array([g is not None for g in gold]))
+    y_lab = np.searchsorted(model.classes_, gold[lab].astype(str))
+    summary = run_summary(model, lab, y_lab)
+    out.mkdir(parents=True, exist_ok=True)
+    res = df[[text_col]].copy()
+    res["llm_label"] = y
+    res["label"] = model.transduction_
+    for r in range(1, model.n_rounds_ + 1):
+        res[f"round_{r}"] = model.classes_[model.labels_[r]]
+    write_table(res, out / "labels.csv")
+    atomic_write_text(out / "rounds.json", json.dumps(summary, indent=1, default=json_default))
+    atomic_write_text(out / "report.md", report_markdown(summary))
+    if report:
+        atomic_write_text(out / "report.html", report_html(summary))
+    return summary
+
+
+def is_kclass_run(run_dir: str | Path) -> bool:
+    """A run folder written by :func:`refine_kclass` (its rounds.json has K > 2 classes and T per round)."""
+    try:
+        s = json.loads((Path(run_dir) / "rounds.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(s, dict) and len(s.get("classes") or ()) > 2 and any("T" in r for r in s.get("rounds", ()))
+
+
+def evaluate_kclass(run_dir: str | Path, gold: str | Path, *, label_col: str = "label") -> dict:
+    """The evaluation step: the run's labels per round against held-out gold (corpus order); writes
+    ``evaluation.json`` into the run folder and returns it."""
+    from silr.io import atomic_write_text, read_table
+    from silr.multiclass.report import evaluation
+
+    run_dir = Path(run_dir)
+    try:
+        summary = json.loads((run_dir / "rounds.json").read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"'{run_dir}' is not a finished K-class run folder (rounds.json: {e})") from e
+    res = read_table(run_dir / "labels.csv", required=["label", "llm_label"], what="run labels")
+    g = read_table(gold, required=[label_col], what="gold")
+    if len(g) != len(res):
+        raise InputError(f"gold file '{gold}' has {len(g)} rows; the run has {len(res)} corpus rows (same order expected)")
+    classes = summary["classes"]
+    code = {c: i for i, c in enumerate(classes)}
+    gc = np.array([code.get(str(v).strip(), -1) if v == v else -1 for v in g[label_col]])
+    per = [res["llm_label"]] + [res[c] for c in res.columns if c.startswith("round_")]
+    ev = evaluation(classes, [[code.get(str(v), -1) for v in L] for L in per],
+                    [code.get(str(v), -1) for v in res["label"]], gc)
+    atomic_write_text(run_dir / "evaluation.json", json.dumps(ev, indent=1))
+    return ev

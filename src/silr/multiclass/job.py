@@ -1,0 +1,76 @@
+"""``silr run`` for K > 2 classes: annotate with K label words (or read the pseudo-labels), refine, evaluate when
+gold is given, report: one output folder, as the binary job (:func:`silr.job.run_job` dispatches here)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from silr.io import InputError
+
+__all__ = ["kclass_job_spec", "run_kclass_job"]
+
+
+def kclass_job_spec(cfg, corpus: pd.DataFrame, labeled: pd.DataFrame):
+    """``(is_kclass, K-class prompt or None)`` for a job: 3+ label words in ``[annotator]`` (or a prompt file with
+    3+ words) when it annotates; 3+ values in ``[data] pseudo_col`` or in the labeled sample when it does not."""
+    from silr.multiclass.files import kclass_prompt, kclass_pseudo_classes
+
+    d, a = cfg.data, cfg.annotator
+    if d.pseudo_col:
+        return kclass_pseudo_classes(corpus[d.pseudo_col], labeled["label"]) is not None, None
+    prompt = a.prompt
+    if prompt and not Path(prompt).is_absolute() and (Path(cfg.base_dir) / prompt).is_file():
+        prompt = str(Path(cfg.base_dir) / prompt)
+    spec = kclass_prompt(prompt, a.label_words or None, a.instruction or None)
+    return spec is not None, spec
+
+
+def run_kclass_job(cfg, out: Path, corpus: pd.DataFrame, labeled: pd.DataFrame, spec, *, corpus_path: Path,
+                   labeled_what: str, progress: bool = True, echo: Callable[[str], None] = print,
+                   on_round: Callable | None = None) -> dict:
+    """The K-class job into the (empty) folder ``out``; returns the summary (``evaluation`` when gold is given).
+    ``labeled`` has columns ``text`` and ``label``; gold (``[data] gold_col``) is read only by the evaluation."""
+    from silr.cache_keys import default_cache_dir
+    from silr.io import atomic_write_text, json_default, write_table
+    from silr.multiclass.files import LOGP_PREFIX, annotate_kclass, evaluate_kclass, print_kround, refine_kclass
+
+    d, a, r = cfg.data, cfg.annotator, cfg.refine
+    for bad, key in ((r.finetune or None, "[refine] finetune"), (r.risk != "robust_uu" or None, "[refine] risk"),
+                     (r.later_risk != "uu" or None, "[refine] later_risk"), (d.test or None, "[data] test"),
+                     (r.backbone == "llm" or None, "[refine] backbone = \"llm\"")):
+        if bad is not None:
+            raise InputError(f"config: {key} is for two classes; this job has K > 2 classes (K-class path)")
+    t0 = time.perf_counter()
+    annotation = None
+    if spec is not None:
+        echo(f"annotating {len(corpus)} texts with {a.model} (zero-shot, {spec.K} label words: "
+             f"{', '.join(spec.label_words)}) ...")
+        annotated, annotation = annotate_kclass(
+            corpus.drop(columns=[c for c in (d.gold_col,) if c]), d.text_col, spec, model=a.model,
+            what=f"corpus file '{corpus_path}'", cache_dir=default_cache_dir(), batch_size=a.batch_size)
+        pseudo_col, prefix = "llm_label", LOGP_PREFIX
+        write_table(annotated, out / "annotated.csv")
+        atomic_write_text(out / "annotation.json", json.dumps(annotation, indent=2, default=str))
+    else:
+        annotated, pseudo_col, prefix = corpus, d.pseudo_col, None
+    ldf = labeled.rename(columns={"text": d.text_col}) if d.text_col != "text" else labeled
+    summary = refine_kclass(annotated, ldf, out, pseudo_col=pseudo_col, text_col=d.text_col, label_col="label",
+                            score_prefix=prefix, rounds=r.rounds, seed=r.seed, backbone=r.backbone,
+                            progress=progress, corpus=str(corpus_path), labeled=labeled_what,
+                            on_round=print_kround if on_round is not None else None)  # K-class round lines
+    summary["config"] = cfg.to_dict()
+    if annotation is not None:
+        summary["annotation"] = annotation
+    atomic_write_text(out / "rounds.json", json.dumps(summary, indent=1, default=json_default))
+    # --- evaluation: a separate step that reads gold only now, after the run is written ---
+    if d.gold_col:
+        gold_file = out / "gold.csv"
+        write_table(pd.DataFrame({"label": corpus[d.gold_col].to_numpy()}), gold_file)
+        summary["evaluation"] = evaluate_kclass(out, gold_file)
+    summary["total_seconds"] = time.perf_counter() - t0
+    return summary
