@@ -16,7 +16,7 @@ from dataclasses import dataclass
 __all__ = ["ENGINES", "Engine", "EngineError", "resolve_engine", "require_ray", "connect"]
 
 ENGINES = ("local", "ray")
-RAY_EXTRA_HINT = "pip install 'silr[ray]'  (or: pip install 'ray[data]==2.60.0')"
+RAY_EXTRA_HINT = "pip install 'silr[ray]'  (or: pip install 'ray[data,train]==2.60.0')"
 
 
 class EngineError(ValueError):
