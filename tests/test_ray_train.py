@@ -165,3 +165,10 @@ def test_refine_texts_ray_finetune_gives_the_local_labels_and_records_the_engine
     assert rounds["engine"]["kind"] == "ray" and rounds["engine"]["train"]["workers"] == 1
     assert rounds["engine"]["train"]["trainer"] == "ray.train.torch.TorchTrainer"
     assert rounds["learner"]["kind"] == "RayTrainFineTuneLearner" and rounds["learner"]["workers"] == 1
+    # a rerun of the same job (a restarted driver) loads every finished round from disk: no training worker starts
+    started = sorted((tmp_path / "work" / "workers").glob("fttrain-*"))
+    assert started
+    again = refine_texts_ray(inputs, engine=cluster[0], rounds=2, seed=0, progress=False, work_dir=tmp_path / "work",
+                             learner=FineTuneLearner(task["tiny"], **KW))
+    assert sorted((tmp_path / "work" / "workers").glob("fttrain-*")) == started
+    np.testing.assert_array_equal(again.labels["final"].to_numpy(), loc.labels["final"].to_numpy())
