@@ -157,7 +157,10 @@ def test_ray_annotation_worker_killed_mid_shard_scores_every_text_once(cluster, 
         # in the local engine's fault test: an answer received but not yet committed when its worker dies is
         # asked again, which the docs allow: at most the requests in flight)
         _wait(lambda: srv.held >= 4, 240, "both workers blocked mid-shard")
-        _wait(lambda: _committed(shards_dir(out)) == len(srv.scored), 60, "the workers to commit what they received")
+        # (no request between the server's gate and its answer: every request in flight is a held one, so the
+        # count of answers is final before it is compared with what the workers committed)
+        _wait(lambda: srv.inflight == srv.held and _committed(shards_dir(out)) == len(srv.scored), 60,
+              "the workers to commit what they received")
         pids = [int(p.read_text()) for p in sorted((shards_dir(out) / "workers").glob("annotate-*"))]
         victim = next(p for p in pids if _alive(p))  # the labeled sample's worker has gone already
         os.kill(victim, signal.SIGKILL)
@@ -277,7 +280,7 @@ def test_ray_annotate_driver_killed_resumes_from_the_finished_shards(rt_task, tm
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         _wait(lambda: srv.held >= 2 and len(parts()) >= 2, 300, "finished shards and workers held mid-shard")
-        _wait(lambda: _committed(tmp_path / "out.csv.shards") == len(srv.scored), 60,
+        _wait(lambda: srv.inflight == srv.held and _committed(tmp_path / "out.csv.shards") == len(srv.scored), 60,
               "the workers to commit what they received")  # see the test above
         done = {f: f.stat().st_mtime_ns for f in parts()}
         os.killpg(p.pid, signal.SIGKILL)
@@ -306,3 +309,32 @@ def test_a_workers_user_error_reaches_the_driver_as_one_line(cluster):
     eng, _ = cluster
     with pytest.raises(ValueError, match=r"^input file 'x.csv' row 7: empty text$"):
         run_pool(eng, [{"row": 7}], _Refuses, workers=1)
+
+
+def test_ray_refine_weights_a_silr_sample_design_like_the_local_engine(cluster, rt_task, tmp_path, silr_cache):
+    """Labeled rows drawn by `silr sample` are matched by corpus row and weighted by their design on the Ray engine
+    too (it used to match them by text and treat them as a uniform sample)."""
+    from silr.engine.ray_refine import refine_texts_ray
+    from silr.inputs import RefineInputs
+    from silr.sampling import make_design
+    from silr.texts import refine_texts
+
+    df, _ = rt_task
+    df = df.iloc[:800]
+    pseudo, y = df["pseudo_label"].to_numpy(), df["label"].to_numpy()
+    design = make_design(pseudo, n=50, seed=0)
+    rows = design.rows
+
+    def inputs(with_design):
+        return RefineInputs(df["text"].tolist(), pseudo, df["text"].iloc[rows].tolist(), y[rows], pseudo[rows],
+                            labeled_rows=rows if with_design else None, design=design if with_design else None)
+
+    eng, _ = cluster
+    local = refine_texts(inputs(True), backbone="minilm", rounds=1, seed=0, progress=False)
+    ray_res = refine_texts_ray(inputs(True), engine=eng, backbone="minilm", rounds=1, seed=0, progress=False,
+                               work_dir=tmp_path / "work")
+    plain = refine_texts(inputs(False), backbone="minilm", rounds=1, seed=0, progress=False)
+    r_local, r_ray, r_plain = (r.summary["rounds"][0] for r in (local, ray_res, plain))
+    for k in ("pi", "theta_p", "theta_n"):
+        assert r_ray[k] == pytest.approx(r_local[k]), k
+    assert abs(r_plain["pi"] - r_local["pi"]) > 1e-6  # the design is what the two engines share

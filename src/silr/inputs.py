@@ -37,6 +37,17 @@ class RefineInputs:
     labeled_rows: np.ndarray | None = None  # corpus rows of the labeled rows, when `silr sample` drew them
     design: object | None = None  # ... and the silr.sampling.SamplingDesign that drew them
 
+    def merge_keys(self) -> tuple[list, list]:
+        """Keys that match labeled rows to corpus rows in :func:`silr.fit_checks.merge_labeled`: the texts, or the
+        corpus row numbers when `silr sample` drew the labeled rows."""
+        if self.labeled_rows is None:
+            return list(self.texts), list(self.labeled_texts)
+        return list(range(len(self.texts))), [int(r) for r in self.labeled_rows]
+
+    def design_params(self) -> dict:
+        """``fit`` keyword for the sampling design (empty for a uniform sample)."""
+        return {} if self.design is None else {"sample_design": self.design}
+
 
 def labeled_from_corpus(
     texts: Sequence[str],

@@ -64,14 +64,11 @@ def refine_texts(
         learner = bb.new_learner(1)
     refiner = refiner_from_params(rounds=rounds, seed=seed, learner=learner, **refiner_params)
     # one fit input: the labeled rows are corpus rows (matched by text) or appended after the corpus
-    rows = inputs.labeled_rows  # rows drawn by `silr sample` are matched by row number, not by text
+    keys, labeled_keys = inputs.merge_keys()  # rows drawn by `silr sample` are matched by row number, not by text
     X_all, y_all, y_gold, llm_all = merge_labeled(
-        X, inputs.pseudo, X_lab, inputs.labeled_y, inputs.labeled_pseudo,
-        keys=inputs.texts if rows is None else list(range(len(inputs.texts))),
-        labeled_keys=inputs.labeled_texts if rows is None else [int(r) for r in rows],
+        X, inputs.pseudo, X_lab, inputs.labeled_y, inputs.labeled_pseudo, keys=keys, labeled_keys=labeled_keys,
         llm_score=inputs.llm_score, llm_score_lab=inputs.labeled_llm_score)
-    design = {} if inputs.design is None else {"sample_design": inputs.design}
-    refiner.fit(X_all, y_all, y_gold=y_gold, llm_score=llm_all, on_round=on_round, **design)
+    refiner.fit(X_all, y_all, y_gold=y_gold, llm_score=llm_all, on_round=on_round, **inputs.design_params())
     return collect_result(refiner, bb, inputs, X, t0)
 
 

@@ -68,10 +68,10 @@ def refine_texts_ray(inputs: RefineInputs, *, engine: Engine, backbone="minilm",
     bb.fit(inputs.texts)
     n, m = len(inputs.texts), len(inputs.labeled_texts)
     # the fit input's layout (corpus rows, then labeled rows that are not corpus rows), from merge_labeled itself
+    keys, labeled_keys = inputs.merge_keys()  # by text, or by corpus row for rows drawn by `silr sample`
     _, y_all, y_gold, llm_all = merge_labeled(
         np.zeros((n, 0)), inputs.pseudo, np.zeros((m, 0)), inputs.labeled_y, inputs.labeled_pseudo,
-        keys=inputs.texts, labeled_keys=inputs.labeled_texts, llm_score=inputs.llm_score,
-        llm_score_lab=inputs.labeled_llm_score)
+        keys=keys, labeled_keys=labeled_keys, llm_score=inputs.llm_score, llm_score_lab=inputs.labeled_llm_score)
     extra = _appended_rows(inputs, y_all.size - n)
     texts_all = list(inputs.texts) + [inputs.labeled_texts[j] for j in extra]
     work = Path(work_dir) if work_dir else default_work_dir(inputs, bb.spec(), cache_dir)
@@ -83,7 +83,7 @@ def refine_texts_ray(inputs: RefineInputs, *, engine: Engine, backbone="minilm",
     # skip a full pass over the store to check finiteness; drop the store's pages the driver reads (the labeled-row
     # probe and the hand-back read every row in chunks) so its resident memory stays bounded, not the store's size
     with config_context(assume_finite=True), _ReleasePages(X_all):
-        refiner.fit(X_all, y_all, y_gold=y_gold, llm_score=llm_all, on_round=on_round)
+        refiner.fit(X_all, y_all, y_gold=y_gold, llm_score=llm_all, on_round=on_round, **inputs.design_params())
         result = collect_result(refiner, bb, inputs, X_all[:n], t0, engine={**engine.describe(), "work_dir": str(work)})
     return result
 
@@ -119,8 +119,9 @@ def _appended_rows(inputs: RefineInputs, n_extra: int) -> list[int]:
     if n_extra == 0:
         return []
     m = len(inputs.labeled_texts)
+    keys, labeled_keys = inputs.merge_keys()
     X_all, *_ = merge_labeled(
         np.full((len(inputs.texts), 1), -1.0), inputs.pseudo, np.arange(m, dtype=float).reshape(m, 1),
-        inputs.labeled_y, inputs.labeled_pseudo, keys=inputs.texts, labeled_keys=inputs.labeled_texts,
+        inputs.labeled_y, inputs.labeled_pseudo, keys=keys, labeled_keys=labeled_keys,
         llm_score=inputs.llm_score, llm_score_lab=inputs.labeled_llm_score)
     return [int(v) for v in np.asarray(X_all)[len(inputs.texts):, 0]]
