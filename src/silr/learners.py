@@ -141,6 +141,24 @@ class _Head(nn.Module):
         return self.out(x).squeeze(-1)
 
 
+
+class KeepBest:
+    """The epoch with the lowest criterion and a copy of the module's weights then; :meth:`restore` puts them back
+    (the epoch choice shared by the heads on frozen features)."""
+
+    def __init__(self) -> None:
+        self.crit, self.epoch, self.state = math.inf, 0, None
+
+    def offer(self, crit: float, epoch: int, module: torch.nn.Module) -> None:
+        if crit < self.crit:
+            self.crit, self.epoch = crit, epoch
+            self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    def restore(self, learner) -> None:
+        learner.best_epoch_ = self.epoch
+        learner.module_.load_state_dict(self.state)
+        learner.module_.eval()
+
 class HeadLearner:
     """A linear (``hidden=0``) or one-hidden-layer MLP head trained with AdamW under a UU/PN risk.
 
@@ -252,7 +270,7 @@ class HeadLearner:
             cycler = LabeledBatches(lab[1].size, min(bs, lab[1].size), seed)
 
         self.history_ = []
-        best = (math.inf, 0, None)
+        best = KeepBest()
         for epoch in range(1, self.epochs + 1):
             self.module_.train()
             total, steps = 0.0, 0
@@ -284,11 +302,8 @@ class HeadLearner:
             else:
                 crit = rec["train_loss"]
             self.history_.append(rec)
-            if crit < best[0]:
-                best = (crit, epoch, {k: v.detach().clone() for k, v in self.module_.state_dict().items()})
-        self.best_epoch_ = best[1]
-        self.module_.load_state_dict(best[2])
-        self.module_.eval()
+            best.offer(crit, epoch, self.module_)
+        best.restore(self)
         return self
 
     # -- inference ------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ import base64
 import hashlib
 
 import json
-import math
 import os
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import torch
 from silr.engine.features import gather_rows, release
 from silr.engine.shards import worker_pid_file
 from silr.io import atomic_path, atomic_write_text
-from silr.learners import HeadLearner, _Head, auto_batch_size
+from silr.learners import HeadLearner, KeepBest, _Head, auto_batch_size
 from silr.risks import UUWeights, batch_risk
 
 __all__ = ["StreamingHeadLearner", "train_streaming"]
@@ -89,7 +88,7 @@ def train_streaming(head: HeadLearner, store_path: str, pseudo: np.ndarray, weig
         s_val = torch.from_numpy(pseudo[val_idx])
         starts = np.arange(0, train_idx.size, bs)
         head.history_ = []
-        best = (math.inf, 0, None)
+        best = KeepBest()
         for epoch in range(1, head.epochs + 1):
             head.module_.train()
             total, steps = 0.0, 0
@@ -116,11 +115,8 @@ def train_streaming(head: HeadLearner, store_path: str, pseudo: np.ndarray, weig
             else:
                 crit = rec["train_loss"]
             head.history_.append(rec)
-            if crit < best[0]:
-                best = (crit, epoch, {k: v.detach().clone() for k, v in head.module_.state_dict().items()})
-        head.best_epoch_ = best[1]
-        head.module_.load_state_dict(best[2])
-        head.module_.eval()
+            best.offer(crit, epoch, head.module_)
+        best.restore(head)
         del mm
         return head
     finally:

@@ -7,14 +7,13 @@ epoch with the lowest risk on a held-out share of the pseudo-labeled corpus; no 
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
 
-from silr.learners import _to_tensor, auto_batch_size
+from silr.learners import KeepBest, _to_tensor, auto_batch_size
 from silr.multiclass.risk import KWeights, kclass_batch_risk
 from silr.risks import DEFAULT_SLOPE
 
@@ -104,7 +103,7 @@ class SoftmaxHeadLearner:
         s_val = torch.from_numpy(pseudo[val_idx])
         starts = np.arange(0, train_idx.size, bs)
         std = self.standardize and dense
-        self.history_, best = [], (math.inf, 0, None)
+        self.history_, best = [], KeepBest()
         for epoch in range(1, self.epochs + 1):
             self.module_.train()
             total, steps = 0.0, 0
@@ -125,11 +124,8 @@ class SoftmaxHeadLearner:
                                                               slope=self.slope))
             crit = rec.get("val_loss", rec["train_loss"])
             self.history_.append(rec)
-            if crit < best[0]:
-                best = (crit, epoch, {k: v.detach().clone() for k, v in self.module_.state_dict().items()})
-        self.best_epoch_ = best[1]
-        self.module_.load_state_dict(best[2])
-        self.module_.eval()
+            best.offer(crit, epoch, self.module_)
+        best.restore(self)
         return self
 
     def decision_function(self, X, *, batch_size: int = 65536) -> np.ndarray:
