@@ -9,21 +9,7 @@ import pandas as pd
 import pytest
 
 
-def silr_inproc(capsys, *args):
-    """Run the CLI in this process (fast, for error paths): returns (exit code, stdout, stderr)."""
-    from silr.cli import main
-
-    old = sys.argv
-    sys.argv = ["silr", *map(str, args)]
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    finally:
-        sys.argv = old
-    out, err = capsys.readouterr()
-    return code, out, err
+from cliutil import silr_inproc  # noqa: E402
 
 
 def silr(*args, check=True):

@@ -3,27 +3,13 @@ with silr, a simulated LLM score), and the errors for a bad sample file."""
 
 import json
 import shutil
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
 
-def silr_inproc(capsys, *args):
-    from silr.cli import main
-
-    old = sys.argv
-    sys.argv = ["silr", *map(str, args)]
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    finally:
-        sys.argv = old
-    out, err = capsys.readouterr()
-    return code, out, err
+from cliutil import silr_inproc  # noqa: E402
 
 
 @pytest.fixture(scope="module")
