@@ -61,6 +61,27 @@ def test_cli_kclass_refine_report_and_evaluate(files):
     ev = json.loads((out / "evaluation.json").read_text())
     assert ev["n"] == 300 and abs(ev["final_accuracy"] - (res["label"].to_numpy() == gold).mean()) < 1e-9
     assert ev["per_round"][0]["accuracy"] == pytest.approx((llm == gold).mean())
+    # the saved model: `silr predict` gives class names and one probability column per class
+    assert (out / "model" / "config.json").exists() and (out / "model" / "backbone.json").exists()
+    new = pd.DataFrame({"text": pd.read_csv(d / "corpus.csv")["text"][:40], "llm_label": llm[:40]})
+    new.to_csv(d / "new.csv", index=False)
+    r = CliRunner().invoke(app, ["predict", str(out), str(d / "new.csv"), "--out", str(d / "pred.csv"), "-q",
+                                 "--score-col", "llm_label"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    pred = pd.read_csv(d / "pred.csv")
+    cols = ["proba_cars", "proba_graphics", "proba_medicine"]
+    assert set(pred["label"]) <= {"cars", "graphics", "medicine"} and np.allclose(pred[cols].sum(1), 1)
+    assert (pred[cols].to_numpy().argmax(1) == np.searchsorted(["cars", "graphics", "medicine"], pred["label"])).all()
+    if summary["final_source"] == "stack":  # the saved stack reproduces the run's corpus labels from the same inputs
+        assert (pred["label"].to_numpy() == res["label"].to_numpy()[:40]).all()
+    # evaluate --test scores the saved model on a labeled test file
+    pd.DataFrame({"text": new["text"], "label": gold[:40]}).to_csv(d / "test.csv", index=False)
+    r = CliRunner().invoke(app, ["evaluate", str(out), "--gold", str(d / "gold.csv"), "--test", str(d / "test.csv")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert json.loads((out / "evaluation.json").read_text())["test"]["n"] == 40 and "test set: accuracy" in r.output
+    r = CliRunner().invoke(app, ["predict", str(out), str(d / "new.csv"), "--out", str(d / "p2.csv"), "-q",
+                                 "--score-col", "nope_"])
+    assert r.exit_code != 0 and "no column 'nope_'" in str(r.exception)
 
 
 def test_cli_kclass_refine_clear_errors(files, tmp_path):

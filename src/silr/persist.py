@@ -57,6 +57,10 @@ def save_refiner(refiner, path) -> None:
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(refiner)
+    if len(refiner.classes_) > 2:  # K > 2 classes: silr.multiclass.persist (format silr-refiner-kclass/1)
+        from silr.multiclass.persist import save_kclass
+
+        return save_kclass(refiner, path)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     hb: HandBackModel = refiner.handback_
@@ -96,7 +100,9 @@ def _read_config(cfile: Path) -> dict:
         config = json.loads(cfile.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{cfile} is not a readable silr model config: {e}") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
+    from silr.multiclass.persist import FORMAT_K
+
+    if not isinstance(config, dict) or config.get("format") not in (FORMAT, FORMAT_K):
         fmt = config.get("format") if isinstance(config, dict) else None
         raise ValueError(f"{cfile} is not a silr model (format={fmt!r})")
     # a silr model is data only: a config asking for code to run was not written by silr
@@ -140,6 +146,10 @@ def load_refiner(cls, path, *, learner_loader: Callable[[dict, dict], object] | 
         state = load_file(str(wfile)) if wfile.exists() else {}
     except Exception as e:  # safetensors raises its own error type on a damaged file
         raise ValueError(f"{wfile} is not a readable safetensors file ({e}); the model folder is damaged") from None
+    from silr.multiclass.persist import FORMAT_K, load_kclass
+
+    if config["format"] == FORMAT_K:
+        return load_kclass(self, config, state, path)
     self.learners_ = []
     kinds = set()
     for j, lc in enumerate(config["learners"]):

@@ -460,9 +460,6 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         """Write ``config.json`` and ``weights.safetensors`` into folder ``path`` (no pickle; :mod:`silr.persist`)."""
         from silr.persist import save_refiner
 
-        if len(getattr(self, "classes_", ())) > 2:
-            raise NotImplementedError("saving a K-class refiner (K > 2) is not supported yet; `silr kclass refine` "
-                                      "writes its labels, rounds and report")
         save_refiner(self, path)
 
     @classmethod

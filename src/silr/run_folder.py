@@ -121,6 +121,12 @@ def predict_texts(
     X = np.asarray(list(texts), dtype=object) if getattr(refiner, "takes_texts_", False) else bb.transform(list(texts))
     if llm_score is None and getattr(refiner, "final_source_", "") == "stack" and hasattr(bb, "llm_scores"):
         llm_score = bb.llm_scores(list(texts))  # the backbone is the labeling LLM: it gives its own evidence
+    if len(refiner.classes_) > 2:  # K classes: the class name and one probability column per class
+        P = refiner.predict_proba(X, llm_score=llm_score)
+        out = pd.DataFrame({"label": refiner.classes_[P.argmax(1)]})
+        for j, c in enumerate(refiner.classes_):
+            out[f"proba_{c}"] = P[:, j]
+        return out
     score = refiner.decision_function(X, llm_score=llm_score)
     proba = refiner.predict_proba(X, llm_score=llm_score)[:, 1]
     return pd.DataFrame({"score": score, "label": (score > 0).astype(int), "proba": proba})

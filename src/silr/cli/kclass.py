@@ -120,14 +120,17 @@ def refine(
                       quiet=quiet)
 
 
-def run_kclass_evaluate(run_dir: Path, gold: Path, *, label_col: str) -> dict:
+def run_kclass_evaluate(run_dir: Path, gold: Path, *, label_col: str, test: Path | None = None,
+                        text_col: str = "text") -> dict:
     """The K-class evaluation step (``silr evaluate`` on a K-class run folder, ``silr kclass evaluate``)."""
     from silr.multiclass.files import evaluate_kclass
 
-    ev = evaluate_kclass(run_dir, gold, label_col=label_col)
+    ev = evaluate_kclass(run_dir, gold, label_col=label_col, test=test, text_col=text_col)
     for pr in ev["per_round"]:
         typer.echo(f"round {pr['round']}: accuracy {pr['accuracy']:.4f}")
     typer.echo(f"final labels: accuracy {ev['final_accuracy']:.4f} on {ev['n']} rows")
+    if "test" in ev:
+        typer.echo(f"test set: accuracy {ev['test']['accuracy']:.4f} on {ev['test']['n']} rows")
     return ev
 
 
@@ -184,3 +187,31 @@ def refine_as_kclass(classes, corpus: Path, labeled: Path, out: Path, *, pseudo_
     run_kclass_refine(corpus, labeled, out, pseudo_col=pseudo_col, text_col=text_col, label_col=label_col,
                       score_prefix=score_col, rounds=rounds, seed=seed, backbone=backbone, cache_dir=cache_dir,
                       quiet=quiet, report=not no_report)
+
+
+def run_kclass_predict(run_dir: Path, df, texts, out: Path, *, input: Path, score_col: str | None, quiet: bool,
+                       engine: str = "local") -> None:
+    """`silr predict` with a K-class model: INPUT's columns plus ``label`` (the class name) and ``proba_<class>``.
+    ``--score-col`` gives the new rows' LLM evidence for a stack: a column of LLM labels or a per-class prefix."""
+    import json
+
+    from silr.io import write_table
+    from silr.multiclass.persist import kclass_evidence
+    from silr.run_folder import predict_texts
+
+    if engine != "local":
+        raise Failure("--engine ray is for two classes; a K-class model predicts locally")
+    d = Path(run_dir)
+    config = json.loads(((d / "model" if (d / "model").is_dir() else d) / "config.json").read_text())
+    llm = None
+    if score_col:
+        llm = kclass_evidence(df, score_col, config["classes"], what=f"input file '{input}'")
+    elif not quiet:
+        if config["final_source"] in ("stack", "llm"):
+            typer.echo("note: the run handed back the LLM's labels or the stack; without --score-col the refined "
+                       "classifier (or the probe) scores the texts alone", err=True)
+    pred = predict_texts(run_dir, texts, progress=not quiet, llm_score=llm)
+    for c in pred.columns:
+        df[c] = pred[c].to_numpy()
+    write_table(df, out)
+    typer.echo(str(out))

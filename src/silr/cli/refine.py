@@ -119,19 +119,26 @@ def predict(
     input: Path = typer.Argument(..., help="File of texts to score (CSV, JSONL or Parquet)."),
     out: Path = typer.Option(..., "--out", help="Output file: INPUT's columns plus score, label and proba."),
     text_col: str = typer.Option("text", "--text-col", help="Text column of INPUT."),
-    score_col: Optional[str] = typer.Option(None, "--score-col", help="Column of INPUT with the LLM's score, used when the run handed back the stack of LLM and refined scores."),
+    score_col: Optional[str] = typer.Option(None, "--score-col", help="Column of INPUT with the LLM's score, used when the run handed back the stack of LLM and refined scores. K classes: a column of LLM labels, or the prefix of per-class score columns PREFIX<class> (llm_logp_)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     engine: str = typer.Option("local", "--engine", help="local (this process) or ray (a Ray cluster: features stored out of core, head trained by streaming, corpus scored shard by shard; needs pip install 'silr\\[ray]')."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --engine ray: auto (the running cluster) or ray://HOST:PORT; default: start a local cluster."),
 ) -> None:
-    """Score new texts with a saved model: `score` (higher = positive), `label` (0/1), `proba`."""
+    """Score new texts with a saved model: `score` (higher = positive), `label` (0/1), `proba` (K classes:
+    `label` = the class name and `proba_<class>` per class)."""
     from silr.io import clean_texts, read_table, write_table
     from silr.run_folder import predict_texts
 
     df = read_table(input, required=[text_col], what="input")
     texts = clean_texts(df[text_col], what=f"input file '{input}'", column=text_col)
     from silr.io import parse_scores
+    from silr.multiclass.persist import is_kclass_model
 
+    if is_kclass_model(run_dir):  # K > 2 classes: label = class name, proba_<class> per class
+        from silr.cli.kclass import run_kclass_predict
+
+        return run_kclass_predict(run_dir, df, texts, out, input=input, score_col=score_col, quiet=quiet,
+                                  engine=engine)
     if score_col and score_col not in df.columns:
         raise Failure(f"input file '{input}' has no column '{score_col}'")
     llm = parse_scores(df[score_col], what=f"input file '{input}'", column=score_col) if score_col else None
@@ -162,11 +169,9 @@ def evaluate(
     from silr.run_folder import evaluate_run
 
     if is_kclass_run(run_dir):  # K > 2 classes: accuracy per round and the confusion matrix (evaluation.json)
-        if test is not None:
-            raise Failure("--test needs a saved model; a K-class run does not save one yet")
         from silr.cli.kclass import run_kclass_evaluate
 
-        run_kclass_evaluate(run_dir, gold, label_col=label_col)
+        run_kclass_evaluate(run_dir, gold, label_col=label_col, test=test, text_col=text_col)
         return
 
     ev = evaluate_run(run_dir, gold, label_col=label_col, text_col=text_col, test=test)

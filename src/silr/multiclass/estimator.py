@@ -27,24 +27,34 @@ def kclass_learner(learner) -> SoftmaxHeadLearner:
 
 class KHandBack:
     """The K-class hand-back: what ``fit`` chose and how ``predict`` applies it. Attribute names follow
-    :class:`silr.selection.HandBackModel` so the refiner's ``final_source_`` etc. read the same."""
+    :class:`silr.selection.HandBackModel` so the refiner's ``final_source_`` etc. read the same. Holds only what
+    ``predict`` needs (the kept rounds' heads and scales, the stack, the probe), so a saved model rebuilds it
+    (:mod:`silr.multiclass.persist`)."""
 
-    def __init__(self, fit: KClassFit, K: int):
-        self.fit, self.K = fit, K
-        self.source, self.final_round, self.predict_round = fit.source, fit.final_round, fit.predict_round
-        self.candidates, self.reason = fit.candidates, fit.reason
+    def __init__(self, *, K: int, source: str, final_round: int, predict_round: int, learners, scales, stack=None,
+                 probe=None, candidates=None, reason: str = ""):
+        self.K, self.source, self.final_round, self.predict_round = K, source, final_round, predict_round
+        self.learners, self.scales = list(learners), list(scales)
+        self.candidates, self.reason = candidates or {}, reason
         self.prob_round0_better = None
-        self.stack_input = "llm_score" if fit.stack is not None else None
-        self.stack = None if fit.stack is None else {"a": float(fit.stack.coef_[0]), "b": float(fit.stack.coef_[1])}
-        self.probe = fit.probe
+        self.fit_stack = stack
+        self.stack_input = "llm_score" if stack is not None else None
+        self.stack = None if stack is None else {"a": float(stack.coef_[0]), "b": float(stack.coef_[1])}
+        self.probe = probe
         self.platt = None
+
+    @classmethod
+    def from_fit(cls, fit: KClassFit, K: int) -> "KHandBack":
+        return cls(K=K, source=fit.source, final_round=fit.final_round, predict_round=fit.predict_round,
+                   learners=fit.learners, scales=fit.scales, stack=fit.stack, probe=fit.probe,
+                   candidates=fit.candidates, reason=fit.reason)
 
     def refined_scores(self, X) -> np.ndarray:
         k = self.predict_round
         if k == 0:
             raise ValueError("no refinement round was kept, so there is no classifier to apply")
-        return sum(standardize_logits(np.asarray(self.fit.learners[j].decision_function(X), dtype=np.float64),
-                                      self.fit.scales[j])[0] for j in range(k)) / k
+        return sum(standardize_logits(np.asarray(self.learners[j].decision_function(X), dtype=np.float64),
+                                      self.scales[j])[0] for j in range(k)) / k
 
     def _full(self, model, P) -> np.ndarray:
         """Probabilities of a fitted LogisticRegression in all K columns (classes it never saw get 0)."""
@@ -63,7 +73,7 @@ class KHandBack:
             from silr.multiclass.loop import llm_evidence
 
             F = np.hstack([llm_evidence(llm_score, None, self.K), self.refined_scores(X)])
-            return self._full(self.fit.stack, self.fit.stack.predict_proba(F))
+            return self._full(self.fit_stack, self.fit_stack.predict_proba(F))
         if src == "probe" or self.predict_round == 0:
             p = self.probe
             if p is None:
@@ -102,6 +112,6 @@ def fit_refiner_kclass(est, d, on_round=None):
     est.stop_reason_, est.stop_detail_ = f.stop, f.stop_detail
     est.round0_labeled_ = "as given"
     est.stack_probe_ = False
-    est.handback_ = KHandBack(f, K)
+    est.handback_ = KHandBack.from_fit(f, K)
     est.transduction_ = d.classes[f.transduction]
     return est

@@ -20,7 +20,7 @@ import pandas as pd
 from silr.io import InputError
 
 __all__ = ["LOGP_PREFIX", "kclass_classes", "is_binary_labels", "kclass_pseudo_classes", "is_kclass_words", "kclass_prompt", "annotate_kclass", "kclass_frames",
-           "refine_kclass", "is_kclass_run", "evaluate_kclass", "print_kround"]
+           "refine_kclass", "save_model", "is_kclass_run", "evaluate_kclass", "print_kround"]
 
 LOGP_PREFIX = "llm_logp_"
 
@@ -200,7 +200,8 @@ def refine_kclass(df: pd.DataFrame, ldf: pd.DataFrame, out: Path, *, pseudo_col:
                   corpus: str = "corpus", labeled: str = "labeled", on_round: Callable | None = None) -> dict:
     """Refine K-class LLM labels and write the run folder ``out`` (which must exist and be empty): ``labels.csv``
     (text, llm_label, label, round_1..), ``rounds.json`` (T per round with intervals, confusion on the labeled
-    rows) and ``report.md``/``report.html``. Returns the summary."""
+    rows), ``model/`` (the refiner and the backbone, for ``silr predict``) and ``report.md``/``report.html``.
+    Returns the summary."""
     from silr.backbones import get_backbone
     from silr.io import atomic_write_text, json_default, write_table
     from silr.multiclass.report import report_html, report_markdown, run_summary
@@ -228,11 +229,26 @@ def refine_kclass(df: pd.DataFrame, ldf: pd.DataFrame, out: Path, *, pseudo_col:
     for r in range(1, model.n_rounds_ + 1):
         res[f"round_{r}"] = model.classes_[model.labels_[r]]
     write_table(res, out / "labels.csv")
+    save_model(model, bb, out / "model")
     atomic_write_text(out / "rounds.json", json.dumps(summary, indent=1, default=json_default))
     atomic_write_text(out / "report.md", report_markdown(summary))
     if report:
         atomic_write_text(out / "report.html", report_html(summary))
     return summary
+
+
+def save_model(model, backbone, folder: Path) -> None:
+    """The fitted K-class refiner and its backbone in ``folder`` (as the binary run's ``model/``), written beside
+    it and moved into place when complete."""
+    import shutil
+
+    tmp = folder.parent / f".{folder.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(tmp)
+    backbone.save(tmp)
+    (tmp / "backbone.json").write_text(json.dumps(backbone.spec(), indent=2))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
 
 
 def is_kclass_run(run_dir: str | Path) -> bool:
@@ -244,9 +260,11 @@ def is_kclass_run(run_dir: str | Path) -> bool:
     return isinstance(s, dict) and len(s.get("classes") or ()) > 2 and any("T" in r for r in s.get("rounds", ()))
 
 
-def evaluate_kclass(run_dir: str | Path, gold: str | Path, *, label_col: str = "label") -> dict:
-    """The evaluation step: the run's labels per round against held-out gold (corpus order); writes
-    ``evaluation.json`` into the run folder and returns it."""
+def evaluate_kclass(run_dir: str | Path, gold: str | Path, *, label_col: str = "label", test: str | Path | None = None,
+                    text_col: str = "text") -> dict:
+    """The evaluation step: the run's labels per round against held-out gold (corpus order) and, with ``test``
+    (a file of texts and gold labels), the saved model's predictions on it (the refined classifier or probe: the
+    test rows' LLM evidence is not read); writes ``evaluation.json`` into the run folder and returns it."""
     from silr.io import atomic_write_text, read_table
     from silr.multiclass.report import evaluation
 
@@ -265,5 +283,16 @@ def evaluate_kclass(run_dir: str | Path, gold: str | Path, *, label_col: str = "
     per = [res["llm_label"]] + [res[c] for c in res.columns if c.startswith("round_")]
     ev = evaluation(classes, [[code.get(str(v), -1) for v in L] for L in per],
                     [code.get(str(v), -1) for v in res["label"]], gc)
+    if test is not None:
+        from silr.io import clean_texts
+        from silr.run_folder import predict_texts
+
+        if not (run_dir / "model" / "config.json").exists():
+            raise InputError(f"--test needs the run's saved model; '{run_dir}' has no model/ (a run from an older silr)")
+        t = read_table(test, required=[text_col, label_col], what="test")
+        pred = predict_texts(run_dir, clean_texts(t[text_col], what=f"test file '{test}'", column=text_col),
+                             progress=False)
+        truth = t[label_col].astype(str).str.strip().to_numpy()
+        ev["test"] = {"accuracy": float(np.mean(pred["label"].astype(str).to_numpy() == truth)), "n": int(len(t))}
     atomic_write_text(run_dir / "evaluation.json", json.dumps(ev, indent=1))
     return ev

@@ -24,8 +24,8 @@ def confusion(y_true_codes, y_pred_codes, K: int) -> np.ndarray:
 def run_summary(model, lab_idx, y_lab_codes) -> dict:
     """A JSON-able description of a fitted K-class refiner (the body of ``rounds.json``)."""
     K = len(model.classes_)
-    hb = model.handback_
-    final_lab = hb.fit.transduction[lab_idx]
+    code = {c: i for i, c in enumerate(model.classes_.tolist())}
+    final_lab = [code[c] for c in np.asarray(model.transduction_)[lab_idx].tolist()]
     return {
         "classes": [str(c) for c in model.classes_],
         "n_rounds": int(model.n_rounds_),

@@ -1,0 +1,169 @@
+"""Saving and loading a fitted K-class (K > 2) :class:`~silr.refine.SelfIterativeRefiner`, without pickle.
+
+The same folder layout as the binary model (:mod:`silr.persist`): ``config.json`` (format
+``"silr-refiner-kclass/1"``: parameters, classes, the hand-back, each kept round's head config and logit scale,
+the stack's two coefficients) and ``weights.safetensors`` (each kept round's softmax head, ``round_{j}.*``, and
+the probe's arrays, ``probe.*``). Only what ``predict`` needs is kept (the corpus history lives in the run
+folder's ``labels.csv`` / ``rounds.json``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["FORMAT_K", "save_kclass", "load_kclass"]
+
+FORMAT_K = "silr-refiner-kclass/1"
+
+
+def _head_config(learner) -> dict:
+    m = learner.module_
+    return {"kind": "softmax-head", "params": learner.get_params(), "n_features": int(m.out.in_features),
+            "K": int(m.out.out_features)}
+
+
+def _head_from_state(config: dict, state: dict):
+    from silr.multiclass.learner import SoftmaxHeadLearner, _KHead
+
+    h = SoftmaxHeadLearner(**config.get("params", {}))
+    d, K = int(config["n_features"]), int(config["K"])
+    h.module_ = _KHead(d, K, torch.zeros(d), torch.ones(d))
+    h.module_.load_state_dict(state)
+    h.module_.eval()
+    h.history_, h.best_epoch_ = [], None
+    return h
+
+
+def save_kclass(refiner, path) -> None:
+    """Write ``config.json`` and ``weights.safetensors`` of a fitted K-class refiner into folder ``path``."""
+    from safetensors.torch import save_file
+
+    from silr.persist import json_params
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    hb = refiner.handback_
+    k = int(hb.predict_round)
+    state: dict[str, torch.Tensor] = {}
+    heads = []
+    for j in range(k):
+        for name, t in hb.learners[j].module_.state_dict().items():
+            state[f"round_{j + 1}.{name}"] = t.detach().clone().contiguous()
+        heads.append(_head_config(hb.learners[j]))
+    probe = None
+    if hb.probe is not None:
+        p = hb.probe
+        for name, v in (("mean", p.mean_), ("scale", p.scale_), ("coef", p.coef_), ("intercept", p.intercept_)):
+            state[f"probe.{name}"] = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64))
+        probe = {"classes": np.asarray(p.classes_).astype(int).tolist()}
+    config = {
+        "format": FORMAT_K,
+        "params": json_params(refiner),
+        "classes": np.asarray(refiner.classes_).tolist(),
+        "K": int(hb.K),
+        "final_source": str(hb.source),
+        "final_round": int(hb.final_round),
+        "predict_round": k,
+        "scales": [float(s) for s in hb.scales[:k]],
+        "learners": heads,
+        "stack": None if hb.fit_stack is None else {"coef": [float(c) for c in hb.fit_stack.coef_],
+                                                     "l2": float(hb.fit_stack.l2)},
+        "probe": probe,
+        "selection": hb.reason,
+        "n_features": int(getattr(refiner, "n_features_in_", heads[0]["n_features"] if heads else 0)),
+    }
+    if state:
+        save_file(state, str(path / "weights.safetensors"))
+    (path / "config.json").write_text(json.dumps(config, indent=2))
+
+
+def load_kclass(refiner, config: dict, state: dict, path: Path):
+    """Set ``refiner``'s fitted attributes (a fresh instance made from ``config["params"]``) from a K-class
+    model folder's ``config`` and ``state``; returns it."""
+    from sklearn.linear_model import LogisticRegression
+
+    from silr.multiclass.estimator import KHandBack
+    from silr.multiclass.loop import SharedStack
+
+    K = int(config["K"])
+    classes = np.asarray(config["classes"])
+    if classes.size != K or K < 3:
+        raise ValueError(f"{path}: a K-class model needs K >= 3 classes; config has K={K} and {classes.size} classes")
+    k = int(config["predict_round"])
+    learners = []
+    for j, lc in enumerate(config["learners"]):
+        prefix = f"round_{j + 1}."
+        sub = {name[len(prefix):]: t for name, t in state.items() if name.startswith(prefix)}
+        if lc.get("kind") != "softmax-head":
+            raise ValueError(f"{path}: round {j + 1} has a learner of kind {lc.get('kind')!r}; K-class models hold "
+                             "softmax heads")
+        learners.append(_head_from_state(lc, sub))
+    if len(learners) != k:
+        raise ValueError(f"{path}: predict_round is {k} but {len(learners)} rounds are saved; the folder is damaged")
+    stack = None
+    if config.get("stack"):
+        stack = SharedStack(l2=float(config["stack"].get("l2", 1e-2)))
+        stack.coef_ = np.asarray(config["stack"]["coef"], dtype=np.float64)
+        stack.classes_ = np.arange(K)
+    probe = None
+    if config.get("probe"):
+        probe = LogisticRegression(C=1.0, max_iter=2000)
+        probe.classes_ = np.asarray(config["probe"]["classes"], dtype=np.int64)
+        probe.coef_ = state["probe.coef"].numpy()
+        probe.intercept_ = state["probe.intercept"].numpy()
+        probe.n_features_in_ = probe.coef_.shape[1]
+        probe.mean_, probe.scale_ = state["probe.mean"].numpy(), state["probe.scale"].numpy()
+    refiner.handback_ = KHandBack(K=K, source=config["final_source"], final_round=int(config["final_round"]),
+                                  predict_round=k, learners=learners, scales=config["scales"], stack=stack,
+                                  probe=probe, reason=config.get("selection", ""))
+    refiner.classes_ = classes
+    refiner.n_classes_ = K
+    refiner.takes_texts_ = False
+    refiner.learners_, refiner.scales_ = learners, list(config["scales"])
+    if config.get("n_features"):
+        refiner.n_features_in_ = int(config["n_features"])
+    refiner.labels_ = np.zeros((0, 0), dtype=np.int64)  # marks fitted; the corpus labels live in labels.csv
+    return refiner
+
+
+def is_kclass_model(run_dir) -> bool:
+    """A run folder (or its ``model/``) holding a saved K-class refiner."""
+    d = Path(run_dir)
+    cfile = (d / "model" if (d / "model").is_dir() else d) / "config.json"
+    try:
+        return json.loads(cfile.read_text()).get("format") == FORMAT_K
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def kclass_evidence(df, column: str, classes, *, what: str) -> np.ndarray:
+    """The LLM evidence of new rows for a K-class model's stack: ``column`` is either a column of LLM labels
+    (class names: a one-hot, as ``fit`` uses without scores) or the prefix of per-class score columns
+    ``<column><class>`` (e.g. ``llm_logp_`` from ``silr annotate``)."""
+    from silr.io import InputError
+
+    classes = [str(c) for c in classes]
+    if column in df.columns:
+        v = df[column].astype(str).str.strip()
+        bad = ~v.isin(classes) | df[column].isna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(f"{what}: column '{column}' row {i + 2} is {df[column].iloc[i]!r}, not one of the "
+                             f"model's classes ({', '.join(classes)})")
+        return np.eye(len(classes))[v.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=np.int64)]
+    cols = [f"{column}{c}" for c in classes]
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise InputError(f"{what} has no column '{column}' (LLM labels) nor '{missing[0]}' (per-class scores "
+                         f"{column}<class>)")
+    try:
+        E = df[cols].astype(np.float64).to_numpy()
+    except (TypeError, ValueError):
+        E = np.array([np.nan])
+    if not np.isfinite(E).all():
+        raise InputError(f"{what}: the {column}* columns must be finite numbers")
+    return E
