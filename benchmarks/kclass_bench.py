@@ -29,12 +29,17 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "kclass"
-TASKS = ("slo_opinion", "newsgroups6", "reuters_r8", "newsgroups6b")  # slo_opinion: the tuning set
+TASKS = ("slo_opinion", "newsgroups6", "reuters_r8", "newsgroups6b", "amazon3", "newsgroups8c")
+#: tuning sets (looked at while designing the K-class defaults), held out but seen before, fresh held-out sets
+TUNING = ("slo_opinion", "newsgroups6", "reuters_r8")
+SEEN = ("newsgroups6b",)
+FRESH = ("amazon3", "newsgroups8c")
 SETTINGS = ("sim60", "sim75", "gemma", "gemma_c")
 BUDGETS = (50, 100)
 SEEDS = (0, 1, 2)
 METHODS = ("llm", "lr_labeled", "lr_balanced", "cleanlab", "ovr_binary", "silr_k")
 BASELINES = ("llm", "lr_labeled", "lr_balanced", "cleanlab", "ovr_binary")
+QUIET = False
 
 
 def _task(name):
@@ -172,22 +177,69 @@ def run_cell(task, setting, seed, budget, Fc, Ft, llm, shared) -> dict:
             Dc[:, c], Dt[:, c] = sc, (st == c)
             notes.append(f"error: {type(e).__name__}")
     res["ovr_binary"] = (Dc.argmax(1), Dt.argmax(1), time.time() - t0)
+    rec = {"task": task.name, "setting": setting, "seed": seed, "budget": budget, "K": K,
+           "n_corpus": int(y.size), "n_test": int(yt.size), "llm_corpus_acc": _acc(s, y)}
+    for name, (pc, pt, sec) in res.items():
+        rec[name] = {"corpus_acc": _acc(pc, y), "test_acc": _acc(pt, yt), "corpus_macro_f1": _macro_f1(pc, y, K),
+                     "seconds": round(float(sec), 2)}
+    rec["ovr_binary"]["sources"] = notes
+    rec["silr_k"] = run_silr(task, seed, gold, Fc, Ft, llm)
+    return rec
+
+
+def run_silr(task, seed, gold, Fc, Ft, llm) -> dict:
+    """silr K-class with its defaults on one cell (the same inputs as the baselines)."""
+    from silr.refine import SelfIterativeRefiner
+
+    K = len(task.classes)
+    s, st, lp, lpt = llm
+    y, yt = task.corpus_y, task.test_y
     t0 = time.time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         k = SelfIterativeRefiner(seed=seed).fit(Fc, s, y_gold=gold, **({"llm_score": lp} if lp is not None else {}))
     # the LLM's test-row evidence for the stack: its scores, or a one-hot of its labels when fit got none
     ev_t = lpt if lpt is not None else np.eye(K)[st]
-    res["silr_k"] = (k.transduction_, k.predict(Ft, llm_score=ev_t), time.time() - t0)
-    rec = {"task": task.name, "setting": setting, "seed": seed, "budget": budget, "K": K,
-           "n_corpus": int(y.size), "n_test": int(yt.size), "llm_corpus_acc": _acc(s, y)}
-    for name, (pc, pt, sec) in res.items():
-        rec[name] = {"corpus_acc": _acc(pc, y), "test_acc": _acc(pt, yt), "corpus_macro_f1": _macro_f1(pc, y, K),
-                     "seconds": round(float(sec), 2)}
-    rec["silr_k"].update(source=str(k.final_source_), reason=k.selection_reason_, rounds=int(k.n_rounds_),
-                         T=[np.round(t, 3).tolist() for t in k.T_], est_acc=[e.accuracy for e in k.priors_])
-    rec["ovr_binary"]["sources"] = notes
-    return rec
+    pc, pt = k.transduction_, k.predict(Ft, llm_score=ev_t)
+    return {"corpus_acc": _acc(pc, y), "test_acc": _acc(pt, yt), "corpus_macro_f1": _macro_f1(pc, y, K),
+            "seconds": round(float(time.time() - t0), 2), "source": str(k.final_source_),
+            "reason": k.selection_reason_, "rounds": int(k.n_rounds_), "T": [np.round(t, 3).tolist() for t in k.T_],
+            "est_acc": [e.accuracy for e in k.priors_], "commit": _commit()}
+
+
+def rerun_silr(tasks, settings, seeds, budgets):
+    """Recompute only silr K-class in stored runs whose silr_k commit is not this one (the baselines' code, the
+    binary engine included, is unchanged: K = 2 fingerprint test)."""
+    import torch
+
+    torch.set_num_threads(1)
+    commit = _commit()
+    for tname in tasks:
+        task0 = None
+        for setting in settings:
+            for seed in seeds:
+                for b in budgets:
+                    p = OUT / f"{tname}__{setting}__s{seed}__b{b}.json"
+                    if not p.exists():
+                        continue
+                    rec = json.loads(p.read_text())
+                    if rec["silr_k"].get("commit") == commit:
+                        continue
+                    if task0 is None:
+                        task0 = _task(tname)
+                        Fc0, Ft0 = _features(task0)
+                    task, Fc, Ft = _subset(task0, setting, Fc0, Ft0)
+                    llm = _llm(task, setting, seed, Fc, Ft)
+                    lab = np.sort(np.random.default_rng(seed).choice(task.corpus_y.size, b, replace=False))
+                    gold = np.full(task.corpus_y.size, -1)
+                    gold[lab] = task.corpus_y[lab]
+                    rec.setdefault("silr_k_before", {k: rec["silr_k"].get(k) for k in ("corpus_acc", "test_acc", "source")}
+                                   | {"commit": rec.get("commit")})
+                    rec["silr_k"] = run_silr(task, seed, gold, Fc, Ft, llm)
+                    tmp = p.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(rec, indent=1))
+                    os.replace(tmp, p)
+                    print(f"{p.name}: silr_k rerun at {commit} [{rec['silr_k']['seconds']}s]", flush=True)
 
 
 def _commit():
@@ -226,6 +278,9 @@ def run(tasks, settings, seeds, budgets):
                     tmp = p.with_suffix(".tmp")
                     tmp.write_text(json.dumps(rec, indent=1))
                     os.replace(tmp, p)
+                    if QUIET:
+                        print(f"{p.name}: done [{rec['seconds']}s]", flush=True)
+                        continue
                     print(f"{p.name}: llm {rec['llm_corpus_acc']:.3f} silr_k {rec['silr_k']['corpus_acc']:.3f} "
                           f"({rec['silr_k']['source']}) ovr {rec['ovr_binary']['corpus_acc']:.3f} "
                           f"lr {rec['lr_labeled']['corpus_acc']:.3f} cl {rec['cleanlab']['corpus_acc']:.3f} "
@@ -239,11 +294,16 @@ if __name__ == "__main__":
     ap.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
     ap.add_argument("--budgets", nargs="*", type=int, default=list(BUDGETS))
     ap.add_argument("--table", action="store_true", help="write benchmarks/KCLASS.md from the stored runs")
+    ap.add_argument("--rerun-silr", action="store_true", help="recompute silr K-class only, in stored runs of an older commit")
+    ap.add_argument("--quiet-results", action="store_true", help="log progress without accuracies (held-out sets)")
     a = ap.parse_args()
-    if a.table:
+    if a.rerun_silr:
+        rerun_silr(a.tasks, a.settings, a.seeds, a.budgets)
+    elif a.table:
         sys.path.insert(0, str(ROOT))
         from kclass_table import write_table
 
         write_table()
     else:
+        QUIET = a.quiet_results
         run(a.tasks, a.settings, a.seeds, a.budgets)

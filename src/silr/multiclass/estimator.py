@@ -40,6 +40,10 @@ class KHandBack:
         self.fit_stack = stack
         self.stack_input = "llm_score" if stack is not None else None
         self.stack = None if stack is None else {"a": float(stack.coef_[0]), "b": float(stack.coef_[1])}
+        if stack is not None and len(stack.coef_) > 2:
+            self.stack.update(g=float(stack.coef_[2]), probe=True)
+        if stack is not None and stack.bias_l2 is not None:
+            self.stack["bias"] = [float(b) for b in stack.bias_]
         self.probe = probe
         self.platt = None
 
@@ -72,7 +76,11 @@ class KHandBack:
         if src == "stack" and llm_score is not None:
             from silr.multiclass.loop import llm_evidence
 
+            from silr.multiclass.loop import probe_logp
+
             F = np.hstack([llm_evidence(llm_score, None, self.K), self.refined_scores(X)])
+            if len(self.fit_stack.coef_) > 2:  # the stack holds the probe's log-probabilities as a third input
+                F = np.hstack([F, probe_logp(self.probe, X, self.K)])
             return self._full(self.fit_stack, self.fit_stack.predict_proba(F))
         if src == "probe" or self.predict_round == 0:
             p = self.probe
@@ -96,10 +104,14 @@ def fit_refiner_kclass(est, d, on_round=None):
     # rounds 2+: the unbiased K-class risk (T^-1 has negative entries) over-fits where the binary one does not,
     # so the default later_risk "uu" means the robust risk here (newsgroups6, the tuning set; KCLASS.md)
     later = est.risk if est.later_risk in (None, "uu") else est.later_risk
+    # the labeled-row probe as a third stack input ("auto": on for K > 2, with or without LLM scores): on the
+    # tuning sets (reuters_r8, newsgroups6, slo_opinion; benchmarks/KCLASS.md) the stack of LLM evidence and the
+    # refined score alone lost to the probe and to one-vs-rest on reuters_r8
+    stack_probe = bool(est.probe) and bool(est.stack) and (est.stack_probe == "auto" or bool(est.stack_probe))
     f = fit_kclass(d.X, d.s0, d.y_lab, d.lab, d.X_lab, K, llm=d.llm, rounds=est.rounds, risk=est.risk,
                    later_risk=later, learner=kclass_learner(est.learner), val_fraction=est.val_fraction,
                    default=default, confidence=est.fallback_confidence, probe=bool(est.probe),
-                   n_bootstrap=min(est.n_bootstrap, 1000), seed=est.seed, on_round=on_round)
+                   n_bootstrap=min(est.n_bootstrap, 1000), seed=est.seed, on_round=on_round, stack_probe=stack_probe)
     est.classes_ = d.classes
     est.n_classes_ = K
     est.takes_texts_ = False
@@ -111,7 +123,7 @@ def fit_refiner_kclass(est, d, on_round=None):
     est.learners_, est.scales_ = f.learners, f.scales
     est.stop_reason_, est.stop_detail_ = f.stop, f.stop_detail
     est.round0_labeled_ = "as given"
-    est.stack_probe_ = False
+    est.stack_probe_ = stack_probe
     est.handback_ = KHandBack.from_fit(f, K)
     est.transduction_ = d.classes[f.transduction]
     return est

@@ -110,54 +110,82 @@ def llm_evidence(llm, s, K) -> np.ndarray:
 
 
 class SharedStack:
-    """``logit_c = a * E_c + b * Z_c``: the LLM evidence ``E`` and the refined score ``Z`` of each class with two
-    coefficients shared by all classes (multinomial likelihood on the labeled rows, a small L2 penalty). Two
-    parameters, whatever K: it can be fitted on ~50 labeled rows even when a class has one or none of them
-    (a per-class logistic regression could not). ``a`` large and ``b`` small is the LLM; the reverse the
-    refined classifier."""
+    """``logit_c = a * E_c + b * Z_c [+ g * P_c] [+ beta_c]``: the LLM evidence ``E``, the refined score ``Z`` (and
+    optionally the labeled-row probe's log-probability ``P``) of each class with coefficients shared by all
+    classes (multinomial likelihood on the labeled rows, a small L2 penalty), and optionally a per-class bias
+    ``beta`` (penalised by ``bias_l2``; the class prior the shared coefficients cannot express). Without the
+    bias the parameters do not grow with K: it can be fitted on ~50 labeled rows even when a class has one or
+    none of them. ``a`` large and ``b`` small is the LLM; the reverse the refined classifier."""
 
-    def __init__(self, l2: float = 1e-2):
-        self.l2 = l2
+    def __init__(self, l2: float = 1e-2, bias_l2: float | None = None, K: int | None = None):
+        self.l2, self.bias_l2, self.K = l2, bias_l2, K
 
-    @staticmethod
-    def _logits(w, E, Z):
-        return w[0] * E + w[1] * Z
+    def _split(self, F):
+        K = self.K_
+        return [F[:, j * K:(j + 1) * K] for j in range(F.shape[1] // K)]
+
+    def _logits(self, w, F):
+        blocks = self._split(F)
+        out = sum(w[j] * B for j, B in enumerate(blocks))
+        if self.bias_l2 is not None:
+            out = out + w[len(blocks):]
+        return out
 
     def fit(self, F, y):
         from scipy.optimize import minimize
         from scipy.special import log_softmax
 
-        K = F.shape[1] // 2
-        E, Z = F[:, :K], F[:, K:]
+        self.K_ = self.K or F.shape[1] // 2
+        m = F.shape[1] // self.K_
         y = np.asarray(y, dtype=np.int64)
+        nb = self.K_ if self.bias_l2 is not None else 0
+        pen = np.concatenate([np.full(m, self.l2), np.full(nb, self.bias_l2 or 0.0)])
 
         def nll(w):
-            lp = log_softmax(self._logits(w, E, Z), axis=1)
-            return -lp[np.arange(y.size), y].mean() + self.l2 * float(w @ w)
+            lp = log_softmax(self._logits(w, F), axis=1)
+            return -lp[np.arange(y.size), y].mean() + float(pen @ (w * w))
 
-        self.coef_ = minimize(nll, np.array([1.0, 1.0]), method="L-BFGS-B").x
-        self.classes_ = np.arange(K)
+        w = minimize(nll, np.concatenate([np.ones(m), np.zeros(nb)]), method="L-BFGS-B").x
+        self.coef_, self.bias_ = w[:m], (w[m:] if nb else np.zeros(self.K_))
+        self.classes_ = np.arange(self.K_)
         return self
 
     def predict_proba(self, F):
         from scipy.special import softmax
 
-        K = F.shape[1] // 2
-        return softmax(self._logits(self.coef_, F[:, :K], F[:, K:]), axis=1)
+        return softmax(self._logits(np.concatenate([self.coef_, self.bias_ if self.bias_l2 is not None else []]), F),
+                       axis=1)
 
     def predict(self, F):
         return self.predict_proba(F).argmax(1)
 
 
-def _oof(F, y, make, K, seed=0) -> np.ndarray:
-    """Out-of-fold predictions (10-fold, or leave-one-out for fewer rows) of a multinomial model on ``F``."""
-    out = np.empty(y.size, dtype=np.int64)
+def probe_logp(probe, X, K) -> np.ndarray:
+    """The probe's centred log-probabilities in all K columns (a class it never saw: log 1e-4), for the stack."""
+    P = np.full((X.shape[0], K), 1e-4)
+    Xd = _dense(X)
+    P[:, probe.classes_] = np.clip(probe.predict_proba((Xd - probe.mean_) / probe.scale_), 1e-4, None)
+    L = np.log(P)
+    return L - L.mean(1, keepdims=True)
+
+
+def _oof(F, y, make, K, seed=0, *, proba=False) -> np.ndarray:
+    """Out-of-fold predictions (10-fold, or leave-one-out for fewer rows) of a multinomial model on ``F``
+    (``proba``: the probabilities in all K columns instead)."""
+    out = np.zeros((y.size, K)) if proba else np.empty(y.size, dtype=np.int64)
     k = min(10, y.size)
     for tr, te in KFold(k, shuffle=True, random_state=seed).split(F):
-        if np.unique(y[tr]).size < 2 and make is not SharedStack:
-            out[te] = y[tr][0]
+        if np.unique(y[tr]).size < 2 and not isinstance(make(), SharedStack):
+            if proba:
+                out[np.ix_(te, [y[tr][0]])] = 1.0
+            else:
+                out[te] = y[tr][0]
             continue
-        out[te] = make().fit(F[tr], y[tr]).predict(F[te])
+        m = make().fit(F[tr], y[tr])
+        if proba:
+            out[np.ix_(te, m.classes_)] = m.predict_proba(F[te])
+        else:
+            out[te] = m.predict(F[te])
     return out
 
 
@@ -167,7 +195,8 @@ def _dense(X):
 
 def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_uu", later_risk="uu",
                learner=None, val_fraction=0.125, default="refined", confidence=0.9, probe=True,
-               n_bootstrap=1000, seed=0, max_condition=DEFAULT_MAX_CONDITION, on_round=None) -> KClassFit:
+               n_bootstrap=1000, seed=0, max_condition=DEFAULT_MAX_CONDITION, on_round=None, stack_bias=None,
+               stack_probe=False) -> KClassFit:
     """Run the K-class rounds and choose the hand-back. ``s0``: round-0 codes of the corpus; ``y_lab``: gold
     codes of the labeled rows ``lab``; ``llm``: optional ``(n, K)`` LLM scores (log-probabilities)."""
     template = learner or SoftmaxHeadLearner()
@@ -222,11 +251,12 @@ def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_
             break
     return _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs, y_lab, lab, X_lab, K,
                       llm=llm, default=default, confidence=confidence, probe=probe, n_bootstrap=n_bootstrap,
-                      seed=seed, stop=stop, detail=detail)
+                      seed=seed, stop=stop, detail=detail, stack_bias=stack_bias, stack_probe=stack_probe)
 
 
 def _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs, y_lab, lab, X_lab, K, *, llm,
-               default, confidence, probe, n_bootstrap, seed, stop, detail) -> KClassFit:
+               default, confidence, probe, n_bootstrap, seed, stop, detail, stack_bias=None,
+               stack_probe=False) -> KClassFit:
     cands = [Candidate("llm", labels[0], lab_labels[0] == y_lab, "the LLM's labels (round 0)")]
     best_r = 0
     if len(labels) > 1:
@@ -235,6 +265,7 @@ def _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs
                                f"round {best_r} (highest estimated accuracy)", {"round": best_r}))
     probe_m = stack_m = None
     multi = np.unique(y_lab).size >= 2
+    probe_cand = None
     if probe and multi:
         Xl = _dense(X_lab)
         mu, sd = Xl.mean(0), Xl.std(0)
@@ -244,14 +275,29 @@ def _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs
         probe_m.mean_, probe_m.scale_ = mu, sd
         pred = np.concatenate([probe_m.predict((_dense(X[a:a + 65536]) - mu) / sd) for a in range(0, X.shape[0], 65536)])
         oof = _oof((Xl - mu) / sd, y_lab, make, K, seed)
-        cands.append(Candidate("probe", pred, oof == y_lab, "logistic regression on the labeled rows alone"))
+        probe_cand = Candidate("probe", pred, oof == y_lab, "logistic regression on the labeled rows alone")
+        if not (stack_probe and best_r):  # a probe inside the stack is not also a candidate of its own
+            cands.append(probe_cand)
     if best_r and y_lab.size >= 2:
         F = np.hstack([llm_evidence(llm, labels[0], K), aggs[best_r]])
-        stack_m = SharedStack().fit(F[lab], y_lab)
-        oof = _oof(F[lab], y_lab, SharedStack, K, seed)
+        with_probe = bool(stack_probe and probe_m is not None)
+        if with_probe:  # the probe's log-probabilities: out of fold on the labeled rows, the full probe elsewhere
+            P = probe_logp(probe_m, X, K)
+            Xl = (_dense(X_lab) - probe_m.mean_) / probe_m.scale_
+            Pl = np.log(np.clip(_oof(Xl, y_lab, lambda: LogisticRegression(C=1.0, max_iter=2000), K, seed, proba=True),
+                                1e-4, None))
+            P[lab] = Pl - Pl.mean(1, keepdims=True)
+            F = np.hstack([F, P])
+        make_stack = lambda: SharedStack(bias_l2=stack_bias, K=K)  # noqa: E731
+        stack_m = make_stack().fit(F[lab], y_lab)
+        oof = _oof(F[lab], y_lab, make_stack, K, seed)
+        what = "a * LLM evidence + b * refined score" + (" + g * probe log-probability" if with_probe else "") + \
+            (" + a per-class bias" if stack_bias is not None else "")
         cands.append(Candidate("stack", stack_m.predict(F), oof == y_lab,
-                               f"a * LLM evidence + b * refined score, a={stack_m.coef_[0]:.2f} b={stack_m.coef_[1]:.2f} "
+                               f"{what}, coefficients {' '.join(f'{c:.2f}' for c in stack_m.coef_)} "
                                "(fitted on the labeled rows; out of fold)"))
+    elif probe_cand is not None and probe_cand not in cands:
+        cands.append(probe_cand)
     if y_lab.size == 0:  # nothing to select with: the last kept round (or the LLM's labels)
         last = len(labels) - 1
         return KClassFit(labels=labels, lab_labels=lab_labels, estimates=estimates, records=records,
@@ -267,4 +313,4 @@ def _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs
                      learners=learners, scales=scales, transduction=np.asarray(chosen.corpus_labels, dtype=np.int64),
                      source=chosen.name, final_round=final_round, predict_round=best_r, reason=reason,
                      candidates=table, probe=probe_m, stack=stack_m if chosen.name == "stack" else None,
-                     stop=stop, stop_detail=detail)
+                     stop=stop, stop_detail=detail, extra={"candidate_labels": {c.name: c.corpus_labels for c in cands}})

@@ -70,8 +70,9 @@ def save_kclass(refiner, path) -> None:
         "predict_round": k,
         "scales": [float(s) for s in hb.scales[:k]],
         "learners": heads,
-        "stack": None if hb.fit_stack is None else {"coef": [float(c) for c in hb.fit_stack.coef_],
-                                                     "l2": float(hb.fit_stack.l2)},
+        "stack": None if hb.fit_stack is None else {
+            "coef": [float(c) for c in hb.fit_stack.coef_], "l2": float(hb.fit_stack.l2),
+            "bias_l2": hb.fit_stack.bias_l2, "bias": [float(b) for b in hb.fit_stack.bias_]},
         "probe": probe,
         "selection": hb.reason,
         "n_features": int(getattr(refiner, "n_features_in_", heads[0]["n_features"] if heads else 0)),
@@ -106,9 +107,13 @@ def load_kclass(refiner, config: dict, state: dict, path: Path):
         raise ValueError(f"{path}: predict_round is {k} but {len(learners)} rounds are saved; the folder is damaged")
     stack = None
     if config.get("stack"):
-        stack = SharedStack(l2=float(config["stack"].get("l2", 1e-2)))
-        stack.coef_ = np.asarray(config["stack"]["coef"], dtype=np.float64)
-        stack.classes_ = np.arange(K)
+        sc = config["stack"]
+        stack = SharedStack(l2=float(sc.get("l2", 1e-2)), bias_l2=sc.get("bias_l2"), K=K)
+        stack.coef_ = np.asarray(sc["coef"], dtype=np.float64)
+        stack.bias_ = np.asarray(sc.get("bias") or np.zeros(K), dtype=np.float64)
+        stack.K_, stack.classes_ = K, np.arange(K)
+        if stack.coef_.size > 2 and not config.get("probe"):
+            raise ValueError(f"{path}: the stack takes the probe's scores but no probe is saved; the folder is damaged")
     probe = None
     if config.get("probe"):
         probe = LogisticRegression(C=1.0, max_iter=2000)
