@@ -36,6 +36,9 @@ def main() -> int:
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--shots", type=int, default=4,
                     help="which Gemma scores: 4 (benchmarks/llm_scores), 0 or 1 (benchmarks/llm_scores/<k>shot)")
+    ap.add_argument("--features", default="minilm", choices=("minilm", "llm"),
+                    help="frozen features of the frozen-feature methods: MiniLM, or the LLM's own hidden state under "
+                         "the prompt that scored the cell (a tag holds one kind)")
     ap.add_argument("--params", default=None, help='JSON of per-method parameters, e.g. {"silr_ftr": {"w": 0.3}}')
     args = ap.parse_args()
     ft = {k: v for k, v in (("lr", args.lr), ("epochs", args.epochs)) if v is not None}
@@ -50,7 +53,8 @@ def main() -> int:
     for name in args.datasets.split(","):
         for seed in [int(x) for x in args.seeds.split(",")]:
             run_cell(name, seed, out_dir=out, scores_dir=scores_dir, methods=args.methods.split(","),
-                     params=params, rounds=args.rounds, progress=args.progress, log=lambda m: print(m, flush=True))
+                     params=params, rounds=args.rounds, progress=args.progress, log=lambda m: print(m, flush=True),
+                     features=args.features)
     return 0
 
 

@@ -103,3 +103,22 @@ def test_llm_free_methods_reused_only_when_rows_and_params_match(tmp_path):
     assert _reusable(b, "toy", 0, "ft50", [1, 2, 4], {}) is None  # other labeled rows
     assert _reusable(b, "toy", 0, "ft50", rows, {"ft50": {"lr": 1e-4}}) is None  # other parameters
     assert _reusable(b, "toy", 1, "ft50", rows, {}) is None  # other seed
+
+
+def test_lr50_on_llm_features_is_never_reused(tmp_path):
+    """LR on 50 rows reads the track's frozen features: on the LLM's own hidden state they depend on the prompt
+    that scored the cell, so such a run is never borrowed from (or lent to) another tag; on MiniLM it is."""
+    from silr.bench.finetune_track import _reusable
+
+    rows = [1, 2, 3]
+    for tag, feats in (("main", "minilm"), ("shot0_llm", "llm")):
+        d = tmp_path / tag
+        d.mkdir()
+        rec = {"labeled_rows": rows, "features": feats,
+               "methods": {"lr50": {"test_acc": 0.6 if feats == "minilm" else 0.8, "params": {}, "error": None}}}
+        (d / "toy__seed0.json").write_text(json.dumps(rec))
+    other = tmp_path / "shot1_llm"
+    other.mkdir()
+    assert _reusable(other, "toy", 0, "lr50", rows, {}, "llm") is None
+    got = _reusable(tmp_path / "shot0", "toy", 0, "lr50", rows, {}, "minilm")
+    assert got is not None and got[1] == "main" and got[0]["test_acc"] == 0.6

@@ -30,17 +30,16 @@ _SUITE_NAME = {"silr_frozen": "silr"}
 
 
 def frozen_inputs(inp: dict, seed: int, *, texts: bool = False):
-    """:class:`silr.bench.methods.Inputs` of one track cell: frozen MiniLM features (or the texts), the LLM's
+    """:class:`silr.bench.methods.Inputs` of one track cell: the track's frozen features (or the texts), the LLM's
     labels and scores, the labeled rows."""
     from silr.bench.methods import Inputs
 
     if texts:
         Xc, Xt = inp["texts"], inp["test_texts"]
     else:
-        from silr.backbones import get_backbone
+        from silr.bench.finetune_track import track_features
 
-        bb = get_backbone("minilm", progress=False)
-        Xc, Xt = bb.transform(inp["texts"]), bb.transform(inp["test_texts"])
+        Xc, Xt = track_features(inp)
     return Inputs(Xc, Xt, inp["s"].astype(np.int8), inp["s_test"].astype(np.int8), inp["lab"], inp["y"], inp["yt"],
                   np.asarray(inp["llm_score"], np.float64), np.asarray(inp["llm_score_test"], np.float64), True, seed,
                   {})

@@ -46,6 +46,8 @@ LLM_FREE = ("lr50", "ft50", "setfit50")
 FT_DEFAULT = {"lr": 3e-5, "epochs": 2, "batch_size": 32, "max_length": 64}
 #: the 50-row fine-tune: 4 steps an epoch, so more epochs and a larger rate (no held-out rows to pick from)
 FT50_DEFAULT = {"lr": 5e-5, "epochs": 15, "batch_size": 16, "max_length": 64}
+#: the benchmark's prompt files (benchmarks/prompts/<task>.toml), for the ``llm`` features
+PROMPTS_DIR = Path(__file__).resolve().parents[3] / "benchmarks" / "prompts"
 SETFIT_DEFAULT = {"num_iterations": 20, "num_epochs": 1, "batch_size": 16, "max_length": 64}
 
 
@@ -98,15 +100,32 @@ def _ft_scores(L, inp) -> tuple[np.ndarray, np.ndarray]:
     return L.decision_function(inp["texts"]), L.decision_function(inp["test_texts"])
 
 
+def track_features(inp: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Frozen features of the cell's corpus and test rows, the same for every frozen-feature method:
+    ``inp["features"]`` = ``minilm`` (default) or ``llm`` (Gemma-3-270M's own final hidden state under the prompt
+    that scored the cell, ``inp["shots"]`` examples: one linear direction of it is the LLM's score). Cached by
+    content on disk and in ``inp``."""
+    if "_X" not in inp:
+        kind = inp.get("features", "minilm")
+        if kind == "llm":
+            from silr.bench.data import llm_encoder
+
+            bb = llm_encoder(inp["task"], PROMPTS_DIR, shots=int(inp.get("shots", 4)))
+            bb.fit(inp["texts"])
+        else:
+            from silr.backbones import get_backbone
+
+            bb = get_backbone(kind, progress=False)
+        inp["_X"] = (np.asarray(bb.transform(inp["texts"])), np.asarray(bb.transform(inp["test_texts"])))
+    return inp["_X"]
+
+
 def m_lr50(inp, **_):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from silr.backbones import get_backbone
-
-    bb = get_backbone("minilm", progress=False)
-    Xc, Xt = bb.transform(inp["texts"]), bb.transform(inp["test_texts"])
+    Xc, Xt = track_features(inp)
     lab = inp["lab"]
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=3000)).fit(Xc[lab], inp["y"][lab])
     return {"corpus_pred": clf.predict(Xc), "test_pred": clf.predict(Xt)}
@@ -243,7 +262,8 @@ def _runner(m: str):
     return RUNNERS[m]
 
 
-def _reusable(out_dir: Path, name: str, seed: int, m: str, lab: list, params: dict) -> tuple[dict, str] | None:
+def _reusable(out_dir: Path, name: str, seed: int, m: str, lab: list, params: dict,
+              features: str = "minilm") -> tuple[dict, str] | None:
     """A finished run of an LLM-free method (same data set, seed, labeled rows, parameters) under another tag."""
     for other in sorted(Path(out_dir).parent.glob(f"*/{name}__seed{seed}.json")):
         if other.parent == Path(out_dir):
@@ -252,6 +272,8 @@ def _reusable(out_dir: Path, name: str, seed: int, m: str, lab: list, params: di
             rec = json.loads(other.read_text())
         except (OSError, ValueError):
             continue
+        if m == "lr50" and (features != "minilm" or rec.get("features", "minilm") != "minilm"):
+            continue  # LLM features depend on the prompt: not reusable across cells
         r = rec.get("methods", {}).get(m)
         if rec.get("labeled_rows") == lab and r and not r.get("error") and r.get("params", {}) == params.get(m, {}) \
                 and not r.get("reused_from"):
@@ -260,19 +282,27 @@ def _reusable(out_dir: Path, name: str, seed: int, m: str, lab: list, params: di
 
 
 def run_cell(name: str, seed: int, *, out_dir: Path, scores_dir: Path, methods=METHODS, params: dict | None = None,
-             rounds: int = 1, progress: bool = False, log=print, reuse: bool = True) -> dict:
-    """Run (or resume) one data set x seed; the JSON is rewritten after every method, finished methods are kept."""
+             rounds: int = 1, progress: bool = False, log=print, reuse: bool = True, features: str = "minilm") -> dict:
+    """Run (or resume) one data set x seed; the JSON is rewritten after every method, finished methods are kept.
+    ``features``: the frozen features of every frozen-feature method (``minilm`` or ``llm``, see
+    :func:`track_features`); the fine-tuned methods always fine-tune MiniLM."""
     params = params or {}
     path = Path(out_dir) / f"{name}__seed{seed}.json"
     rec = json.loads(path.read_text()) if path.is_file() else None
     inp = cell_inputs(name, seed, scores_dir)
+    meta = Path(scores_dir) / f"{name}.json"
+    inp["features"] = features
+    inp["shots"] = json.loads(meta.read_text()).get("n_shots", 4) if meta.is_file() else 4
+    if rec is not None and rec.get("features", "minilm") != features:
+        raise ValueError(f"{path} holds runs on {rec.get('features', 'minilm')} features, not {features}: use another tag")
     y, yt = inp["y"], inp["yt"]
     if rec is None:
         from silr.bench.groups import group_of
 
         rec = {"dataset": name, "seed": seed, "group": group_of(name),
                "n_corpus": int(y.size), "n_test": int(yt.size), "n_labeled": int(inp["lab"].size),
-               "threshold": inp["threshold"], "labeled_rows": inp["lab"].tolist(), "methods": {}}
+               "threshold": inp["threshold"], "labeled_rows": inp["lab"].tolist(), "features": features,
+               "methods": {}}
         meta = Path(scores_dir) / f"{name}.json"
         if meta.is_file():
             m_ = json.loads(meta.read_text())
@@ -285,7 +315,7 @@ def run_cell(name: str, seed: int, *, out_dir: Path, scores_dir: Path, methods=M
         if m == "llm" or (m in rec["methods"] and not rec["methods"][m].get("error")):
             continue
         if reuse and m in LLM_FREE:
-            got = _reusable(out_dir, name, seed, m, rec["labeled_rows"], params)
+            got = _reusable(out_dir, name, seed, m, rec["labeled_rows"], params, features)
             if got is not None:
                 rec["methods"][m] = {**got[0], "reused_from": got[1]}
                 log(f"{name} seed {seed} {m}: reused from {got[1]}")
