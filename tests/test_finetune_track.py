@@ -122,3 +122,23 @@ def test_lr50_on_llm_features_is_never_reused(tmp_path):
     assert _reusable(other, "toy", 0, "lr50", rows, {}, "llm") is None
     got = _reusable(tmp_path / "shot0", "toy", 0, "lr50", rows, {}, "minilm")
     assert got is not None and got[1] == "main" and got[0]["test_acc"] == 0.6
+
+
+def test_ft_on_llm_labels_reused_only_under_the_same_prompt_and_threshold(tmp_path):
+    """MiniLM fine-tuned on the LLM's labels reads the texts and those labels only: a run under another feature
+    setting of the same prompt and threshold is the same run; another prompt or threshold is not."""
+    from silr.bench.finetune_track import _reusable
+
+    rows = [1, 2, 3]
+    d = tmp_path / "shot0"
+    d.mkdir()
+    rec = {"labeled_rows": rows, "threshold": -0.5, "llm_scores": {"prompt_hash": "abc"},
+           "methods": {"ft_llm": {"test_acc": 0.61, "params": {}, "error": None}}}
+    (d / "toy__seed0.json").write_text(json.dumps(rec))
+    here = tmp_path / "shot0_llm"
+    here.mkdir()
+    got = _reusable(here, "toy", 0, "ft_llm", rows, {}, "llm", {"prompt_hash": "abc", "threshold": -0.5})
+    assert got is not None and got[0]["test_acc"] == 0.61
+    assert _reusable(here, "toy", 0, "ft_llm", rows, {}, "llm", {"prompt_hash": "xyz", "threshold": -0.5}) is None
+    assert _reusable(here, "toy", 0, "ft_llm", rows, {}, "llm", {"prompt_hash": "abc", "threshold": 0.1}) is None
+    assert _reusable(here, "toy", 0, "ft_llm", rows, {}, "llm", None) is None

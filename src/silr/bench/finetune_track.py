@@ -41,6 +41,8 @@ REFINER_METHODS = ("llm", "lr50", "lr_50", "lr_balanced", "cleanlab", "silr_froz
                    "setfit50")
 #: methods that do not read the LLM's scores or labels: one run per (data set, seed), reused across LLM settings
 LLM_FREE = ("lr50", "ft50", "setfit50")
+#: fine-tuned methods that read only the texts and the LLM's labels: reused across feature settings of one prompt
+LLM_LABELS = ("ft_llm",)
 
 #: silr_ft / ft_llm learner settings (PAPER.md section 8's calibration)
 FT_DEFAULT = {"lr": 3e-5, "epochs": 2, "batch_size": 32, "max_length": 64}
@@ -263,8 +265,10 @@ def _runner(m: str):
 
 
 def _reusable(out_dir: Path, name: str, seed: int, m: str, lab: list, params: dict,
-              features: str = "minilm") -> tuple[dict, str] | None:
-    """A finished run of an LLM-free method (same data set, seed, labeled rows, parameters) under another tag."""
+              features: str = "minilm", llm: dict | None = None) -> tuple[dict, str] | None:
+    """A finished run of the same method on the same inputs under another tag: an LLM-free method (same data set,
+    seed, labeled rows, parameters), or a fine-tuned method that reads the LLM's labels (``ft_llm``) when ``llm``
+    (this cell's ``{"prompt_hash", "threshold"}``) matches too: the MiniLM it fine-tunes ignores the features."""
     for other in sorted(Path(out_dir).parent.glob(f"*/{name}__seed{seed}.json")):
         if other.parent == Path(out_dir):
             continue
@@ -274,6 +278,9 @@ def _reusable(out_dir: Path, name: str, seed: int, m: str, lab: list, params: di
             continue
         if m == "lr50" and (features != "minilm" or rec.get("features", "minilm") != "minilm"):
             continue  # LLM features depend on the prompt: not reusable across cells
+        if m in LLM_LABELS and (llm is None or llm.get("prompt_hash") is None or (rec.get("llm_scores") or {}).get("prompt_hash") != llm["prompt_hash"]
+                                or rec.get("threshold") != llm["threshold"]):
+            continue
         r = rec.get("methods", {}).get(m)
         if rec.get("labeled_rows") == lab and r and not r.get("error") and r.get("params", {}) == params.get(m, {}) \
                 and not r.get("reused_from"):
@@ -314,8 +321,9 @@ def run_cell(name: str, seed: int, *, out_dir: Path, scores_dir: Path, methods=M
     for m in methods:
         if m == "llm" or (m in rec["methods"] and not rec["methods"][m].get("error")):
             continue
-        if reuse and m in LLM_FREE:
-            got = _reusable(out_dir, name, seed, m, rec["labeled_rows"], params, features)
+        if reuse and m in LLM_FREE + LLM_LABELS:
+            llm = {"prompt_hash": (rec.get("llm_scores") or {}).get("prompt_hash"), "threshold": rec.get("threshold")}
+            got = _reusable(out_dir, name, seed, m, rec["labeled_rows"], params, features, llm)
             if got is not None:
                 rec["methods"][m] = {**got[0], "reused_from": got[1]}
                 log(f"{name} seed {seed} {m}: reused from {got[1]}")
