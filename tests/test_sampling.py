@@ -154,3 +154,62 @@ def test_handback_selection_weights_rows_by_the_design():
     w[30:32] = 50.0
     weighted, _, _ = select(cands, "a", seed=1, weights=w)
     assert weighted.name == "a"
+
+
+def _two_strata(seed=0):
+    """A corpus whose big stratum (1,800 rows, 10 labeled) follows the LLM score and whose small one (200 rows,
+    40 labeled: oversampled) follows the classifier score; design weights 180 and 5."""
+    rng = np.random.default_rng(seed)
+    n0, n1 = 1800, 200
+    llm, clf = rng.normal(size=n0 + n1), rng.normal(size=n0 + n1)
+    big = np.arange(n0 + n1) < n0
+    y = np.where(big, llm > 0, clf > 0).astype(np.int64)
+    rows = np.sort(np.concatenate([rng.choice(n0, 10, replace=False), n0 + rng.choice(n1, 40, replace=False)]))
+    w = np.where(big[rows], n0 / 10, n1 / 40)
+    return y, llm, clf, rows, w
+
+
+def test_stack_and_probe_are_fitted_with_the_design_weights():
+    """Under an unequal design the stack (LLM score + refined score) and the labeled-row probe weight each labeled
+    row by the corpus rows it stands for: unweighted, the 40 oversampled rows of the small stratum dominate them."""
+    from silr.selection.candidates import design_sample_weight, fit_probe, probe_decision, stack_candidate
+
+    y, llm, clf, rows, w = _two_strata()
+    assert design_sample_weight(None) is None and design_sample_weight(np.full(50, 3.0)) is None
+    sw = design_sample_weight(w)
+    assert sw.mean() == pytest.approx(1.0)
+    plain = stack_candidate(llm, llm[rows], clf, clf[rows], y[rows])
+    same = stack_candidate(llm, llm[rows], clf, clf[rows], y[rows], sample_weight=design_sample_weight(np.full(50, 5.0)))
+    weighted = stack_candidate(llm, llm[rows], clf, clf[rows], y[rows], sample_weight=sw)
+    assert same.extra == plain.extra and np.array_equal(same.corpus_labels, plain.corpus_labels)
+    a_plain, a_w = np.mean(plain.corpus_labels == y), np.mean(weighted.corpus_labels == y)
+    assert a_w > a_plain + 0.2, (a_plain, a_w)  # weighted: the LLM score, right on the 90% big stratum
+    llm_c, clf_c = weighted.extra["stack"]["coef"]
+    assert llm_c > clf_c
+    X = np.column_stack([llm, clf])
+    p_plain = (probe_decision(fit_probe(X[rows], y[rows]), X) > 0) == y
+    p_w = (probe_decision(fit_probe(X[rows], y[rows], sw), X) > 0) == y
+    assert p_w.mean() > p_plain.mean() + 0.2, (p_plain.mean(), p_w.mean())
+
+
+def test_handback_passes_the_design_weights_to_its_fits():
+    from silr.selection import HandBackModel, ProbeCache
+
+    y, llm, clf, rows, w = _two_strata(1)
+    X = np.column_stack([llm, clf])
+    s0 = (llm > 0).astype(np.int8)
+    s1 = (clf > 0).astype(np.int8)
+
+    def choose(weights):
+        return HandBackModel.choose(
+            labels=[s0, s1], lab_labels=[s0[rows], s1[rows]], scores=[np.full(y.size, np.nan), clf],
+            lab_scores=[np.full(rows.size, np.nan), clf[rows]], accuracies=[0.5, 0.5], y_lab=y[rows], X=X,
+            X_lab=X[rows], llm_score=llm, llm_score_lab=llm[rows], probes=ProbeCache(X[rows], y[rows], X, weights),
+            round0_unusable=False, stack_probe=True, n_bootstrap=200, weights=weights)
+
+    plain, lab_plain = choose(None)
+    same, lab_same = choose(np.full(rows.size, 2.0))
+    weighted, lab_w = choose(w)
+    assert plain.stack == same.stack and np.array_equal(lab_plain, lab_same)
+    assert weighted.stack["coef"] != plain.stack["coef"]
+    assert weighted.stack["coef"][0] > weighted.stack["coef"][1]  # the LLM score, right on the big stratum

@@ -285,7 +285,9 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         relabel = self.relabel if gold else "classifier"
         may_fall_back = use_probe and self.selection == "paired"
         ev, ev_lab = (d.llm, d.llm_lab) if d.llm is not None else (s0.astype(np.float64), s_lab.astype(np.float64))
-        probes = ProbeCache(d.X_lab, y_lab, X)
+        # the labeled rows' design weights (`silr sample`): the hand-back's fits and bootstrap weight rows by them
+        lab_w = None if sample_design is None or not gold else 1.0 / sample_design.inclusion[d.lab]
+        probes = ProbeCache(d.X_lab, y_lab, X, lab_w)
         w = self._supervised_weight()
         labeled_kw = {"labeled": (d.X_lab, y_lab, w)} if w > 0 and gold else {}
 
@@ -341,7 +343,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             agg, agg_lab = running.add(g, g_lab, scale, r)
             if relabel == "stack":
                 probe = probes.scores()[:2] if stack_probe else None
-                new, new_lab = stack_relabel(ev, ev_lab, agg, agg_lab, y_lab, probe)
+                new, new_lab = stack_relabel(ev, ev_lab, agg, agg_lab, y_lab, probe, weights=lab_w)
             else:
                 new = (agg > 0).astype(np.int8)
                 new_lab = (agg_lab > 0).astype(np.int8)
@@ -383,7 +385,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             llm_score_lab=d.llm_lab, probes=probes, round0_unusable=gate.why is not None, selection=self.selection,
             probe=use_probe, stack=self.stack, stack_probe=stack_probe, confidence=self.fallback_confidence,
             n_bootstrap=self.n_bootstrap, seed=self.seed,
-            weights=None if sample_design is None or not gold else 1.0 / sample_design.inclusion[d.lab],
+            weights=lab_w,
         )
         self.classes_ = d.classes
         self.takes_texts_ = texts

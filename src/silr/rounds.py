@@ -10,7 +10,7 @@ import numpy as np
 
 from silr.learners import HeadLearner
 from silr.priors import PriorEstimate, estimate_priors
-from silr.selection import stack_candidate
+from silr.selection import design_sample_weight, stack_candidate
 
 __all__ = ["StopReason", "HEAD_PARAMS", "refiner_from_params", "default_learner", "new_learner", "prior_estimator",
            "train_round", "RunningScore", "aggregated_score", "stack_relabel", "round_record"]
@@ -115,15 +115,16 @@ def aggregated_score(learners: list, scales: list, aggregate: str, X) -> np.ndar
     return np.asarray(learners[k - 1].decision_function(X), dtype=np.float64) / scales[k - 1]
 
 
-def stack_relabel(ev, ev_lab, agg, agg_lab, y_lab, probe=None) -> tuple[np.ndarray, np.ndarray]:
+def stack_relabel(ev, ev_lab, agg, agg_lab, y_lab, probe=None, *, weights=None) -> tuple[np.ndarray, np.ndarray]:
     """One round's labels from the stack of (LLM evidence, classifier score[, probe score]): the corpus by the
     logistic regression fitted on the labeled rows, the labeled rows by its out-of-fold predictions. ``probe``
-    is ``(corpus scores, out-of-fold labeled scores)`` of the labeled-row probe."""
+    is ``(corpus scores, out-of-fold labeled scores)`` of the labeled-row probe; ``weights`` the labeled rows'
+    design weights (``silr sample``)."""
     y = np.asarray(y_lab).astype(np.int64)
     if np.unique(y).size < 2:  # nothing to fit: the classifier alone
         return (agg > 0).astype(np.int8), (agg_lab > 0).astype(np.int8)
     extra = {"probe_score": probe[0], "probe_score_lab": probe[1]} if probe is not None else {}
-    cand = stack_candidate(ev, ev_lab, agg, agg_lab, y, **extra)
+    cand = stack_candidate(ev, ev_lab, agg, agg_lab, y, sample_weight=design_sample_weight(weights), **extra)
     # the candidate keeps whether each labeled row's out-of-fold prediction was right: that is the prediction
     new_lab = np.where(cand.correct, y, 1 - y).astype(np.int8)
     return cand.corpus_labels.astype(np.int8), new_lab

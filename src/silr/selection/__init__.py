@@ -8,6 +8,7 @@ correctness on the labeled rows and the paired-bootstrap choice between them. :m
 from silr.selection.candidates import (
     SPARSE_PROBE_C,
     Candidate,
+    design_sample_weight,
     fit_probe,
     is_threshold_of,
     probe_candidate,
@@ -20,6 +21,6 @@ from silr.selection.candidates import (
 )
 from silr.selection.handback import SELECTIONS, HandBack, HandBackModel, ProbeCache
 
-__all__ = ["Candidate", "fit_probe", "probe_decision", "probe_candidate", "probe_scores", "stack_candidate",
+__all__ = ["Candidate", "design_sample_weight", "fit_probe", "probe_decision", "probe_candidate", "probe_scores", "stack_candidate",
            "threshold_oof_correct", "threshold_oof_predict", "is_threshold_of", "select", "SPARSE_PROBE_C",
            "HandBack", "HandBackModel", "ProbeCache", "SELECTIONS"]

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
-__all__ = ["Candidate", "fit_probe", "probe_decision", "probe_candidate", "probe_scores", "stack_candidate", "threshold_oof_correct",
+__all__ = ["Candidate", "design_sample_weight", "fit_probe", "probe_decision", "probe_candidate", "probe_scores", "stack_candidate", "threshold_oof_correct",
            "threshold_oof_predict", "is_threshold_of", "select", "SPARSE_PROBE_C"]
 
 
@@ -38,11 +38,31 @@ class Candidate:
         return float(np.mean(self.correct))
 
 
-def _loo_predict(F_lab: np.ndarray, y: np.ndarray, make, *, max_folds: int = 10) -> np.ndarray:
+def design_sample_weight(weights) -> np.ndarray | None:
+    """The labeled rows' ``sample_weight`` for the fits on them (stack, probe, Platt) from their design weights
+    (inverse inclusion probabilities): scaled to mean 1, so a regularisation strength ``C`` means what it means
+    unweighted. ``None`` (fit unweighted, as for a uniform sample) when there are none or all are equal."""
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64)
+    if w.size == 0 or np.ptp(w) <= 1e-12 * np.max(np.abs(w)):
+        return None
+    if not (np.isfinite(w).all() and (w > 0).all()):
+        raise ValueError("design weights must be finite and positive")
+    return w / w.mean()
+
+
+def _fit(model, F, y, sample_weight=None):
+    """``model.fit`` with ``sample_weight`` only when there is one (unweighted fits stay as they were)."""
+    return model.fit(F, y) if sample_weight is None else model.fit(F, y, sample_weight=sample_weight)
+
+
+def _loo_predict(F_lab: np.ndarray, y: np.ndarray, make, *, max_folds: int = 10,
+                 sample_weight: np.ndarray | None = None) -> np.ndarray:
     """Out-of-fold predictions of a model refitted without each fold of labeled rows.
 
     Leave-one-out up to ``max_folds`` rows, stratified k-fold beyond (each row is predicted by a model
-    that never saw its gold label either way).
+    that never saw its gold label either way). ``sample_weight``: the rows' weights in each refit.
     """
     out = np.empty(y.size, dtype=np.int64)
     if y.size <= max_folds:
@@ -59,7 +79,8 @@ def _loo_predict(F_lab: np.ndarray, y: np.ndarray, make, *, max_folds: int = 10)
         if np.unique(y[m]).size < 2:
             out[test] = int(y[m][0])
             continue
-        out[test] = make().fit(F_lab[m], y[m]).predict(F_lab[test])
+        sw = None if sample_weight is None else sample_weight[m]
+        out[test] = _fit(make(), F_lab[m], y[m], sw).predict(F_lab[test])
     return out
 
 
@@ -115,10 +136,11 @@ def _probe_features(probe: dict, X):
     return (np.asarray(X, dtype=np.float64) - probe["mean"]) / probe["scale"]
 
 
-def fit_probe(X_lab, y_lab: np.ndarray) -> dict:
+def fit_probe(X_lab, y_lab: np.ndarray, sample_weight: np.ndarray | None = None) -> dict:
     """The probe: logistic regression on the labeled rows alone (standardised dense features with C=1; raw
     sparse features with ``SPARSE_PROBE_C``). Returns plain arrays (``mean``, ``scale``, ``coef``,
-    ``intercept``) so it saves as safetensors + JSON."""
+    ``intercept``) so it saves as safetensors + JSON. ``sample_weight``: the rows' design weights
+    (:func:`design_sample_weight`; ``None``: unweighted)."""
     d = X_lab.shape[1]
     if sp.issparse(X_lab):
         mean, scale = np.zeros(d), np.ones(d)
@@ -127,7 +149,7 @@ def fit_probe(X_lab, y_lab: np.ndarray) -> dict:
         sd = Xd.std(0)
         mean, scale = Xd.mean(0), np.where(sd > 0, sd, 1.0)
     probe = {"mean": mean, "scale": scale}
-    lr = LogisticRegression(C=_probe_C(X_lab), max_iter=2000).fit(_probe_features(probe, X_lab), y_lab)
+    lr = _fit(LogisticRegression(C=_probe_C(X_lab), max_iter=2000), _probe_features(probe, X_lab), y_lab, sample_weight)
     probe.update(coef=lr.coef_[0].astype(np.float64), intercept=float(lr.intercept_[0]))
     return probe
 
@@ -140,36 +162,39 @@ def probe_decision(probe: dict, X, *, chunk: int = 65536) -> np.ndarray:
                            for s in range(0, X.shape[0], chunk)]) if X.shape[0] else np.zeros(0)
 
 
-def probe_candidate(X_lab, y_lab: np.ndarray, X) -> Candidate:
+def probe_candidate(X_lab, y_lab: np.ndarray, X, sample_weight: np.ndarray | None = None) -> Candidate:
     """The probe (:func:`fit_probe`) applied to the corpus, with out-of-fold correctness on the labeled rows."""
-    probe = fit_probe(X_lab, y_lab)
+    probe = fit_probe(X_lab, y_lab, sample_weight)
     pred = (probe_decision(probe, X) > 0).astype(np.int8)
     C = _probe_C(X_lab)
-    loo = _loo_predict(_probe_features(probe, X_lab), y_lab, lambda: LogisticRegression(C=C, max_iter=2000))
+    loo = _loo_predict(_probe_features(probe, X_lab), y_lab, lambda: LogisticRegression(C=C, max_iter=2000),
+                       sample_weight=sample_weight)
     return Candidate("probe", pred, loo == y_lab, "logistic regression on the labeled rows alone")
 
 
-def probe_scores(X_lab, y_lab: np.ndarray, X, *, max_folds: int = 10):
+def probe_scores(X_lab, y_lab: np.ndarray, X, *, max_folds: int = 10, sample_weight: np.ndarray | None = None):
     """The probe as a score: its decision value on the corpus (fitted on every labeled row) and, for the
     labeled rows, out-of-fold decision values (each row scored by a probe that never saw it). Returns
     ``(corpus_scores, labeled_oof_scores, probe)`` (the fitted :func:`fit_probe` dict, to apply it later)."""
     from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(y_lab).astype(np.int64)
-    probe = fit_probe(X_lab, y)
+    probe = fit_probe(X_lab, y, sample_weight)
     F_lab, C = _probe_features(probe, X_lab), _probe_C(X_lab)
     k = max(2, min(max_folds, int(np.bincount(y, minlength=2).min())))
     oof = np.zeros(y.size)
     for tr, te in StratifiedKFold(k, shuffle=True, random_state=0).split(np.zeros(y.size), y):
         if np.unique(y[tr]).size < 2:
             continue
-        oof[te] = LogisticRegression(C=C, max_iter=2000).fit(F_lab[tr], y[tr]).decision_function(F_lab[te])
+        sw = None if sample_weight is None else sample_weight[tr]
+        oof[te] = _fit(LogisticRegression(C=C, max_iter=2000), F_lab[tr], y[tr], sw).decision_function(F_lab[te])
     return probe_decision(probe, X), oof, probe
 
 
 def stack_candidate(
     llm_score: np.ndarray, llm_score_lab: np.ndarray, clf_score: np.ndarray, clf_score_lab: np.ndarray, y_lab: np.ndarray,
     *, probe_score: np.ndarray | None = None, probe_score_lab: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> Candidate:
     """Logistic regression of the gold label on (LLM score, refined classifier score[, probe score]), fitted on
     the labeled rows.
@@ -177,6 +202,7 @@ def stack_candidate(
     The scores are standardised with their corpus mean and standard deviation. The coefficients are kept
     so the stack can be applied to new texts that carry an LLM score. The probe's score on the labeled rows
     must be out of fold (:func:`probe_scores`), or the stack would trust the probe's in-sample fit.
+    ``sample_weight``: the labeled rows' design weights (:func:`design_sample_weight`; ``None``: unweighted).
     """
     cols, cols_lab = [llm_score, clf_score], [llm_score_lab, clf_score_lab]
     if probe_score is not None:
@@ -190,9 +216,9 @@ def stack_candidate(
     def make():
         return LogisticRegression(C=1.0)
 
-    model = make().fit(F_lab, y_lab)
+    model = _fit(make(), F_lab, y_lab, sample_weight)
     pred = model.predict(F)
-    loo = _loo_predict(F_lab, y_lab, make)
+    loo = _loo_predict(F_lab, y_lab, make, sample_weight=sample_weight)
     coef = {
         "mean": mu.tolist(),
         "std": sd.tolist(),

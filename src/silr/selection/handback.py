@@ -16,6 +16,7 @@ import numpy as np
 
 from silr.selection.candidates import (
     Candidate,
+    design_sample_weight,
     fit_probe,
     probe_candidate,
     probe_decision,
@@ -43,21 +44,24 @@ class HandBack(StrEnum):
 
 
 class ProbeCache:
-    """The labeled-row probe's scores, computed at most once per fit (the loop and the hand-back share them)."""
+    """The labeled-row probe's scores, computed at most once per fit (the loop and the hand-back share them).
 
-    def __init__(self, X_lab, y_lab: np.ndarray, X):
+    ``weights``: the labeled rows' design weights (``silr sample``); the probe is then fitted with them."""
+
+    def __init__(self, X_lab, y_lab: np.ndarray, X, weights: np.ndarray | None = None):
         self.X_lab, self.y_lab, self.X = X_lab, y_lab, X
+        self.sample_weight = design_sample_weight(weights)
         self._scores = None
 
     def scores(self):
         """``(corpus scores, out-of-fold labeled scores, probe)`` (:func:`probe_scores`)."""
         if self._scores is None:
-            self._scores = probe_scores(self.X_lab, self.y_lab, self.X)
+            self._scores = probe_scores(self.X_lab, self.y_lab, self.X, sample_weight=self.sample_weight)
         return self._scores
 
     def fitted(self) -> dict:
         """The probe fitted on every labeled row (the cached one when the scores were computed)."""
-        return self._scores[2] if self._scores is not None else fit_probe(self.X_lab, self.y_lab)
+        return self._scores[2] if self._scores is not None else fit_probe(self.X_lab, self.y_lab, self.sample_weight)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -114,8 +118,11 @@ class HandBackModel:
 
         ``labels[r]``/``lab_labels[r]`` are round ``r``'s corpus and labeled-row labels, ``scores``/``lab_scores``
         the aggregated scores that made them, ``accuracies[r]`` their estimated accuracy. With no labeled
-        rows (``y_lab`` empty) the last round is handed back.
+        rows (``y_lab`` empty) the last round is handed back. ``weights``: the labeled rows' design weights
+        (inverse inclusion probabilities, ``silr sample``): the paired bootstrap, the stack, the probe and the
+        Platt scaling weight the rows by them (``None``: a uniform sample).
         """
+        sw = design_sample_weight(weights)
         last = len(labels) - 1
         table: dict = {}
         source = HandBack.REFINED if last else HandBack.LLM
@@ -126,7 +133,7 @@ class HandBackModel:
                       "no gold labels and no refinement round kept: the pseudo-labels are handed back")
         elif last == 0 and selection == "paired" and probe:
             cands = [Candidate("llm", labels[0], lab_labels[0] == y_lab, "the round-0 pseudo-labels"),
-                     probe_candidate(X_lab, y_lab, X)]
+                     probe_candidate(X_lab, y_lab, X, sw)]
             default = "probe" if round0_unusable else "llm"
             chosen, reason, table = select(cands, default, confidence=confidence, n_bootstrap=n_bootstrap,
                                            seed=seed + _SELECT_SEED, weights=weights)
@@ -166,14 +173,14 @@ class HandBackModel:
                 if stack_probe:
                     pc, pl, _ = probes.scores()
                     extra = {"probe_score": pc, "probe_score_lab": pl}
-                cand = stack_candidate(ev, ev_lab, scores[last], lab_scores[last], y_lab, **extra)
+                cand = stack_candidate(ev, ev_lab, scores[last], lab_scores[last], y_lab, sample_weight=sw, **extra)
                 cand.extra["stack"]["input"] = stack_input
                 cands.append(cand)
                 default = "stack"
             if probe and not (stack and stack_probe):
                 # (with stack_probe the stack holds the probe as an input: choosing between them on 50 rows
                 # would pay the winner's curse twice)
-                cands.append(probe_candidate(X_lab, y_lab, X))
+                cands.append(probe_candidate(X_lab, y_lab, X, sw))
             chosen, reason, table = select(cands, default, confidence=confidence, n_bootstrap=n_bootstrap,
                                            seed=seed + _SELECT_SEED, weights=weights)
             source = HandBack(chosen.name)
@@ -188,11 +195,11 @@ class HandBackModel:
             prob_round0_better=(table.get("llm") or {}).get("prob_better_than_default"),
             stack=stack_coef, stack_input=stack_input, probe=probe_arrays,
         )
-        model.platt = model._calibrate(lab_scores, y_lab)
+        model.platt = model._calibrate(lab_scores, y_lab, sw)
         transduction = (chosen_labels if chosen_labels is not None else labels[final_round]).copy()
         return model, transduction
 
-    def _calibrate(self, lab_scores: list, y_lab: np.ndarray) -> tuple:
+    def _calibrate(self, lab_scores: list, y_lab: np.ndarray, sample_weight: np.ndarray | None = None) -> tuple:
         """Platt scaling of the classifier's aggregated score on the labeled sample (``predict_proba`` only).
 
         The probe and the stack are logistic regressions already: their scores are logits.
@@ -204,7 +211,8 @@ class HandBackModel:
         z = lab_scores[self.predict_round].astype(np.float64)
         if np.unique(y_lab).size < 2:
             return (1.0, 0.0)
-        lr = LogisticRegression(C=1.0).fit(z[:, None], y_lab)
+        lr = LogisticRegression(C=1.0)
+        lr = lr.fit(z[:, None], y_lab) if sample_weight is None else lr.fit(z[:, None], y_lab, sample_weight=sample_weight)
         slope = float(lr.coef_[0, 0])
         return (slope if slope > 0 else 1.0, float(lr.intercept_[0]) if slope > 0 else 0.0)
 
