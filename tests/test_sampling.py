@@ -213,3 +213,15 @@ def test_handback_passes_the_design_weights_to_its_fits():
     assert plain.stack == same.stack and np.array_equal(lab_plain, lab_same)
     assert weighted.stack["coef"] != plain.stack["coef"]
     assert weighted.stack["coef"][0] > weighted.stack["coef"][1]  # the LLM score, right on the big stratum
+
+
+def test_gain_record_says_when_round0_threshold_was_fitted_on_the_labeled_rows():
+    from silr.sampling.refit import RoundGains
+
+    y, score, s0, clf = _corpus(seed=3)
+    rows = np.sort(np.random.default_rng(0).choice(y.size, 50, replace=False))
+    s1 = (clf > 0).astype(np.int64)
+    fitted = RoundGains(y[rows], rows, s0, s0[rows], score, oof=True)(s1, s1[rows], clf)
+    given = RoundGains(y[rows], rows, s0, s0[rows], score, oof=False)(s1, s1[rows], clf)
+    assert "silr sample --more" in fitted["note"] and "note" not in given
+    assert given["low"] <= given["value"] <= given["high"]
