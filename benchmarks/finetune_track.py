@@ -36,9 +36,9 @@ def main() -> int:
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--shots", type=int, default=4,
                     help="which Gemma scores: 4 (benchmarks/llm_scores), 0 or 1 (benchmarks/llm_scores/<k>shot)")
-    ap.add_argument("--features", default="minilm", choices=("minilm", "llm"),
-                    help="frozen features of the frozen-feature methods: MiniLM, or the LLM's own hidden state under "
-                         "the prompt that scored the cell (a tag holds one kind)")
+    ap.add_argument("--features", default="minilm",
+                    help="frozen features of the frozen-feature methods: minilm, llm (the LLM's own final hidden "
+                         "state under the prompt that scored the cell) or llm:K (its layer K); a tag holds one kind")
     ap.add_argument("--params", default=None, help='JSON of per-method parameters, e.g. {"silr_ftr": {"w": 0.3}}')
     args = ap.parse_args()
     ft = {k: v for k, v in (("lr", args.lr), ("epochs", args.epochs)) if v is not None}

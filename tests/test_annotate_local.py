@@ -174,6 +174,43 @@ def test_score_and_embed_is_one_pass_of_both(tiny_model_dir):
     np.testing.assert_allclose(back, [r.score for r in res], atol=1e-4)
 
 
+def test_middle_layer_state_from_the_same_pass(tiny_model_dir, tmp_path):
+    """``layer=k``: the features are hidden_states[k] at the text's last prompt token (checked against a plain
+    full-prompt forward pass), the scores still come from the final state, the cache keeps layers apart, and a
+    saved spec reloads the same layer; a layer the model does not have is refused by name."""
+    from silr.backbones import load_backbone
+    from silr.backbones.prompted import PromptedLMEncoder
+
+    sc = LocalLMScorer(tiny_model_dir, batch_size=4, max_text_tokens=64)
+    prompt = _plan().main
+    texts = _texts(9, seed=5)
+    res, H1 = sc.score_and_embed(texts, prompt, layer=1)
+    alone = dict(sc.score(texts, prompt))
+    np.testing.assert_allclose([r.score for r in res], [alone[i].score for i in range(len(texts))], atol=1e-5)
+    np.testing.assert_allclose(sc.embed(texts, prompt, layer=1), H1, atol=1e-5)
+    assert not np.allclose(H1, sc.embed(texts, prompt), atol=1e-3)
+    pre = sc._prefix_ids(prompt.prefix)
+    for i in (0, 4):
+        ids = torch.tensor([pre + sc._suffix_ids(prompt, texts[i])[0]])
+        with torch.no_grad():
+            hs = sc._head()[0](input_ids=ids, output_hidden_states=True).hidden_states
+        np.testing.assert_allclose(H1[i], hs[1][0, -1].numpy(), atol=1e-4)
+    plan = _plan()
+    final = PromptedLMEncoder(plan, tiny_model_dir, cache_dir=tmp_path, progress=False, scorer=sc)
+    mid = PromptedLMEncoder(plan, tiny_model_dir, cache_dir=tmp_path, progress=False, scorer=sc, layer=1)
+    assert mid.model_id != final.model_id
+    Xm, Xf = mid.transform(texts), final.transform(texts)
+    np.testing.assert_allclose(Xm, H1, atol=1e-5)
+    assert not np.allclose(Xm, Xf, atol=1e-3)
+    again = load_backbone(json_roundtrip(mid.spec()), tmp_path)
+    assert again.layer == 1 and again.model_id.endswith("-hidden-L1")
+    new = _texts(3, seed=98)
+    np.testing.assert_allclose(again.scorer.embed(new, again.prompt, again.layer), sc.embed(new, prompt, layer=1),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="layer must be between 0 and"):
+        PromptedLMEncoder(plan, tiny_model_dir, cache_dir=tmp_path, scorer=sc, layer=99)
+
+
 def test_prompted_backbone_caches_and_reloads(tiny_model_dir, tmp_path, monkeypatch):
     from silr.backbones import load_backbone
     from silr.backbones.prompted import PromptedLMEncoder

@@ -101,6 +101,7 @@ class RefineSection:
     risk: str = "robust_uu"
     later_risk: str = "uu"
     finetune: bool = False  # fine-tune MiniLM end to end each round (silr.finetune); supervised weight 0 unless set
+    llm_layer: int = -1  # backbone "llm": read this layer's state (hidden_states[k]) instead of the final one (-1)
 
 
 @dataclass
@@ -302,8 +303,12 @@ def run_job(
             if not hasattr(annotator, "embed"):
                 raise InputError("config: [refine] backbone = \"llm\" needs a local annotator model (its hidden "
                                  "states are the features); a server gives only scores")
-            backbone = llm_backbone(spec, lab_for_annotation, d.text_col, shots=a.shots, model=a.model,
-                                    scorer=annotator, progress=progress)
+            try:
+                backbone = llm_backbone(spec, lab_for_annotation, d.text_col, shots=a.shots, model=a.model,
+                                        scorer=annotator, progress=progress,
+                                        layer=None if r.llm_layer < 0 else r.llm_layer)
+            except ValueError as e:
+                raise InputError(f"config: [refine] llm_layer = {r.llm_layer}: {e}") from None
             all_texts = clean_texts(corpus[d.text_col], what=f"corpus file '{corpus_path}'", column=d.text_col)
             echo(f"annotating {len(corpus)} texts with {a.model} ({a.shots}-shot), keeping its hidden states ...")
             backbone.prefill(all_texts + clean_texts(labeled["text"], what="labeled sample", column="text"),

@@ -213,10 +213,12 @@ class LocalLMScorer:
         return len(ids), kv
 
     # ------------------------------------------------------------------ scoring
-    def _hidden(self, texts: Sequence[str], prompt: Any) -> Iterator[tuple[list[int], Any, list[bool]]]:
+    def _hidden(self, texts: Sequence[str], prompt: Any, layer: int | None = None
+                ) -> Iterator[tuple[list[int], Any, list[bool]]]:
         """Batched forward passes with the prefix's key/value cache reused: yields, per batch, the text
         indices, the final hidden state at each text's last prompt token (after the final norm) and
-        whether each text was truncated."""
+        whether each text was truncated. With ``layer``, the second item is ``(final state, that layer's
+        state)`` at the same token (``hidden_states[layer]``: 0 = the embeddings), from the same pass."""
         import torch
 
         if not len(texts):
@@ -243,9 +245,12 @@ class LocalLMScorer:
                 cache.batch_repeat_interleave(len(idx))
             with torch.inference_mode():
                 out = base(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                           use_cache=True, **{self._cache_kw(base): cache})
+                           use_cache=True, output_hidden_states=layer is not None, **{self._cache_kw(base): cache})
                 last = torch.tensor([n - 1 for n in lens], device=self.device)
-                h = out.last_hidden_state[torch.arange(len(idx), device=self.device), last]
+                rows = torch.arange(len(idx), device=self.device)
+                h = out.last_hidden_state[rows, last]
+                if layer is not None:
+                    h = (h, out.hidden_states[layer][rows, last])
             del out, cache
             cuts = [bool(enc[i][1]) for i in idx]
             cut_here += sum(cuts)
@@ -265,19 +270,21 @@ class LocalLMScorer:
             for r, i in enumerate(idx):
                 yield i, ScoreResult(float(sc[r]), False, cuts[r])
 
-    def score_and_embed(self, texts: Sequence[str], prompt: Any) -> tuple[list[ScoreResult], Any]:
+    def score_and_embed(self, texts: Sequence[str], prompt: Any, layer: int | None = None
+                        ) -> tuple[list[ScoreResult], Any]:
         """Both at once, from one forward pass per batch: the scores of :meth:`score` and the states of
-        :meth:`embed`."""
+        :meth:`embed` (``layer`` as there)."""
         import numpy as np
         import torch
 
         pos_id, neg_id = self.label_token_ids(prompt.positive, prompt.negative)
         results: list[ScoreResult | None] = [None] * len(texts)
         out = None
-        for idx, h, cuts in self._hidden(texts, prompt):
+        for idx, h, cuts in self._hidden(texts, prompt, layer):
+            h, hf = h if layer is not None else (h, h)
             with torch.inference_mode():
                 sc = self._scores_from_hidden(h, pos_id, neg_id).cpu().tolist()
-            hv = h.float().cpu().numpy()
+            hv = hf.float().cpu().numpy()
             if out is None:
                 out = np.zeros((len(texts), hv.shape[1]), dtype=np.float32)
             out[idx] = hv
@@ -285,14 +292,15 @@ class LocalLMScorer:
                 results[i] = ScoreResult(float(sc[r]), False, cuts[r])
         return results, (out if out is not None else np.zeros((0, 0), dtype=np.float32))
 
-    def embed(self, texts: Sequence[str], prompt: Any) -> Any:
+    def embed(self, texts: Sequence[str], prompt: Any, layer: int | None = None) -> Any:
         """The model's final hidden state at the end of each text's prompt (the state the label word is read
-        from), as a float32 array of shape (n, hidden size): task-aware features for a classifier."""
+        from), or with ``layer`` that layer's state at the same token (``hidden_states[layer]``), as a float32
+        array of shape (n, hidden size): task-aware features for a classifier."""
         import numpy as np
 
         out = None
-        for idx, h, _ in self._hidden(texts, prompt):
-            h = h.float().cpu().numpy()
+        for idx, h, _ in self._hidden(texts, prompt, layer):
+            h = (h[1] if layer is not None else h).float().cpu().numpy()
             if out is None:
                 out = np.zeros((len(texts), h.shape[1]), dtype=np.float32)
             out[idx] = h

@@ -51,6 +51,11 @@ class PromptedLMEncoder(CachedEncoder):
         ``gemma-3-270m`` (bundled) or a local transformers folder.
     batch_size, max_text_tokens :
         As for :class:`silr.annotate.local.LocalLMScorer`.
+    layer : int, optional
+        Read the state of this layer (``hidden_states[layer]`` of the model: 0 = the embeddings, the model's
+        layer count = the last layer before the final norm) at the same token instead of the final normed state.
+        A middle layer is a view of the text the LLM's label is *not* a linear read-out of, which suits a
+        classifier trained on that label's sets; the scores still come from the final state of the same pass.
     scorer : LocalLMScorer, optional
         An already loaded scorer to share.
     """
@@ -59,7 +64,7 @@ class PromptedLMEncoder(CachedEncoder):
     chunk_size = 256
 
     def __init__(self, prompt, model: str | Path = "gemma-3-270m", *, batch_size: int = 16,
-                 max_text_tokens: int = 256, scorer=None, **kw):
+                 max_text_tokens: int = 256, scorer=None, layer: int | None = None, **kw):
         super().__init__(**kw)
         self.plan = prompt if hasattr(prompt, "prompt_for") else None
         self.prompt = prompt.main if self.plan is not None else prompt
@@ -70,7 +75,14 @@ class PromptedLMEncoder(CachedEncoder):
         sc = self.scorer
         self.dim = int(sc.model.config.get_text_config().hidden_size
                        if hasattr(sc.model.config, "get_text_config") else sc.model.config.hidden_size)
-        self.model_id = f"{sc.model_id}-{self.prompt.with_hash(sc.settings_id)}-hidden"
+        cfg = sc.model.config.get_text_config() if hasattr(sc.model.config, "get_text_config") else sc.model.config
+        n_layers = int(cfg.num_hidden_layers)
+        if layer is not None and not 0 <= int(layer) <= n_layers:
+            raise ValueError(f"layer must be between 0 and {n_layers} for {self.model} (its hidden states), "
+                             f"got {layer}")
+        self.layer = None if layer is None else int(layer)
+        self.model_id = f"{sc.model_id}-{self.prompt.with_hash(sc.settings_id)}-hidden" + (
+            "" if self.layer is None else f"-L{self.layer}")
 
     @property
     def scorer(self):
@@ -94,7 +106,7 @@ class PromptedLMEncoder(CachedEncoder):
     def _encode(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for p, idx in self.prompt_groups(texts):
-            out[idx] = self.scorer.embed([texts[i] for i in idx], p)
+            out[idx] = self.scorer.embed([texts[i] for i in idx], p, self.layer)
         return out
 
     def put(self, texts, vectors) -> None:
@@ -153,7 +165,7 @@ class PromptedLMEncoder(CachedEncoder):
 
         for p, idx in self.prompt_groups(chunk):
             ts = [chunk[i] for i in idx]
-            res, H = self.scorer.score_and_embed(ts, p)
+            res, H = self.scorer.score_and_embed(ts, p, self.layer)
             if store is not None:
                 store.put_many(self.scorer.model_id, p.with_hash(self.scorer.settings_id),
                                [(score_key(t), r) for t, r in zip(ts, res)])
@@ -162,21 +174,22 @@ class PromptedLMEncoder(CachedEncoder):
     def spec(self) -> dict:
         return {"name": "llm", "kind": "prompted-lm", "model": self.model, "dim": self.dim,
                 "batch_size": self.batch_size, "max_text_tokens": self.max_text_tokens,
-                "prompt": prompt_to_dict(self.prompt)}
+                "prompt": prompt_to_dict(self.prompt), **({} if self.layer is None else {"layer": self.layer})}
 
     @classmethod
     def load(cls, spec: dict, folder: Path) -> "PromptedLMEncoder":
         return cls(prompt_from_dict(spec["prompt"]), spec.get("model", "gemma-3-270m"),
-                   batch_size=int(spec.get("batch_size", 16)), max_text_tokens=int(spec.get("max_text_tokens", 256)))
+                   batch_size=int(spec.get("batch_size", 16)), max_text_tokens=int(spec.get("max_text_tokens", 256)),
+                   layer=spec.get("layer"))
 
 
 def llm_backbone(spec, labeled, text_col: str = "text", *, shots: int = 4, seed: int = 0,
                  model: str | Path = "gemma-3-270m", scorer=None, progress: bool = False,
-                 cache_dir: str | Path | None = None) -> PromptedLMEncoder:
+                 cache_dir: str | Path | None = None, layer: int | None = None) -> PromptedLMEncoder:
     """The ``llm`` backbone: the annotating LLM's hidden state under the few-shot plan that
     :func:`silr.annotate.run.annotate_frame` scores with (same arguments, same prompts, same leave-itself-out
     for texts that are shots). ``labeled`` is the labeled frame given to the annotation."""
     from silr.annotate.run import shot_plan
 
     plan, _, _ = shot_plan(spec, labeled, text_col, shots=shots, seed=seed)
-    return PromptedLMEncoder(plan, model, scorer=scorer, progress=progress, cache_dir=cache_dir)
+    return PromptedLMEncoder(plan, model, scorer=scorer, progress=progress, cache_dir=cache_dir, layer=layer)

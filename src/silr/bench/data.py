@@ -139,7 +139,7 @@ def load_task(name: str, *, max_corpus: int = 3000, max_test: int = 1000, n_shot
 
 
 def llm_encoder(task: Task, prompts_dir: str | Path, *, scorer=None, cache_dir: str | Path | None = None,
-                shots: int = 4, progress: bool = False):
+                shots: int = 4, progress: bool = False, layer: int | None = None):
     """The ``llm`` backbone of a task: Gemma-3-270M's hidden state under the task's few-shot prompt
     (``prompts_dir/<task>.toml``, ``shots`` examples from the task's shot pool; 0 = the zero-shot prompt), built
     exactly as ``annotate_frame`` builds the prompt (same plan, same leave-itself-out for texts that are shots)."""
@@ -149,7 +149,7 @@ def llm_encoder(task: Task, prompts_dir: str | Path, *, scorer=None, cache_dir: 
     spec = load_prompt(Path(prompts_dir) / f"{task.name}.toml")
     # the labeled frame llm_annotate.py gives annotate_frame: the shot pool indexed by train row
     return llm_backbone(spec, task.shots.set_index("row")[["text", "label"]], "text", shots=shots, seed=0,
-                        scorer=scorer, progress=progress, cache_dir=cache_dir)
+                        scorer=scorer, progress=progress, cache_dir=cache_dir, layer=layer)
 
 
 def task_features(task: Task, backbone: str | None = None, *, cache_dir: str | Path | None = None,

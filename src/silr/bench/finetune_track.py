@@ -104,15 +104,17 @@ def _ft_scores(L, inp) -> tuple[np.ndarray, np.ndarray]:
 
 def track_features(inp: dict) -> tuple[np.ndarray, np.ndarray]:
     """Frozen features of the cell's corpus and test rows, the same for every frozen-feature method:
-    ``inp["features"]`` = ``minilm`` (default) or ``llm`` (Gemma-3-270M's own final hidden state under the prompt
-    that scored the cell, ``inp["shots"]`` examples: one linear direction of it is the LLM's score). Cached by
+    ``inp["features"]`` = ``minilm`` (default), ``llm`` (Gemma-3-270M's own final hidden state under the prompt
+    that scored the cell, ``inp["shots"]`` examples: one linear direction of it is the LLM's score) or ``llm:K``
+    (the state of its layer K at the same token). Cached by
     content on disk and in ``inp``."""
     if "_X" not in inp:
         kind = inp.get("features", "minilm")
-        if kind == "llm":
+        if kind == "llm" or kind.startswith("llm:"):  # llm:K = the state of layer K (silr.backbones.prompted)
             from silr.bench.data import llm_encoder
 
-            bb = llm_encoder(inp["task"], PROMPTS_DIR, shots=int(inp.get("shots", 4)))
+            layer = int(kind.split(":", 1)[1]) if ":" in kind else None
+            bb = llm_encoder(inp["task"], PROMPTS_DIR, shots=int(inp.get("shots", 4)), layer=layer)
             bb.fit(inp["texts"])
         else:
             from silr.backbones import get_backbone
