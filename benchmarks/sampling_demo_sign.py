@@ -16,6 +16,7 @@ Arms:
 
     python benchmarks/sampling_demo_sign.py --demo DIR --draws 2000     # resumable: results/sampling/demo_sign_*.json
     python benchmarks/sampling_demo_sign.py --demo DIR --report
+    python benchmarks/sampling_demo_sign.py --demo DIR --ablation     # the far-off-threshold draws, by prediction
 """
 
 from __future__ import annotations
@@ -137,10 +138,40 @@ def report(demo: Path):
               f"{(big.value - big.truth).mean() if len(big) else float('nan'):+.3f} |")
 
 
+def ablation(demo: Path):
+    """The uniform draws whose threshold is >= 0.5, re-estimated with no prediction, each prediction alone, both."""
+    from silr.sampling import gain_estimate, prediction_covariates
+    from silr.selection import threshold_oof_predict
+
+    y, llm, s1, score, _ = load(demo)
+    R = json.loads((OUT / "demo_sign_uniform.json").read_text())
+    out = {k: [] for k in ("none", "llm", "clf", "both")}
+    truth = []
+    for it, r in enumerate(R):
+        if r["t"] < 0.5:
+            continue
+        rows = np.sort(np.random.default_rng([it, 1]).choice(y.size, 50, replace=False))
+        s0 = (llm > r["t"]).astype(np.int64)
+        s0l = s0.copy()
+        s0l[rows] = threshold_oof_predict(llm[rows], y[rows])
+        truth.append(r["truth"])
+        for k, Q in (("none", None), ("llm", prediction_covariates(llm, None, s0)),
+                     ("clf", prediction_covariates(None, score, s0)), ("both", prediction_covariates(llm, score, s0))):
+            g = gain_estimate(y[rows], rows, s1, s0l, None, Q)
+            out[k].append((g.value, g.low, g.high))
+    T = np.array(truth)
+    print("| predictions | draws | point right sign | mean estimate - truth | coverage | mean width |\n|---|---|---|---|---|---|")
+    for k, v in out.items():
+        v = np.array(v)
+        print(f"| {k} | {len(v)} | {np.mean(np.sign(v[:, 0]) == np.sign(T)):.3f} | {np.mean(v[:, 0] - T):+.3f} | "
+              f"{np.mean((v[:, 1] <= T) & (T <= v[:, 2])):.3f} | {np.mean(v[:, 2] - v[:, 1]):.3f} |")
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--demo", type=Path, required=True)
     ap.add_argument("--draws", type=int, default=2000)
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--ablation", action="store_true", help="far-off-threshold uniform draws: which predictions")
     a = ap.parse_args()
-    report(a.demo) if a.report else run(a.demo, a.draws)
+    ablation(a.demo) if a.ablation else report(a.demo) if a.report else run(a.demo, a.draws)
