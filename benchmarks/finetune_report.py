@@ -159,7 +159,17 @@ def errors(runs: list[dict]) -> list[str]:
 
 # ---------------------------------------------------------------------------------------- the refiner track
 def _shots(tag: str) -> str:
-    return {"main": "4-shot", "shot0": "0-shot", "shot1": "1-shot"}.get(tag, tag)
+    """A tag's prompt, and for tags ``<prompt tag>_llm[K]`` the frozen features its frozen-feature methods read."""
+    base, _, feats = tag.partition("_llm")
+    p = {"main": "4-shot", "shot0": "0-shot", "shot1": "1-shot"}.get(base, base)
+    if not _:
+        return p
+    return f"{p}, Gemma features ({'final state' if not feats else 'layer ' + feats})"
+
+
+def _scores_dir(tag: str) -> Path:
+    base = tag.partition("_llm")[0]
+    return HERE / "llm_scores" / ("" if base == "main" else base.replace("shot", "") + "shot")
 
 
 def llm_table(tags: list[str], datasets: list[str], seeds=(0, 1, 2)) -> list[str]:
@@ -172,7 +182,7 @@ def llm_table(tags: list[str], datasets: list[str], seeds=(0, 1, 2)) -> list[str
              "|---|---|---|---|---|---|"]
     for name in datasets:
         for tag in tags:
-            d = HERE / "llm_scores" / ("" if tag == "main" else tag.replace("shot", "") + "shot")
+            d = _scores_dir(tag)
             if not (d / f"{name}.csv.gz").is_file():
                 continue
             accs, caccs, auc = [], [], None
@@ -283,7 +293,7 @@ def posthoc_table(cells: dict) -> list[str]:
     lines = ["| cell | seeds | best baseline (mean) | silr, fine-tuned | " + " | ".join(names) + " |",
              "|---|---|---|---|" + "---|" * len(names)]
     for (group, name, tag), rs in sorted(cells.items(), key=lambda kv: (kv[0][0] != "tuning", kv[0][1], kv[0][2])):
-        d = HERE / "llm_scores" / ("" if tag == "main" else tag.replace("shot", "") + "shot")
+        d = _scores_dir(tag)
         vals, base, ftr = {n: [] for n in names}, [], []
         for r in rs:
             inp = {**cell_inputs(name, r["seed"], d), "name": name}

@@ -321,6 +321,8 @@ def run_cell(name: str, seed: int, *, out_dir: Path, scores_dir: Path, methods=M
     rec["methods"]["llm"] = {"corpus_acc": _acc(inp["s"], y), "test_acc": _acc(inp["s_test"], yt), "seconds": 0.0}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     for m in methods:
+        borrow = m.endswith("?")  # "ft50?": only a finished run of the same inputs under another tag, never a new run
+        m = m.rstrip("?")
         if m == "llm" or (m in rec["methods"] and not rec["methods"][m].get("error")):
             continue
         if reuse and m in LLM_FREE + LLM_LABELS:
@@ -330,6 +332,9 @@ def run_cell(name: str, seed: int, *, out_dir: Path, scores_dir: Path, methods=M
                 rec["methods"][m] = {**got[0], "reused_from": got[1]}
                 log(f"{name} seed {seed} {m}: reused from {got[1]}")
                 continue
+        if borrow:
+            log(f"{name} seed {seed} {m}: no finished run of the same inputs to reuse; not run (asked with '?')")
+            continue
         if m in ("silr_ft", "ft_llm", "silr_ftr") and "frozen_pass" not in rec:
             # the cost unit, measured side by side with the fine-tuning rounds (the CPU is shared: load recorded)
             load = os.getloadavg()[0]
