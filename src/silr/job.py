@@ -15,7 +15,7 @@ A config is TOML or YAML::
     sample_from_gold = 0          # ... or sample this many rows of the corpus and reveal their gold_col labels
 
     [annotator]
-    model = "gemma-3-270m"        # or a local model folder, or "openai:MODEL" with base_url
+    model = "gemma-3-270m"        # or "qwen2.5-coder-1.5b" (silr[qwen]), a local model folder, or "openai:MODEL"
     prompt = "sentiment"          # a built-in prompt name or a prompt file
     instruction = ""              # or an instruction and label words instead of a prompt
     label_words = ""              # "POS,NEG"

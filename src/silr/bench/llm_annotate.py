@@ -41,6 +41,11 @@ def main(argv=None, *, bench_dir: Path = Path("benchmarks")) -> None:
                     help="few-shot examples per prompt (4: the suite's scores; 0 or 1: weaker labels, stored under "
                          "llm_scores/<k>shot/ unless --out-dir is given)")
     ap.add_argument("--out-dir", default=None)
+    ap.add_argument("--model", default="gemma-3-270m",
+                    help="annotator: gemma-3-270m (the suite's scores) or qwen2.5-coder-1.5b (chat template, "
+                         "stored under llm_scores/qwen/ unless --out-dir is given)")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--hidden", action="store_true",
                     help="also store the LLM's hidden state at the end of the prompt (backbone 'llm'), from the "
                          "same forward pass, in the feature cache")
@@ -50,15 +55,16 @@ def main(argv=None, *, bench_dir: Path = Path("benchmarks")) -> None:
     import pandas as pd
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     from silr.annotate.local import LocalLMScorer, default_cache_dir
     from silr.annotate.prompts import load_prompt
     from silr.annotate.run import annotate_frame
     from silr.bench.data import llm_encoder, load_task
 
-    scorer = LocalLMScorer("gemma-3-270m", batch_size=args.batch_size)
+    scorer = LocalLMScorer(args.model, batch_size=args.batch_size, dtype=args.dtype)
     cache = default_cache_dir() / "bench-annotations.sqlite"
-    out_dir = Path(args.out_dir) if args.out_dir else HERE / "llm_scores" / ("" if args.shots == 4 else f"{args.shots}shot")
+    sub = "" if args.model.startswith("gemma") else "qwen"
+    out_dir = Path(args.out_dir) if args.out_dir else HERE / "llm_scores" / sub / ("" if args.shots == 4 else f"{args.shots}shot")
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in [d for d in args.datasets.split(",") if d]:
         try:
@@ -90,7 +96,10 @@ def main(argv=None, *, bench_dir: Path = Path("benchmarks")) -> None:
         y = task.corpus.set_index("row").loc[c["row"], "label"].to_numpy()
         from sklearn.metrics import roc_auc_score
 
-        auc = float(roc_auc_score(y, c["score"].fillna(0))) if len(set(y)) > 1 else float("nan")
+        auc = float(roc_auc_score(y, c["score"].fillna(0))) if len(c) and len(set(y)) > 1 else float("nan")
+        te = allf[allf.split == "test"]
+        yt = task.test.set_index("row").loc[te["row"], "label"].to_numpy()  # evaluation only, never used to score
+        test_auc = float(roc_auc_score(yt, te["score"].fillna(0))) if len(te) and len(set(yt)) > 1 else float("nan")
         meta = {
             "dataset": name,
             "model": scorer.describe(),
@@ -103,10 +112,11 @@ def main(argv=None, *, bench_dir: Path = Path("benchmarks")) -> None:
             "max_test": args.max_test,
             "rows": {s: int((allf.split == s).sum()) for s in allf.split.unique()},
             "corpus_auc": auc,
+            "test_auc": test_auc,
             "seconds": round(time.time() - t0, 1),
         }
         (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=2))
-        print(f"[done] {name}: corpus AUC {auc:.3f} in {time.time() - t0:.0f}s", flush=True)
+        print(f"[done] {name}: corpus AUC {auc:.3f}, test AUC {test_auc:.3f} in {time.time() - t0:.0f}s", flush=True)
 
 
 if __name__ == "__main__":
