@@ -36,9 +36,13 @@ def main() -> int:
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--shots", type=int, default=4,
                     help="which Gemma scores: 4 (benchmarks/llm_scores), 0 or 1 (benchmarks/llm_scores/<k>shot)")
+    ap.add_argument("--scores", default=None,
+                    help="folder of the stored LLM scores (<dataset>.csv.gz + .json), e.g. benchmarks/llm_scores/qwen; "
+                         "overrides --shots")
     ap.add_argument("--features", default="minilm",
-                    help="frozen features of the frozen-feature methods: minilm, llm (the LLM's own final hidden "
-                         "state under the prompt that scored the cell) or llm:K (its layer K); a tag holds one kind")
+                    help="frozen features of the frozen-feature methods: minilm, e5 (multilingual, selerosa's task "
+                         "encoder), llm (the LLM's own final hidden state under the prompt that scored the cell) or "
+                         "llm:K (its layer K); a tag holds one kind")
     ap.add_argument("--params", default=None, help='JSON of per-method parameters, e.g. {"silr_ftr": {"w": 0.3}}')
     args = ap.parse_args()
     ft = {k: v for k, v in (("lr", args.lr), ("epochs", args.epochs)) if v is not None}
@@ -48,7 +52,7 @@ def main() -> int:
 
         for k, v in json.loads(args.params).items():
             params[k] = {**params.get(k, {}), **v}
-    scores_dir = HERE / "llm_scores" / ("" if args.shots == 4 else f"{args.shots}shot")
+    scores_dir = Path(args.scores) if args.scores else HERE / "llm_scores" / ("" if args.shots == 4 else f"{args.shots}shot")
     out = HERE / "results" / "finetune" / args.tag
     for name in args.datasets.split(","):
         for seed in [int(x) for x in args.seeds.split(",")]:
