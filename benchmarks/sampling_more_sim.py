@@ -81,6 +81,7 @@ def one(arm: str, it: int, k: int, y, llm, s0, s1, clf):
     if arm.startswith("demo50"):  # as a rerun of `silr refine` would: round 0 of the labeled rows out of fold
         from silr.sampling.refit import RoundGains
 
+        # round 0 out of fold on the rows that fitted the threshold; `more_rows`' rows (design.after_run) as given
         r = RoundGains(y[rows], rows, s0, s0[rows], llm, design, oof=True)(s1, s1[rows], clf)
         g = type("G", (), {"value": r["value"], "low": r["low"], "high": r["high"]})
     else:

@@ -225,3 +225,29 @@ def test_gain_record_says_when_round0_threshold_was_fitted_on_the_labeled_rows()
     given = RoundGains(y[rows], rows, s0, s0[rows], score, oof=False)(s1, s1[rows], clf)
     assert "silr sample --more" in fitted["note"] and "note" not in given
     assert given["low"] <= given["value"] <= given["high"]
+
+
+def test_rows_labeled_after_the_run_are_not_judged_out_of_fold():
+    """`silr sample --more` records its rows as labeled after the run: they did not set the LLM threshold, so the
+    gain judges round 0 on them as given; the first rows (which did) stay out of fold."""
+    from silr.sampling.design import design_from_dict
+    from silr.sampling.more import more_rows
+    from silr.sampling.refit import RoundGains
+    from silr.selection import threshold_oof_predict
+
+    y, score, s0, clf = _corpus(seed=5)
+    s1 = (clf > 0).astype(np.int64)
+    base = np.sort(np.random.default_rng(0).choice(y.size, 50, replace=False))
+    new, d = more_rows(base, s0, s1 != s0, 25, seed=0)
+    assert np.array_equal(d.after_run, new) and not np.isin(new, base).any()
+    back = design_from_dict(d.to_dict(), d.strata, d.rows)
+    assert np.array_equal(back.after_run, new)
+    new2, d2 = more_rows(d.rows, d.strata, s1 != s0, 10, seed=1, after_run=d.after_run)
+    assert np.array_equal(d2.after_run, np.union1d(new, new2))
+    rows = d.rows
+    g = RoundGains(y[rows], rows, s0, s0[rows], score, d, oof=True)
+    after = np.isin(rows, new)
+    assert np.array_equal(g.s0[rows[after]], s0[rows[after]])
+    assert np.array_equal(g.s0[rows[~after]], threshold_oof_predict(score[rows[~after]], y[rows[~after]]))
+    plain = RoundGains(y[rows], rows, s0, s0[rows], score, None, oof=True)  # no record: every row out of fold
+    assert np.array_equal(plain.s0[rows], threshold_oof_predict(score[rows], y[rows]))

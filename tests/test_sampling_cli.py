@@ -159,6 +159,8 @@ def test_more_adds_rows_where_the_run_changed_labels(refined, capsys):
     drawn = read_labeled_design(m, d / "more.csv", df["text"].tolist(), df["pseudo"].to_numpy(), text_col="text",
                                 label_col="label", corpus=d / "corpus.csv")
     assert drawn.rows.size == 60 and (drawn.design.alloc >= 2).all()
+    # the 10 new rows are recorded as labeled after the run (a rerun judges round 0 on them as given)
+    assert np.array_equal(drawn.design.after_run, np.sort(new_rows))
 
 
 def test_config_run_reads_the_design_like_refine(refined, tmp_path):

@@ -21,7 +21,7 @@ def _labeled_rows(ldf, labeled, texts, pseudo, *, text_col, label_col, corpus):
 
     drawn = read_labeled_design(ldf, labeled, texts, pseudo, text_col=text_col, label_col=label_col, corpus=corpus)
     if drawn is not None:
-        return drawn.rows, ldf[label_col].tolist(), drawn.design.strata, drawn.design.labels
+        return drawn.rows, ldf[label_col].tolist(), drawn.design.strata, drawn.design.labels, drawn.design.after_run
     parse_binary_labels(ldf[label_col], what=f"labeled file '{labeled}'", column=label_col)
     first: dict = {}
     for i, t in enumerate(texts):
@@ -32,7 +32,7 @@ def _labeled_rows(ldf, labeled, texts, pseudo, *, text_col, label_col, corpus):
         raise InputError(f"labeled file '{labeled}': the text on lines {', '.join(str(i + 2) for i in missing[:5])} "
                          f"is not in corpus file '{corpus}'")
     rows = np.array([first[t] for t in lt], dtype=np.int64)
-    return rows, ldf[label_col].tolist(), np.asarray(pseudo, dtype=np.int64), ["pseudo 0", "pseudo 1"]
+    return rows, ldf[label_col].tolist(), np.asarray(pseudo, dtype=np.int64), ["pseudo 0", "pseudo 1"], None
 
 
 def sample_more(corpus, cdf, texts, pseudo, *, run: Path, labeled, k: int, out: Path, seed: int, pseudo_col: str,
@@ -56,10 +56,10 @@ def sample_more(corpus, cdf, texts, pseudo, *, run: Path, labeled, k: int, out: 
                       f"{len(texts)}: pass the corpus the run refined")
     changed = runlab["final"].to_numpy() != runlab["round_0"].to_numpy()
     ldf = read_table(labeled, required=[text_col, label_col], what="labeled sample")
-    rows, labels, strata, names = _labeled_rows(ldf, labeled, texts, pseudo, text_col=text_col, label_col=label_col,
+    rows, labels, strata, names, after_run = _labeled_rows(ldf, labeled, texts, pseudo, text_col=text_col, label_col=label_col,
                                                 corpus=corpus)
     try:
-        new_rows, design = more_rows(rows, strata, changed, k, seed=seed, names=names)
+        new_rows, design = more_rows(rows, strata, changed, k, seed=seed, names=names, after_run=after_run)
     except DesignError as e:
         raise Failure(f"corpus file '{corpus}': {e}") from None
     known = {int(r): lab for r, lab in zip(rows, labels)}

@@ -45,6 +45,8 @@ class SamplingDesign:
     kind: str = "stratified"
     seed: int | None = None
     labels: list | None = None  # a readable name per stratum
+    #: corpus rows labeled after a run (``silr sample --more``): they never set the LLM threshold
+    after_run: np.ndarray | None = None
 
     @property
     def n_corpus(self) -> int:
@@ -58,7 +60,8 @@ class SamplingDesign:
     def to_dict(self) -> dict:
         """A JSON-able record (the side file of ``silr sample``), without the per-row strata."""
         return {"kind": self.kind, "seed": self.seed, "n_corpus": self.n_corpus, "n": int(self.rows.size),
-                "sizes": self.sizes.tolist(), "alloc": self.alloc.tolist(), "labels": self.labels}
+                "sizes": self.sizes.tolist(), "alloc": self.alloc.tolist(), "labels": self.labels,
+                **({} if self.after_run is None else {"after_run": np.asarray(self.after_run).tolist()})}
 
 
 def _cut(pseudo: np.ndarray, score: np.ndarray) -> float:
@@ -167,5 +170,6 @@ def design_from_dict(d: dict, strata: np.ndarray, rows: np.ndarray) -> SamplingD
     """Rebuild a design from its record and per-row strata (see :func:`silr.sampling.files`)."""
     return SamplingDesign(np.asarray(strata, dtype=np.int64), np.sort(np.asarray(rows, dtype=np.int64)),
                           np.asarray(d["sizes"], dtype=np.int64), np.asarray(d["alloc"], dtype=np.int64),
-                          d.get("kind", "stratified"), d.get("seed"), d.get("labels"))
+                          d.get("kind", "stratified"), d.get("seed"), d.get("labels"),
+                          None if d.get("after_run") is None else np.asarray(d["after_run"], dtype=np.int64))
 

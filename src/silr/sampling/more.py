@@ -22,12 +22,15 @@ __all__ = ["more_rows"]
 MIN_PART = 4
 
 
-def more_rows(labeled_rows, strata, changed, k: int, *, seed: int = 0,
-              names: list | None = None) -> tuple[np.ndarray, SamplingDesign]:
+def more_rows(labeled_rows, strata, changed, k: int, *, seed: int = 0, names: list | None = None,
+              after_run=None) -> tuple[np.ndarray, SamplingDesign]:
     """``(new rows, design of all labeled rows)``: ``k`` more corpus rows to label (module docstring).
 
     ``labeled_rows``: corpus rows labeled so far; ``strata``: their design's strata of every corpus row (the
-    pseudo-label for a uniform sample); ``changed``: whether the run's handed-back label differs from round 0's."""
+    pseudo-label for a uniform sample); ``changed``: whether the run's handed-back label differs from round 0's;
+    ``after_run``: rows of ``labeled_rows`` already added after an earlier run. The design records the new rows and
+    those as labeled after a run (``after_run``): they did not set the LLM threshold, so a rerun judges round 0
+    on them as given, not out of fold."""
     lab = np.asarray(labeled_rows, dtype=np.int64)
     strata = np.asarray(strata, dtype=np.int64)
     ch = np.asarray(changed, dtype=bool)
@@ -66,6 +69,7 @@ def more_rows(labeled_rows, strata, changed, k: int, *, seed: int = 0,
     rows = np.sort(np.concatenate([lab, new_rows]))
     base = names or [f"stratum {int(s)}" for s in range(int(strata.max()) + 1)]
     labels = [f"{base[int(i) // 2]}, {'changed' if i % 2 else 'unchanged'} by the run" for i in ids]
+    later = np.union1d(np.zeros(0, np.int64) if after_run is None else np.asarray(after_run, np.int64), new_rows)
     design = SamplingDesign(cell.astype(np.int64), rows, N, np.bincount(cell[rows], minlength=H), "stratified",
-                            seed, labels)
+                            seed, labels, later.astype(np.int64))
     return new_rows, design

@@ -80,7 +80,12 @@ class RoundGains:
         if oof and llm is not None:  # as the start gate: the threshold refitted out of fold on the labeled rows
             from silr.selection import threshold_oof_predict
 
-            s_lab0 = threshold_oof_predict(np.asarray(llm)[self.lab], self.y)
+            # rows labeled after a run (`silr sample --more`) did not set the threshold: judged as given
+            fit = ~np.isin(self.lab, design.after_run) if design is not None and design.after_run is not None else \
+                np.ones(self.lab.size, dtype=bool)
+            s_lab0 = np.asarray(s_lab0).astype(np.int64).copy()
+            if fit.sum() >= 2:
+                s_lab0[fit] = threshold_oof_predict(np.asarray(llm)[self.lab[fit]], self.y[fit])
         self.llm, self.design, self.confidence, self.oof = llm, design, confidence, bool(oof and llm is not None)
         self.s0 = _labels_with(s0, self.lab, s_lab0)
         self.s0_pseudo = np.asarray(s0).astype(np.int64)
