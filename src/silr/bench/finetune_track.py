@@ -116,6 +116,15 @@ def track_features(inp: dict) -> tuple[np.ndarray, np.ndarray]:
             layer = int(kind.split(":", 1)[1]) if ":" in kind else None
             bb = llm_encoder(inp["task"], PROMPTS_DIR, shots=int(inp.get("shots", 4)), layer=layer)
             bb.fit(inp["texts"])
+            if layer is not None:
+                # a middle layer's state carries a few huge dimensions (Gemma's run to ~1e4): every method gets
+                # it standardised by the corpus mean and spread (label-free; silr's head does this itself, the
+                # sklearn baselines' lbfgs does not converge on it raw)
+                Xc, Xt = np.asarray(bb.transform(inp["texts"])), np.asarray(bb.transform(inp["test_texts"]))
+                mu, sd = Xc.mean(0), Xc.std(0)
+                sd[sd == 0] = 1.0
+                inp["_X"] = ((Xc - mu) / sd, (Xt - mu) / sd)
+                return inp["_X"]
         else:
             from silr.backbones import get_backbone
 
