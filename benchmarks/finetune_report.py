@@ -339,7 +339,7 @@ def summary_section(summary: list[dict], commit: str) -> list[str]:
              f"Full tables, per-round figures and cost: `benchmarks/FINETUNE.md` (generated at `{commit}` by "
              "`benchmarks/finetune_report.py`). Test accuracy, mean over the seeds run; best baseline = best of LLM "
              "labels, LR on 50 (two forms), balanced LR, cleanlab, FT on 50, SetFit on 50, FT on the LLM's labels; "
-             "margin = silr minus that best in each seed, averaged; all on all-MiniLM-L6-v2. The fine-tuned peers (FT on the "
+             "margin = silr minus that best in each seed, averaged; all on all-MiniLM-L6-v2 except the frozen-feature methods of the rows marked Gemma features (they read Gemma-3-270M's own state under the prompt; the fine-tuned peers stay MiniLM). The fine-tuned peers (FT on the "
              "LLM's labels, SetFit) did not run in every seed of every cell: where one is missing the margin is "
              "optimistic (FINETUNE.md marks each figure's seed count).", "",
              "| cell | group | seeds | LLM labels | best baseline | silr, frozen head (default) − best | "
@@ -395,7 +395,11 @@ def main() -> int:
         "same prompt files with no examples; no wording was tuned for them). 50 labeled rows per seed (one uniform "
         "draw, `silr.bench.runner.sample_labeled`), the LLM threshold fitted on those same 50 rows.",
         f"- Seeds: {', '.join(map(str, seeds))} (per cell in the tables). Every method uses all-MiniLM-L6-v2 (frozen "
-        "features or fine-tuned end to end).",
+        "features or fine-tuned end to end), except in the cells marked 'Gemma features': there every frozen-feature "
+        "method (LR on 50, balanced LR, cleanlab, silr's head) reads Gemma-3-270M's own state at the end of the "
+        "prompt that scored the cell (`--features llm`: the final normed state, raw, as the suite's `@llm`; "
+        "`llm:12`: layer 12 of 18, standardised by the corpus), and the fine-tuned peers (FT on 50, FT on the "
+        "LLM's labels, SetFit) are the MiniLM runs of the same inputs, borrowed from the other tags where they ran.",
         "- Groups (`silr.bench.groups`): defaults may be chosen on *tuning* cells only; *held out* cells are reported.",
         "",
         "## LLM label accuracy per prompt",
