@@ -21,6 +21,8 @@ INSTRUCTIONS = {
     "reuters_r8": "What is the topic of this Reuters news text?",
     "newsgroups6": "What is the topic of this newsgroup post?",
     "slo_opinion": "Is the sentiment of this Slovenian comment negative, neutral or positive?",
+    "amazon3": "Is the sentiment of this Amazon product review snippet negative, neutral or positive?",
+    "newsgroups8c": "What is the topic of this newsgroup post?",
 }
 
 
