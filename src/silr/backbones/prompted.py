@@ -106,8 +106,12 @@ class PromptedLMEncoder(CachedEncoder):
     def _encode(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for p, idx in self.prompt_groups(texts):
-            out[idx] = self.scorer.embed([texts[i] for i in idx], p, self.layer)
+            out[idx] = self.scorer.embed([texts[i] for i in idx], p, **self._layer_kw())
         return out
+
+    def _layer_kw(self) -> dict:
+        # only a middle layer is asked for by name: a scorer without layers still serves the final state
+        return {} if self.layer is None else {"layer": self.layer}
 
     def put(self, texts, vectors) -> None:
         """Store features computed elsewhere (the annotation pass) in this encoder's cache."""
@@ -165,7 +169,7 @@ class PromptedLMEncoder(CachedEncoder):
 
         for p, idx in self.prompt_groups(chunk):
             ts = [chunk[i] for i in idx]
-            res, H = self.scorer.score_and_embed(ts, p, self.layer)
+            res, H = self.scorer.score_and_embed(ts, p, **self._layer_kw())
             if store is not None:
                 store.put_many(self.scorer.model_id, p.with_hash(self.scorer.settings_id),
                                [(score_key(t), r) for t, r in zip(ts, res)])
