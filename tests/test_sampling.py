@@ -251,3 +251,24 @@ def test_rows_labeled_after_the_run_are_not_judged_out_of_fold():
     assert np.array_equal(g.s0[rows[~after]], threshold_oof_predict(score[rows[~after]], y[rows[~after]]))
     plain = RoundGains(y[rows], rows, s0, s0[rows], score, None, oof=True)  # no record: every row out of fold
     assert np.array_equal(plain.s0[rows], threshold_oof_predict(score[rows], y[rows]))
+
+
+def test_gain_note_reaches_the_report_and_the_run_table(capsys):
+    """The caveat on round 0's threshold (fitted on the labeled rows) is shown under the HTML rounds table and under
+    `silr run`'s table, once; without it nothing is added."""
+    from silr.cli.run import _print_summary_table
+    from silr.report.html import _round_table
+
+    note = "round 0's LLM threshold was fitted on these labeled rows (judged out of fold)"
+    base = {"pseudo_positive_rate": 0.5, "pi": 0.5, "theta_p": 0.8, "theta_n": 0.2, "accuracy": 0.8,
+            "intervals": {k: [0.4, 0.9] for k in ("pi", "theta_p", "theta_n", "accuracy")}}
+    rounds = [{**base, "round": 0}, {**base, "round": 1, "gain_over_round0": {"value": 0.02, "low": -0.05,
+                                                                             "high": 0.09, "note": note}}]
+    html = _round_table(rounds, {}, 1)
+    assert html.count("Est. gain: round 0&#x27;s LLM threshold") + html.count("Est. gain: round 0's LLM threshold") == 1
+    plain = [dict(r) for r in rounds]
+    plain[1]["gain_over_round0"] = {k: v for k, v in plain[1]["gain_over_round0"].items() if k != "note"}
+    assert "Est. gain:" not in _round_table(plain, {}, 1)
+    for rs, expect in ((rounds, 1), (plain, 0)):
+        _print_summary_table({"rounds": rs, "final_round": 1, "final_source": "refined", "selection": "kept"})
+        assert capsys.readouterr().out.count("est. gain: round 0") == expect

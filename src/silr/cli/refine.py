@@ -30,6 +30,8 @@ def print_round(rec: dict) -> None:
     g = rec.get("gain_over_round0")
     if g:
         extra += f"  gain vs round 0 {g['value']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}]"
+        if g.get("note") and r == 1:  # said once: it holds for every round's gain
+            extra += f"\n  (gain: {g['note']})"
     status = f"  REJECTED: {rec['rejected']}" if rec.get("rejected") else ""
     typer.echo(
         f"round {r}: pseudo+ {rec['pseudo_positive_rate']:.3f}  pi {f('pi')}  theta_p {f('theta_p')}  "

@@ -57,6 +57,10 @@ def _print_summary_table(summary: dict) -> None:
     console = Console(width=140)
     console.print(t)
     console.print(f"* final labels: {summary.get('final_source')} — {summary['selection']}")
+    note = next((g["note"] for g in (rec.get("gain_over_round0") or {} for rec in summary["rounds"]) if g.get("note")),
+                None)
+    if note:
+        console.print(f"est. gain: {note}")
     if ev:
         console.print(
             f"LLM labels (round 0): {gold.get(0, float('nan')):.3f}   silr final labels: {ev['final_accuracy']:.3f}   "
@@ -85,6 +89,10 @@ def _print_kclass_table(summary: dict, ev: dict, gold: dict) -> None:
     console = Console(width=140)
     console.print(t)
     console.print(f"* final labels: {summary.get('final_source')} — {summary['selection']}")
+    note = next((g["note"] for g in (rec.get("gain_over_round0") or {} for rec in summary["rounds"]) if g.get("note")),
+                None)
+    if note:
+        console.print(f"est. gain: {note}")
     if ev:
         console.print(f"LLM labels (round 0): {gold.get(0, float('nan')):.3f}   silr final labels: "
                       f"{ev['final_accuracy']:.3f}   gain: {(ev['final_accuracy'] - gold.get(0, 0.0)) * 100:+.1f} points")
