@@ -161,7 +161,8 @@ def errors(runs: list[dict]) -> list[str]:
 def _shots(tag: str) -> str:
     """A tag's prompt, and for tags ``<prompt tag>_llm[K]`` the frozen features its frozen-feature methods read."""
     base, _, feats = tag.partition("_llm")
-    p = {"main": "4-shot", "shot0": "0-shot", "shot1": "1-shot"}.get(base, base)
+    p = {"main": "4-shot", "shot0": "0-shot", "shot1": "1-shot",
+         "qwen4": "4-shot, Qwen2.5-Coder-1.5B labels"}.get(base, base)
     if not _:
         return p
     return f"{p}, Gemma features ({'final state' if not feats else 'layer ' + feats})"
@@ -169,6 +170,8 @@ def _shots(tag: str) -> str:
 
 def _scores_dir(tag: str) -> Path:
     base = tag.partition("_llm")[0]
+    if base.startswith("qwen"):  # benchmarks/llm_scores/qwen (4-shot)
+        return HERE / "llm_scores" / "qwen"
     return HERE / "llm_scores" / ("" if base == "main" else base.replace("shot", "") + "shot")
 
 
@@ -391,11 +394,14 @@ def main() -> int:
         "",
         f"- Machine: {_machine()}.",
         "- Data: the suite's real-LLM cells (`silr.bench.data.load_task`, 2,000-row corpus, 500-row test sample); "
-        "Gemma-3-270M scores: 4-shot (`benchmarks/llm_scores`, the suite's) and 0-shot (`benchmarks/llm_scores/0shot`, "
-        "same prompt files with no examples; no wording was tuned for them). 50 labeled rows per seed (one uniform "
+        "Gemma-3-270M scores: 4-shot (`benchmarks/llm_scores`, the suite's), 0-shot and 1-shot (`benchmarks/llm_scores/"
+        "0shot`, `1shot`: the same prompt files with no example or the first of the pool; no wording was tuned for "
+        "them); Qwen2.5-Coder-1.5B-Instruct 4-shot for selerosa (`benchmarks/llm_scores/qwen`, its chat template, "
+        "where Gemma is at chance). 50 labeled rows per seed (one uniform "
         "draw, `silr.bench.runner.sample_labeled`), the LLM threshold fitted on those same 50 rows.",
         f"- Seeds: {', '.join(map(str, seeds))} (per cell in the tables). Every method uses all-MiniLM-L6-v2 (frozen "
-        "features or fine-tuned end to end), except in the cells marked 'Gemma features': there every frozen-feature "
+        "features or fine-tuned end to end; the selerosa cell, Romanian, uses the multilingual e5 instead, the "
+        "suite's encoder for it), except in the cells marked 'Gemma features': there every frozen-feature "
         "method (LR on 50, balanced LR, cleanlab, silr's head) reads Gemma-3-270M's own state at the end of the "
         "prompt that scored the cell (`--features llm`: the final normed state, raw, as the suite's `@llm`; "
         "`llm:12`: layer 12 of 18, standardised by the corpus), and the fine-tuned peers (FT on 50, FT on the "
