@@ -291,3 +291,30 @@ def test_run_with_llm_backbone_scores_each_text_once(tiny_model_dir, tmp_path, m
     new = _texts(6, seed=77)
     pred = predict_texts(tmp_path / "out", new, progress=False)
     assert len(pred) == 6 and pred["proba"].between(0, 1).all()
+
+
+def test_cli_dtype_bfloat16_is_recorded_and_cached_apart(tiny_model_dir, tmp_path):
+    """`silr annotate --dtype bfloat16` scores with the model in bf16: the record says so, the scores are close to
+    float32's but are not served from float32's cache entries; a dtype that does not exist is refused by name."""
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from silr.cli import app
+
+    if "gemma3" in str(tiny_model_dir):
+        pytest.skip("one model is enough for the CLI")
+    pd.DataFrame({"text": _texts(12, seed=21)}).to_csv(tmp_path / "corpus.csv", index=False)
+    base = ["annotate", str(tmp_path / "corpus.csv"), "--model", str(tiny_model_dir), "--instruction",
+            "decide whether each text is positive or negative", "--label-words", "positive,negative",
+            "--cache-dir", str(tmp_path / "cache")]
+    r32 = CliRunner().invoke(app, base + ["--out", str(tmp_path / "a.csv")])
+    r16 = CliRunner().invoke(app, base + ["--out", str(tmp_path / "b.csv"), "--dtype", "bfloat16"])
+    assert r32.exit_code == 0 and r16.exit_code == 0, r32.output + r16.output
+    rec = json.loads((tmp_path / "b.csv.annotation.json").read_text())
+    assert rec["model"].get("dtype") == "bfloat16" and rec["counts"]["cached"] == 0
+    a, b = pd.read_csv(tmp_path / "a.csv")["llm_score"], pd.read_csv(tmp_path / "b.csv")["llm_score"]
+    assert not np.allclose(a, b, atol=1e-6) and np.corrcoef(a, b)[0, 1] > 0.9
+    bad = CliRunner().invoke(app, base + ["--out", str(tmp_path / "c.csv"), "--dtype", "float8"])
+    assert bad.exit_code != 0 and "--dtype" in bad.output

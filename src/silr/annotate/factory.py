@@ -21,10 +21,12 @@ def make_annotator(
     timeout: float = 60.0,
     batch_size: int = 16,
     max_text_tokens: int = 256,
+    dtype: str = "float32",
 ):
     """``openai:MODEL`` -> :class:`~silr.annotate.server.OpenAICompatibleAnnotator` (``base_url`` / ``api_key``
     default to the environment; the key is never written anywhere); anything else ->
-    :class:`~silr.annotate.local.LocalLMScorer` (``gemma-3-270m`` or a local transformers folder)."""
+    :class:`~silr.annotate.local.LocalLMScorer` (``gemma-3-270m`` or a local transformers folder; ``dtype`` float32 or
+    bfloat16)."""
     if model.startswith(SERVER_PREFIX):
         from silr.annotate.server import OpenAICompatibleAnnotator
 
@@ -32,4 +34,4 @@ def make_annotator(
                                          api=api, concurrency=concurrency, timeout=timeout)
     from silr.annotate.local import LocalLMScorer
 
-    return LocalLMScorer(model, cache_dir=cache_dir, batch_size=batch_size, max_text_tokens=max_text_tokens)
+    return LocalLMScorer(model, cache_dir=cache_dir, batch_size=batch_size, max_text_tokens=max_text_tokens, dtype=dtype)

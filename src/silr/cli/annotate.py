@@ -53,6 +53,7 @@ def annotate(
     seed: int = typer.Option(0, "--seed", help="Seed for shot choice and --sample."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Texts per forward pass (local models)."),
     max_text_tokens: int = typer.Option(256, "--max-text-tokens", min=1, help="Cut longer texts to this many tokens (local models; cuts are counted)."),
+    dtype: str = typer.Option("float32", "--dtype", help="Local models: float32 (default) or bfloat16 (about twice as fast on CPUs with bf16 instructions; scores differ by ~0.1 and are cached apart)."),
     concurrency: int = typer.Option(4, "--concurrency", min=1, help="Requests in flight (servers)."),
     timeout: float = typer.Option(60.0, "--timeout", min=0.1, help="Seconds per server request before it is retried."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache folder (default $SILR_CACHE_DIR or ~/.cache/silr): scores and converted models."),
@@ -80,6 +81,8 @@ def annotate(
         raise typer.BadParameter("give --prompt FILE|sentiment|spam|generic, or --instruction TEXT --label-words POS,NEG")
     if api not in ("chat", "completions"):
         raise typer.BadParameter("--api must be chat or completions")
+    if dtype not in ("float32", "bfloat16"):
+        raise typer.BadParameter(f"--dtype must be float32 or bfloat16, got {dtype!r}")
     _setup_logging(quiet)
     with reported(redact=api_key):
         _run(input=input, out=out, text_col=text_col, model=model, prompt=prompt, instruction=instruction,
@@ -87,7 +90,7 @@ def annotate(
              api_key=api_key, api=api, threshold=threshold, limit=limit, sample=sample, seed=seed,
              batch_size=batch_size, max_text_tokens=max_text_tokens, concurrency=concurrency, timeout=timeout,
              cache_dir=cache_dir, no_cache=no_cache, quiet=quiet, engine=engine, ray_address=ray_address,
-             workers=workers, rows_per_shard=rows_per_shard)
+             workers=workers, rows_per_shard=rows_per_shard, dtype=dtype)
 
 
 def _annotate_kclass(spec, *, input, out, text_col, model, labeled, threshold, sample, limit, engine, base_url,
@@ -111,7 +114,7 @@ def _run(*, input: Path, out: Path, text_col: str, model: str, prompt: str | Non
          api_key: str | None, api: str, threshold: str | None, limit: int | None, sample: int | None, seed: int,
          batch_size: int, max_text_tokens: int, concurrency: int, timeout: float, cache_dir: Path | None,
          no_cache: bool, quiet: bool, engine: str = "local", ray_address: str | None = None,
-         workers: int | None = None, rows_per_shard: int = 50000) -> None:
+         workers: int | None = None, rows_per_shard: int = 50000, dtype: str = "float32") -> None:
     from silr.engine import resolve_engine
     from silr.io import InputError, read_table, write_table
 
@@ -151,14 +154,15 @@ def _run(*, input: Path, out: Path, text_col: str, model: str, prompt: str | Non
                                  shots=shots, threshold=threshold, seed=seed, label_col=label_col,
                                  annotator_kwargs={"cache_dir": cdir, "api_key": api_key, "api": api,
                                                    "concurrency": concurrency, "timeout": timeout,
-                                                   "batch_size": batch_size, "max_text_tokens": max_text_tokens},
+                                                   "batch_size": batch_size, "max_text_tokens": max_text_tokens,
+                                                   **({} if dtype == "float32" else {"dtype": dtype})},
                                  base_url=base_url, cache=None if no_cache else cdir / CACHE_FILE, progress=not quiet)
         _finish(record, input, out, labeled, api_key, quiet)
         return
 
     annotator = make_annotator(model, cache_dir=cdir, base_url=base_url, api_key=api_key, api=api,
                                concurrency=concurrency, timeout=timeout, batch_size=batch_size,
-                               max_text_tokens=max_text_tokens)
+                               max_text_tokens=max_text_tokens, dtype=dtype)
     try:
         df_out, record = annotate_frame(df, text_col, annotator, spec, labeled=lab_df, shots=shots,
                                         threshold=threshold, limit=limit, sample=sample, seed=seed,
