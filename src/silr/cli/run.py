@@ -56,16 +56,22 @@ def _print_summary_table(summary: dict) -> None:
         )
     console = Console(width=140)
     console.print(t)
-    console.print(f"* final labels: {summary.get('final_source')} — {summary['selection']}")
-    note = next((g["note"] for g in (rec.get("gain_over_round0") or {} for rec in summary["rounds"]) if g.get("note")),
-                None)
-    if note:
-        console.print(f"est. gain: {note}")
+    _print_selection(console, summary)
     if ev:
         console.print(
             f"LLM labels (round 0): {gold.get(0, float('nan')):.3f}   silr final labels: {ev['final_accuracy']:.3f}   "
             f"gain: {ev['gain_over_round_0'] * 100:+.1f} points"
         )
+
+
+def _print_selection(console, summary: dict) -> None:
+    """What was handed back and why, and the caveat on the estimated gain when there is one."""
+    from silr.sampling.refit import gain_note
+
+    console.print(f"* final labels: {summary.get('final_source')} — {summary['selection']}")
+    note = gain_note(summary["rounds"])
+    if note:
+        console.print(f"est. gain: {note}")
 
 
 def _print_kclass_table(summary: dict, ev: dict, gold: dict) -> None:
@@ -88,11 +94,7 @@ def _print_kclass_table(summary: dict, ev: dict, gold: dict) -> None:
                   f"{gold[r]:.3f}" if r in gold else "-")
     console = Console(width=140)
     console.print(t)
-    console.print(f"* final labels: {summary.get('final_source')} — {summary['selection']}")
-    note = next((g["note"] for g in (rec.get("gain_over_round0") or {} for rec in summary["rounds"]) if g.get("note")),
-                None)
-    if note:
-        console.print(f"est. gain: {note}")
+    _print_selection(console, summary)
     if ev:
         console.print(f"LLM labels (round 0): {gold.get(0, float('nan')):.3f}   silr final labels: "
                       f"{ev['final_accuracy']:.3f}   gain: {(ev['final_accuracy'] - gold.get(0, 0.0)) * 100:+.1f} points")

@@ -132,7 +132,9 @@ def _round_table(rounds: list[dict], gold_acc: dict[int, float], final_round: in
                   _cell(_fmt(r.get("seconds")))]
         tr_attr = ' class="final"' if is_final else ""
         body.append(f"<tr{tr_attr}>{''.join(cells)}</tr>")
-    note = next((g["note"] for g in ((r.get("gain_over_round0") or {}) for r in rounds) if g.get("note")), None)
+    from silr.sampling.refit import gain_note
+
+    note = gain_note(rounds)
     foot = f"<p class=\"note\">Est. gain: {_esc(note)}</p>" if note else ""
     return ("<div class=\"table-wrap\"><table class=\"rounds\"><thead><tr>" + ths + "</tr></thead><tbody>"
             + "".join(body) + "</tbody></table></div>" + foot)

@@ -17,7 +17,7 @@ from silr.sampling.design import SamplingDesign
 from silr.sampling.estimators import (accuracy_covariates, domain_mean, gain_estimate, prediction_covariates,
                                       round_estimates)
 
-__all__ = ["design_prior_estimator", "RoundGains"]
+__all__ = ["design_prior_estimator", "RoundGains", "gain_note"]
 
 #: theta and pi are kept inside [EPS, 1 - EPS] (a pure side would make the UU weights degenerate)
 EPS = 0.01
@@ -107,3 +107,9 @@ class RoundGains:
                 "n_changed": int(changed.sum()), "n_changed_labeled": int(changed[self.lab].sum()),
                 "method": ("design-weighted" if self.design is not None else "uniform sample")
                 + (", prediction-powered" if Q is not None else "")}
+
+
+def gain_note(rounds) -> str | None:
+    """The caveat carried by the rounds' gain records (:meth:`RoundGains` puts the same one on every round), for the
+    CLI table and the report; ``None`` when there is none."""
+    return next((g["note"] for g in ((r.get("gain_over_round0") or {}) for r in rounds) if g.get("note")), None)
