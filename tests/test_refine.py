@@ -266,7 +266,8 @@ def test_stack_with_probe_input_predicts_and_reloads(tmp_path):
 def test_round0_priors_do_not_trust_a_threshold_fitted_on_the_labeled_rows():
     """An LLM at chance whose threshold was tuned on the 50 labeled rows looks ~10 points better than chance on
     them; the refiner re-fits that threshold out of fold for the round-0 priors, sees no signal, and does not
-    refine on noise (the probe on the labeled rows is handed back instead)."""
+    refine on noise (the not-started fallback, a stack of the LLM score and the probe, is handed back, and it
+    labels the corpus as the probe does: it learned to ignore the LLM)."""
     from silr.selection import is_threshold_of
 
     rng = np.random.default_rng(7)
@@ -286,7 +287,11 @@ def test_round0_priors_do_not_trust_a_threshold_fitted_on_the_labeled_rows():
         X, s, y_gold=gold(y, lab), llm_score=score)
     assert m.rounds_[0]["labeled_rows_round0_labels"].startswith("threshold")
     assert m.priors_[0].accuracy < in_sample - 0.05
-    assert m.n_rounds_ == 0 and m.final_source_ == "probe"
+    assert m.n_rounds_ == 0 and m.final_source_ == "stack" and m.stack_["refined"] is False
+    probe_only = SelfIterativeRefiner(rounds=2, learner=HeadLearner(epochs=10), seed=0, stack=False).fit(
+        X, s, y_gold=gold(y, lab), llm_score=score)
+    assert probe_only.final_source_ == "probe"
+    assert np.mean(m.transduction_ == probe_only.transduction_) > 0.9
 
 
 def test_no_significant_gap_means_no_refinement_with_llm_scores():
@@ -324,9 +329,45 @@ def test_threshold_putting_every_labeled_row_on_one_side_falls_back_to_the_probe
     assert s.sum() > 0 and s[lab].sum() == 0
     m = SelfIterativeRefiner(rounds=2, learner=HeadLearner(epochs=10), seed=0).fit(
         X, s, y_gold=gold(y, lab), llm_score=score)
-    assert m.n_rounds_ == 0 and m.final_source_ in ("probe", "llm")
+    assert m.n_rounds_ == 0 and m.final_source_ in ("stack", "llm")
     assert "refinement not started" in m.stop_detail_
     assert np.isfinite(m.priors_[0].pi)
+
+
+def test_not_started_fallback_keeps_the_llms_evidence(tmp_path):
+    """When the loop does not start (50 rows that make the LLM look useless), the fallback is a stack of the LLM's
+    score and the probe's out-of-fold score, not one of the two: with two independent sources of evidence it
+    beats what the old fallback (the probe or the LLM's labels) handed back; it saves, reloads and predicts new
+    rows with and without their LLM score (without: its probe)."""
+    rng = np.random.default_rng(3)
+    n, d = 3000, 60
+    y = rng.integers(0, 2, n)
+    X = rng.normal(size=(n, d))
+    X[:, :d] += 0.2 * (2 * y[:, None] - 1)  # signal spread over many dimensions
+    score = 0.85 * (2 * y - 1) + rng.normal(size=n)  # an LLM ~0.80 right
+    s = (score > 0).astype(int)
+    lab = rng.choice(n, 50, replace=False)
+    kw = dict(rounds=2, learner=HeadLearner(epochs=10), seed=0, start_gap_lower=None, min_gap=0.99)  # never starts
+    m = SelfIterativeRefiner(**kw).fit(X, s, y_gold=gold(y, lab), llm_score=score)
+    old = SelfIterativeRefiner(**kw, stack=False).fit(X, s, y_gold=gold(y, lab), llm_score=score)
+    assert m.n_rounds_ == 0 and "a stack of the LLM's score" in m.stop_detail_
+    assert m.final_source_ == "stack" and m.stack_["probe"] and not m.stack_["refined"] and len(m.stack_["coef"]) == 2
+    acc_stack, acc_old = np.mean(m.transduction_ == y), np.mean(probe_only_labels(old) == y)
+    assert acc_stack > max(acc_old, np.mean(s == y)) + 0.03, (acc_stack, acc_old, np.mean(s == y))
+    np.testing.assert_array_equal(m.predict(X, llm_score=score), m.transduction_)
+    m.save(tmp_path / "m")
+    again = SelfIterativeRefiner.load(tmp_path / "m")
+    np.testing.assert_allclose(again.decision_function(X, llm_score=score), m.decision_function(X, llm_score=score),
+                               atol=1e-6)
+    from silr.selection.candidates import probe_decision
+
+    np.testing.assert_allclose(again.decision_function(X), probe_decision(m.handback_.probe, X), atol=1e-6)
+
+
+def probe_only_labels(m):
+    """The corpus labels a refiner that fell back to the probe (or the LLM) handed back."""
+    assert m.n_rounds_ == 0 and m.final_source_ in ("probe", "llm")
+    return m.transduction_
 
 
 def test_model_folders_from_before_the_learner_parameter_still_load(tmp_path):

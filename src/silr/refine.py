@@ -317,9 +317,11 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
                 raise RefinementError(f"the pseudo-labels cannot start a refinement: {gate.why}")
             n_planned = 0
             stop = StopReason.NOT_STARTED
+            fallback = ("a stack of the LLM's score and a probe trained on the labeled rows" if self.stack and stack_probe
+                        else "the labeled rows (a probe trained on them)")
             detail = (f"refinement not started: {gate.why}. " + (
-                "The labels handed back come from the labeled rows (a probe trained on them) unless the "
-                "pseudo-labels are reliably better" if gold else "The pseudo-labels are handed back"))
+                f"The labels handed back come from {fallback} unless the pseudo-labels are reliably better"
+                if gold else "The pseudo-labels are handed back"))
         else:
             stop, detail = StopReason.COMPLETED, f"completed {self.rounds} rounds"
 

@@ -192,19 +192,26 @@ def probe_scores(X_lab, y_lab: np.ndarray, X, *, max_folds: int = 10, sample_wei
 
 
 def stack_candidate(
-    llm_score: np.ndarray, llm_score_lab: np.ndarray, clf_score: np.ndarray, clf_score_lab: np.ndarray, y_lab: np.ndarray,
-    *, probe_score: np.ndarray | None = None, probe_score_lab: np.ndarray | None = None,
+    llm_score: np.ndarray, llm_score_lab: np.ndarray, clf_score: np.ndarray | None, clf_score_lab: np.ndarray | None,
+    y_lab: np.ndarray, *, probe_score: np.ndarray | None = None, probe_score_lab: np.ndarray | None = None,
     sample_weight: np.ndarray | None = None,
 ) -> Candidate:
-    """Logistic regression of the gold label on (LLM score, refined classifier score[, probe score]), fitted on
-    the labeled rows.
+    """Logistic regression of the gold label on (LLM score[, refined classifier score][, probe score]), fitted
+    on the labeled rows.
 
     The scores are standardised with their corpus mean and standard deviation. The coefficients are kept
     so the stack can be applied to new texts that carry an LLM score. The probe's score on the labeled rows
     must be out of fold (:func:`probe_scores`), or the stack would trust the probe's in-sample fit.
-    ``sample_weight``: the labeled rows' design weights (:func:`design_sample_weight`; ``None``: unweighted).
+    ``clf_score=None``: no refined classifier (the loop did not start): the stack of the LLM's evidence and the
+    probe alone. ``sample_weight``: the labeled rows' design weights (:func:`design_sample_weight`; ``None``:
+    unweighted).
     """
-    cols, cols_lab = [llm_score, clf_score], [llm_score_lab, clf_score_lab]
+    if clf_score is None and probe_score is None:
+        raise ValueError("a stack needs the refined score, the probe's score or both besides the LLM's evidence")
+    cols, cols_lab = [llm_score], [llm_score_lab]
+    if clf_score is not None:
+        cols.append(clf_score)
+        cols_lab.append(clf_score_lab)
     if probe_score is not None:
         cols.append(probe_score)
         cols_lab.append(probe_score_lab)
@@ -225,9 +232,11 @@ def stack_candidate(
         "coef": model.coef_[0].tolist(),
         "intercept": float(model.intercept_[0]),
         "probe": probe_score is not None,
+        "refined": clf_score is not None,
     }
     w = model.coef_[0]
-    what = "(LLM evidence, refined score" + (", probe score)" if probe_score is not None else ")")
+    what = "(" + ", ".join(["LLM evidence"] + (["refined score"] if clf_score is not None else [])
+                           + (["probe score"] if probe_score is not None else [])) + ")"
     return Candidate(
         "stack",
         pred.astype(np.int8),

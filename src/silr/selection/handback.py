@@ -64,6 +64,27 @@ class ProbeCache:
         return self._scores[2] if self._scores is not None else fit_probe(self.X_lab, self.y_lab, self.sample_weight)
 
 
+def _evidence(labels: list, lab_labels: list, y_lab: np.ndarray, llm_score, llm_score_lab):
+    """The stack's LLM evidence and the LLM's candidate: ``(llm candidate, ev, ev_lab, stack_input)``.
+
+    The evidence is the LLM score, or without one the pseudo-label itself (stacking it is the noisy-channel
+    posterior P(y | x, s) ~ P(y | x) P(s | y), with a logistic form fitted on the labeled rows). With a score
+    the LLM's threshold was fitted on the labeled rows, so its labels there are judged out of fold."""
+    if llm_score is None:
+        ev, ev_lab, stack_input = labels[0], lab_labels[0], "pseudo_label"
+    else:
+        ev, ev_lab, stack_input = llm_score, llm_score_lab, "llm_score"
+    ev, ev_lab = np.asarray(ev, dtype=np.float64), np.asarray(ev_lab, dtype=np.float64)
+    if not (np.isfinite(ev).all() and np.isfinite(ev_lab).all()):
+        raise ValueError("llm_score must be finite (drop abstained rows first)")
+    if stack_input == "llm_score":
+        cand = Candidate("llm", labels[0], threshold_oof_correct(ev_lab, y_lab),
+                         "the round-0 pseudo-labels (threshold refitted out of fold on the labeled rows)")
+    else:
+        cand = Candidate("llm", labels[0], lab_labels[0] == y_lab, "the round-0 pseudo-labels")
+    return cand, ev, ev_lab, stack_input
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
@@ -132,14 +153,28 @@ class HandBackModel:
             reason = ("no gold labels: the last round is handed back" if last else
                       "no gold labels and no refinement round kept: the pseudo-labels are handed back")
         elif last == 0 and selection == "paired" and probe:
-            cands = [Candidate("llm", labels[0], lab_labels[0] == y_lab, "the round-0 pseudo-labels"),
-                     probe_candidate(X_lab, y_lab, X, sw)]
-            default = "probe" if round0_unusable else "llm"
+            if stack and stack_probe:
+                # not started: the started path's stack without a refined score, i.e. the LLM's evidence and
+                # the probe's out-of-fold score, so a fallback keeps what the LLM knows (the probe alone on 50
+                # rows can be far below the LLM's labels)
+                llm_cand, ev, ev_lab, stack_input = _evidence(labels, lab_labels, y_lab, llm_score, llm_score_lab)
+                pc, pl, _ = probes.scores()
+                cand = stack_candidate(ev, ev_lab, None, None, y_lab, probe_score=pc, probe_score_lab=pl,
+                                       sample_weight=sw)
+                cand.extra["stack"]["input"] = stack_input
+                cands, default = [llm_cand, cand], "stack"
+                stack_coef = cand.extra["stack"]
+            else:
+                cands = [Candidate("llm", labels[0], lab_labels[0] == y_lab, "the round-0 pseudo-labels"),
+                         probe_candidate(X_lab, y_lab, X, sw)]
+                default = "probe" if round0_unusable else "llm"
             chosen, reason, table = select(cands, default, confidence=confidence, n_bootstrap=n_bootstrap,
                                            seed=seed + _SELECT_SEED, weights=weights)
             source, final_round = HandBack(chosen.name), 0
-            if source is HandBack.PROBE:
+            if source in (HandBack.PROBE, HandBack.STACK):
                 probe_arrays = probes.fitted()
+            if source is not HandBack.STACK:
+                stack_coef, stack_input = None, None
             chosen_labels = chosen.corpus_labels
         elif selection == "last" or last == 0:
             final_round = last
@@ -156,19 +191,7 @@ class HandBackModel:
                      Candidate("refined", labels[last], lab_labels[last] == y_lab, f"round {last} labels")]
             default = "refined"
             if stack:
-                if llm_score is None:
-                    # the pseudo-label itself is evidence: stacking it is the noisy-channel posterior
-                    # P(y | x, s) ~ P(y | x) P(s | y), with a logistic form fitted on the labeled rows
-                    ev, ev_lab, stack_input = labels[0], lab_labels[0], "pseudo_label"
-                else:
-                    ev, ev_lab, stack_input = llm_score, llm_score_lab, "llm_score"
-                ev, ev_lab = np.asarray(ev, dtype=np.float64), np.asarray(ev_lab, dtype=np.float64)
-                if not (np.isfinite(ev).all() and np.isfinite(ev_lab).all()):
-                    raise ValueError("llm_score must be finite (drop abstained rows first)")
-                if stack_input == "llm_score":
-                    # the LLM's threshold was fitted on these rows: judge its labels out of fold
-                    cands[0] = Candidate("llm", labels[0], threshold_oof_correct(ev_lab, y_lab),
-                                         "the round-0 pseudo-labels (threshold refitted out of fold on the labeled rows)")
+                cands[0], ev, ev_lab, stack_input = _evidence(labels, lab_labels, y_lab, llm_score, llm_score_lab)
                 extra = {}
                 if stack_probe:
                     pc, pl, _ = probes.scores()
@@ -221,19 +244,25 @@ class HandBackModel:
         """Score of the handed-back model on new inputs (higher = positive; 0 = threshold).
 
         ``classifier(X)`` is the refined classifier's aggregated score. The probe or the stack when chosen
-        (the stack needs the inputs' ``llm_score``; without it the refined classifier alone is used).
+        (the stack needs the inputs' ``llm_score``; without it the refined classifier alone is used, or the probe
+        for the stack of a loop that did not start).
         """
         if self.source is HandBack.PROBE and self.probe is not None:
             return probe_decision(self.probe, X)
-        clf = classifier(X)
-        if self.source is HandBack.STACK and self.stack is not None and llm_score is not None:
-            st = self.stack
-            cols = [np.asarray(llm_score, dtype=np.float64), clf]
-            if st.get("probe"):
-                cols.append(probe_decision(self.probe, X))
-            F = (np.column_stack(cols) - st["mean"]) / st["std"]
-            return F @ np.asarray(st["coef"]) + st["intercept"]
-        return clf
+        st = self.stack
+        if self.source is HandBack.STACK and st is not None:
+            refined = st.get("refined", True)
+            if llm_score is not None:
+                cols = [np.asarray(llm_score, dtype=np.float64)]
+                if refined:
+                    cols.append(classifier(X))
+                if st.get("probe"):
+                    cols.append(probe_decision(self.probe, X))
+                F = (np.column_stack(cols) - st["mean"]) / st["std"]
+                return F @ np.asarray(st["coef"]) + st["intercept"]
+            if not refined:  # a not-started loop's stack has no classifier: its probe scores inputs without a score
+                return probe_decision(self.probe, X)
+        return classifier(X)
 
     def proba(self, decision: np.ndarray) -> np.ndarray:
         """``P(positive)`` from :meth:`decision_function`'s output (Platt-scaled for the refined classifier)."""
