@@ -363,6 +363,17 @@ def summary_section(summary: list[dict], commit: str) -> list[str]:
     return lines + tail
 
 
+def _method_engines(runs: list, method: str, title: str) -> str:
+    """One line naming the engine(s) one method's results imported (recorded per method since it was rerun)."""
+    got = [(r["methods"].get(method) or {}).get("engine") for r in runs if method in r["methods"]]
+    if not got:
+        return ""
+    commits = sorted({(e or {}).get("commit") or "not recorded (the run's first engine)" for e in got})
+    dirty = sum(bool((e or {}).get("dirty")) for e in got)
+    return (f"{title} in all {len(got)} runs imported engine " + ", ".join(f"`{c}`" for c in commits)
+            + (f" ({dirty} from a dirty tree)" if dirty else "") + ".")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tag", default="main", help="the learner-alone runs (silr_ft)")
@@ -391,6 +402,7 @@ def main() -> int:
         f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC at commit `{_commit()}`; the refiner-track runs "
         f"imported engine {', '.join(f'`{e}`' for e in engines) or '—'} (git commit of the source tree; 'dirty' runs "
         "had uncommitted edits in files outside the track).",
+        _method_engines(all_runs, "silr_frozen", "silr's default path (`silr_frozen`)"),
         "",
         f"- Machine: {_machine()}.",
         "- Data: the suite's real-LLM cells (`silr.bench.data.load_task`, 2,000-row corpus, 500-row test sample); "

@@ -363,6 +363,7 @@ def run_cell(name: str, seed: int, *, out_dir: Path, scores_dir: Path, methods=M
         res["load_before"] = round(load, 2)
         res["load_after"] = round(os.getloadavg()[0], 2)
         res["params"] = params.get(m, {})
+        res["engine"] = _engine()  # per method: a method rerun on a later engine says so (the record's is the first)
         rec["methods"][m] = res
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(rec, indent=1, default=float))
