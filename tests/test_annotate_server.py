@@ -204,8 +204,14 @@ def test_cli_through_server(server, tmp_path, monkeypatch):
     args = ["annotate", str(tmp_path / "corpus.csv"), "--out", str(out), "--model", "openai:tiny",
             "--base-url", server.url, "--instruction", "Label each text.", "--label-words", "positive,negative",
             "--labeled", str(tmp_path / "lab.csv"), "--shots", "2", "--concurrency", "2", "--quiet"]
+    import logging
+
+    lg = logging.getLogger("silr")
+    state = (list(lg.handlers), lg.level, lg.propagate)
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
+    # the command's logging set-up (errors only with --quiet) does not outlive it
+    assert (list(lg.handlers), lg.level, lg.propagate) == state
     got = pd.read_json(out, lines=True)
     assert {"id", "text", "llm_score", "pseudo_label", "abstained"} <= set(got.columns)
     rec = json.loads(Path(str(out) + ".annotation.json").read_text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -22,15 +23,25 @@ class _OneLine(logging.Formatter):
         return f"{record.levelname.lower()}: {record.getMessage()}"
 
 
-def _setup_logging(quiet: bool) -> None:
+@contextmanager
+def _command_logging(quiet: bool):
+    """The ``silr`` logger prints one-line warnings on stderr (errors only with ``--quiet``) while the command
+    runs; its handlers, level and propagation are restored afterwards (the CLI called in-process, e.g. from a
+    notebook or a test, leaves no logging state behind)."""
     lg = logging.getLogger("silr")
-    if not any(getattr(h, "_silr_annotate", False) for h in lg.handlers):
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(_OneLine())
-        h._silr_annotate = True  # type: ignore[attr-defined]
-        lg.addHandler(h)
-        lg.propagate = False
+    before = (list(lg.handlers), lg.level, lg.propagate)
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(_OneLine())
+    lg.addHandler(h)
+    lg.propagate = False
     lg.setLevel(logging.ERROR if quiet else logging.WARNING)
+    try:
+        yield
+    finally:
+        lg.removeHandler(h)
+        lg.handlers[:] = before[0]
+        lg.setLevel(before[1])
+        lg.propagate = before[2]
 
 
 def annotate(
@@ -83,8 +94,7 @@ def annotate(
         raise typer.BadParameter("--api must be chat or completions")
     if dtype not in ("float32", "bfloat16"):
         raise typer.BadParameter(f"--dtype must be float32 or bfloat16, got {dtype!r}")
-    _setup_logging(quiet)
-    with reported(redact=api_key):
+    with _command_logging(quiet), reported(redact=api_key):
         _run(input=input, out=out, text_col=text_col, model=model, prompt=prompt, instruction=instruction,
              label_words=label_words, labeled=labeled, label_col=label_col, shots=shots, base_url=base_url,
              api_key=api_key, api=api, threshold=threshold, limit=limit, sample=sample, seed=seed,
