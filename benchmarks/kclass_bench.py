@@ -29,11 +29,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "kclass"
-TASKS = ("slo_opinion", "newsgroups6", "reuters_r8", "newsgroups6b", "amazon3", "newsgroups8c")
+TASKS = ("slo_opinion", "newsgroups6", "reuters_r8", "newsgroups6b", "amazon3", "newsgroups8c", "tweets3", "movies3",
+         "nyt3", "reuters6x")
 #: tuning sets (looked at while designing the K-class defaults), held out but seen before, fresh held-out sets
-TUNING = ("slo_opinion", "newsgroups6", "reuters_r8")
-SEEN = ("newsgroups6b",)
-FRESH = ("amazon3", "newsgroups8c")
+#: (amazon3 was fresh in the second version; its results were looked at and the hand-back changed on it: tuning)
+TUNING = ("slo_opinion", "newsgroups6", "reuters_r8", "amazon3")
+SEEN = ("newsgroups6b", "newsgroups8c")
+FRESH = ("tweets3", "movies3", "nyt3", "reuters6x")
 SETTINGS = ("sim60", "sim75", "gemma", "gemma_c")
 BUDGETS = (50, 100)
 SEEDS = (0, 1, 2)

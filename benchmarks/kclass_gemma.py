@@ -23,6 +23,10 @@ INSTRUCTIONS = {
     "slo_opinion": "Is the sentiment of this Slovenian comment negative, neutral or positive?",
     "amazon3": "Is the sentiment of this Amazon product review snippet negative, neutral or positive?",
     "newsgroups8c": "What is the topic of this newsgroup post?",
+    "tweets3": "Is the sentiment of this tweet negative, neutral or positive?",
+    "movies3": "Is the sentiment of this movie review snippet negative, neutral or positive?",
+    "nyt3": "Is the sentiment of this New York Times editorial snippet negative, neutral or positive?",
+    "reuters6x": "What is the topic of this Reuters news text?",
 }
 
 

