@@ -25,9 +25,9 @@ def _best(means: dict, pool) -> tuple[float, str]:
     return max(cands) if cands else (float("nan"), "-")
 
 
-def compare_markdown(old: list[dict], new: list[dict], *, metric: str = "test_acc") -> str:
-    """Per (track, setting, data set) present in both: silr old -> new, the best-of baseline old -> new (old
-    definition for the old runs, the current one for the new), and every method whose mean moved."""
+def compare_markdown(old: list[dict], new: list[dict], *, metric: str = "test_acc", old_best_of=OLD_BEST_OF) -> str:
+    """Per (track, setting, data set) present in both: silr old -> new, the best-of baseline old -> new
+    (``old_best_of`` for the old runs, the current definition for the new), and every method whose mean moved."""
     a, b = aggregate(old, metric), aggregate(new, metric)
     lines = ["| track | data set | setting | silr old | silr new | change | best-of old | best-of new | change | "
              "other methods that moved (old -> new) |", "|" + "---|" * 10]
@@ -35,7 +35,7 @@ def compare_markdown(old: list[dict], new: list[dict], *, metric: str = "test_ac
     for key in sorted(set(a) & set(b), key=lambda k: (k[0], k[1], k[2])):
         mo = {m: _mean_sd(v)[0] for m, v in a[key].items()}
         mn = {m: _mean_sd(v)[0] for m, v in b[key].items()}
-        bo, bom = _best(mo, OLD_BEST_OF)
+        bo, bom = _best(mo, old_best_of)
         bn, bnm = _best(mn, BEST_OF)
         so, sn = mo.get("silr", np.nan), mn.get("silr", np.nan)
         moved_silr.append(sn - so)
@@ -57,12 +57,19 @@ def main(argv=None) -> None:
     ap.add_argument("old", type=Path)
     ap.add_argument("new", type=Path)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--same-best-of", action="store_true",
+                    help="old runs' best-of baseline by today's definition (both sides read the same inputs)")
+    ap.add_argument("--note", default="", help="what the two sets of runs are (one sentence for the header)")
     args = ap.parse_args(argv)
+    how = ("best-of = the best baseline of RESULTS.md on both sides" if args.same_best_of else
+           "old best-of = best of (pseudo-labels, LR on 50 labels, balanced LR, cleanlab) as the old RESULTS.md "
+           "defined it, new best-of = the best baseline of the new RESULTS.md. The old runs read different test "
+           "inputs and some ran older engines (see NOTES.md)")
     md = ("# Stored runs, old -> new (mean test accuracy over seeds)\n\n_Made by `python -m silr.bench.compare "
-          f"{args.old} {args.new}`; old best-of = best of (pseudo-labels, LR on 50 labels, balanced LR, cleanlab) as "
-          "the old RESULTS.md defined it, new best-of = the best baseline of the new RESULTS.md. The old runs read "
-          "different test inputs and some ran older engines (see NOTES.md)._\n\n"
-          + compare_markdown(load_records(args.old), load_records(args.new)))
+          f"{args.old} {args.new}{' --same-best-of' if args.same_best_of else ''}`; {how}._"
+          + (f" {args.note}" if args.note else "") + "\n\n"
+          + compare_markdown(load_records(args.old), load_records(args.new),
+                             old_best_of=BEST_OF if args.same_best_of else OLD_BEST_OF))
     if args.out:
         args.out.write_text(md)
     print(md)
