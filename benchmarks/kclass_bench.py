@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 import warnings
@@ -245,10 +244,13 @@ def rerun_silr(tasks, settings, seeds, budgets):
 
 
 def _commit():
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "?"
+    """The engine the run imports (silr.bench.runner.engine_version: a ``git archive`` snapshot's ENGINE_COMMIT, or
+    the checkout's HEAD, marked ``+dirty`` when src/silr differs from it), short."""
+    from silr.bench.runner import engine_version
+
+    v = engine_version()
+    c = (v.get("commit") or "?")[:7]
+    return c + ("+dirty" if v.get("dirty") else "")
 
 
 def run(tasks, settings, seeds, budgets):

@@ -31,6 +31,13 @@ VARIANTS: dict[str, dict] = {
     "bias001": {"stack_bias": 0.01},
     "sprobe": {"stack_probe": True},
     "sprobe_bias01": {"stack_probe": True, "stack_bias": 0.1},
+    # fourth round (amazon3 joins the tuning sets): the hand-back in the weak-feature regime
+    "noinner": {"stack_probe": True, "inner": False},
+    "anchor90": {"stack_probe": True, "inner": False, "anchor": 0.9},
+    "anchor75": {"stack_probe": True, "inner": False, "anchor": 0.75},
+    "anchor50": {"stack_probe": True, "inner": False, "anchor": 0.5},
+    "astack01": {"stack_probe": True, "inner": False, "anchor_l2": 0.1},
+    "astack1": {"stack_probe": True, "inner": False, "anchor_l2": 1.0},
 }
 
 
@@ -97,6 +104,7 @@ def show(variants):
         r = json.loads(Path(p).read_text())
         base.setdefault((r["task"], r["setting"], r["budget"]), {})[r["seed"]] = {
             m: r[m]["corpus_acc"] for m in ("llm", "lr_labeled", "lr_balanced", "cleanlab", "ovr_binary")}
+    summ = {}
     for key in sorted(rows):
         rs = rows[key]
         seeds = [r["seed"] for r in rs]
@@ -111,6 +119,11 @@ def show(variants):
         print(f"{key[0]:12s} {key[1]:6s} b{key[2]:<4d} {key[3]:14s} n={len(rs)} final {fin:.3f} best-baseline {bb:.3f} "
               f"margin {fin - bb:+.3f} | " + " ".join(f"{k} {np.mean(v):.3f}" for k, v in cands.items())
               + " | src " + ",".join(r["source"] for r in rs))
+        if len(rs) == 3:
+            summ.setdefault(key[3], []).append(fin - bb)
+    print("\nper variant over its cells with 3 seeds: mean margin over the best baseline, worst, cells > 1 point below")
+    for v, m in sorted(summ.items()):
+        print(f"{v:14s} cells {len(m):2d} mean {np.mean(m):+.4f} worst {min(m):+.3f} below-1pt {sum(x < -0.01 for x in m)}")
 
 
 if __name__ == "__main__":

@@ -46,10 +46,12 @@ def test_kclass_string_labels_llm_scores_and_bad_shape():
     g = np.where(gold >= 0, names[np.maximum(gold, 0)], None)
     m = SelfIterativeRefiner(rounds=2, n_bootstrap=200).fit(X, names[noisy], y_gold=g, llm_score=llm)
     assert m.classes_.tolist() == names.tolist()
-    # default: the probe is the stack's third input, not a candidate of its own
-    assert set(m.candidates_) == {"llm", "refined", "stack"} and m.stack_probe_ and "g" in m.stack_
+    # default: the probe is the stack's third input and the refined score its second: neither is a candidate of
+    # its own; the stack challenges the LLM's labels
+    assert set(m.candidates_) == {"llm", "stack"} and m.stack_probe_ and "g" in m.stack_
     m2 = SelfIterativeRefiner(rounds=2, n_bootstrap=200, stack_probe=False).fit(X, names[noisy], y_gold=g, llm_score=llm)
-    assert set(m2.candidates_) == {"llm", "refined", "probe", "stack"} and "g" not in m2.stack_
+    # without stack_probe the probe is not inside the stack: a challenger of its own (here it is right on all 60)
+    assert set(m2.candidates_) == {"llm", "probe", "stack"} and m2.final_source_ == "probe" and not m2.stack_probe_
     assert set(np.unique(m.predict(X[:100]))) <= set(names)
     assert m.predict_proba(X[:10], llm_score=llm[:10]).shape == (10, 3)
     with pytest.raises(ValueError, match=r"expected \(1200, 3\)"):

@@ -8,7 +8,7 @@ from scipy.special import softmax
 
 from silr.learners import HeadLearner
 from silr.multiclass.learner import SoftmaxHeadLearner
-from silr.multiclass.loop import KClassFit, fit_kclass, standardize_logits
+from silr.multiclass.loop import ANCHOR_CONFIDENCE, KClassFit, fit_kclass, standardize_logits
 
 __all__ = ["KHandBack", "fit_refiner_kclass", "kclass_learner"]
 
@@ -108,10 +108,15 @@ def fit_refiner_kclass(est, d, on_round=None):
     # tuning sets (reuters_r8, newsgroups6, slo_opinion; benchmarks/KCLASS.md) the stack of LLM evidence and the
     # refined score alone lost to the probe and to one-vs-rest on reuters_r8
     stack_probe = bool(est.probe) and bool(est.stack) and (est.stack_probe == "auto" or bool(est.stack_probe))
+    # with the stack (default): the LLM's labels are handed back unless the stack, which holds the refined score
+    # (and the probe), beats them in ANCHOR_CONFIDENCE of paired draws; its inputs do not challenge it on their
+    # own (the weak-feature sets slo_opinion and amazon3 lost up to 3 points to that; KCLASS.md)
+    anchored = {"inner": False, "anchor": ANCHOR_CONFIDENCE} if est.stack else {}
     f = fit_kclass(d.X, d.s0, d.y_lab, d.lab, d.X_lab, K, llm=d.llm, rounds=est.rounds, risk=est.risk,
                    later_risk=later, learner=kclass_learner(est.learner), val_fraction=est.val_fraction,
                    default=default, confidence=est.fallback_confidence, probe=bool(est.probe),
-                   n_bootstrap=min(est.n_bootstrap, 1000), seed=est.seed, on_round=on_round, stack_probe=stack_probe)
+                   n_bootstrap=min(est.n_bootstrap, 1000), seed=est.seed, on_round=on_round, stack_probe=stack_probe,
+                   **anchored)
     est.classes_ = d.classes
     est.n_classes_ = K
     est.takes_texts_ = False

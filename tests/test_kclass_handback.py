@@ -1,0 +1,48 @@
+"""The K-class hand-back's default (silr.multiclass.loop, ANCHOR_CONFIDENCE): anchored on the LLM's labels, the
+stack as the only challenger. Weak features must give the LLM's labels back; informative ones the stack."""
+
+import numpy as np
+
+from silr.multiclass.loop import ANCHOR_CONFIDENCE, fit_kclass
+from silr.refine import SelfIterativeRefiner
+
+
+def _task(informative: bool, seed=0, K=3, n=1500, d=16, llm_acc=0.7, n_lab=100):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, K, n)
+    X = rng.normal(size=(n, d)) + (rng.normal(size=(K, d))[y] * 1.2 if informative else 0.0)
+    s = np.where(rng.random(n) < llm_acc, y, (y + rng.integers(1, K, n)) % K)
+    gold = np.full(n, -1)
+    lab = np.sort(rng.choice(n, n_lab, replace=False))
+    gold[lab] = y[lab]
+    return X, y, s, gold, lab
+
+
+def test_features_that_carry_no_class_hand_back_the_llm_labels_exactly():
+    # the features say nothing about the class: refinement can only make the LLM's labels worse. The old default
+    # (the stack kept unless beaten, its inputs challenging it) handed back the stack or the refined labels here
+    for seed in (0, 1):
+        X, y, s, gold, _ = _task(informative=False, seed=seed)
+        m = SelfIterativeRefiner(rounds=2, n_bootstrap=300, seed=seed).fit(X, s, y_gold=gold)
+        assert m.final_source_ == "llm", m.selection_reason_
+        assert (m.transduction_ == s).all()
+        assert set(m.candidates_) == {"llm", "stack"}  # the stack's inputs are not challengers of their own
+        assert "'llm' kept" in m.selection_reason_ and f"{ANCHOR_CONFIDENCE:.0%}" in m.selection_reason_
+
+
+def test_informative_features_still_hand_back_the_stack():
+    X, y, s, gold, _ = _task(informative=True)
+    m = SelfIterativeRefiner(rounds=2, n_bootstrap=300).fit(X, s, y_gold=gold)
+    assert m.final_source_ == "stack", m.selection_reason_
+    assert (m.transduction_ == y).mean() > (s == y).mean() + 0.15
+
+
+def test_refined_cannot_challenge_the_stack_it_is_part_of():
+    # inner=True (the previous rule) lists the refined classifier as a challenger; inner=False does not, and the
+    # anchored choice never hands back the refined labels or the probe
+    X, y, s, gold, lab = _task(informative=False, seed=3)
+    kw = dict(rounds=2, default="stack", n_bootstrap=300, seed=3, stack_probe=True)
+    old = fit_kclass(X, s, y[lab], lab, X[lab], 3, inner=True, **kw)
+    new = fit_kclass(X, s, y[lab], lab, X[lab], 3, inner=False, anchor=ANCHOR_CONFIDENCE, **kw)
+    assert "refined" in old.candidates and set(new.candidates) == {"llm", "stack"}
+    assert new.source in ("llm", "stack") and "refined" in new.extra["candidate_labels"]
