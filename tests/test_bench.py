@@ -349,3 +349,22 @@ def test_every_method_reads_the_same_test_inputs():
             assert moved == 0, m
         else:
             assert moved > 0.02, (m, moved)
+
+
+def test_compare_old_best_of_definition_is_a_choice():
+    """silr.bench.compare: by default the old runs' best-of is the old RESULTS.md's four baselines; with
+    ``old_best_of=BEST_OF`` (``--same-best-of``) both sides use today's, so a baseline outside the old four
+    (self-training) counts on the old side too."""
+    from silr.bench.compare import compare_markdown
+    from silr.bench.report import BEST_OF
+
+    def rec(silr, st):
+        return {"track": "llm", "setting": "s", "dataset": "d",
+                "methods": {"silr": {"test_acc": silr}, "llm": {"test_acc": 0.6}, "self_training": {"test_acc": st}}}
+
+    old, new = [rec(0.70, 0.80)], [rec(0.75, 0.80)]
+    default = compare_markdown(old, new)
+    same = compare_markdown(old, new, old_best_of=BEST_OF)
+    assert "| 0.600 (pseudo-labels) | 0.800 (self-training (50)) | +0.200 |" in default
+    assert "| 0.800 (self-training (50)) | 0.800 (self-training (50)) | +0.000 |" in same
+    assert "| 0.700 | 0.750 | +0.050 |" in same
