@@ -21,6 +21,7 @@ config and loads them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -33,8 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from silr.learners import LabeledBatches, check_labeled
-from silr.risks import DEFAULT_SLOPE, UUWeights, batch_risk, joint_risk
+from silr.finetune_steps import FineTuneSteps
+from silr.learners import check_labeled
+from silr.risks import DEFAULT_SLOPE, UUWeights
 
 __all__ = ["FineTuneLearner", "default_model_dir", "refine_learner_params", "DEFAULT_SUPERVISED_WEIGHT"]
 
@@ -236,18 +238,29 @@ class FineTuneLearner:
 
         ``labeled=(texts, y, w)`` adds the supervised PN risk of the labeled rows with weight ``w``.
         """
+        texts, pseudo, val_mask = self._fit_inputs(X, pseudo, val_mask)
+        lab = check_labeled(labeled)
+        with self._threads():
+            return self._fit(texts, pseudo, weights, risk, val_mask, int(seed), lab)
+
+    def _fit_inputs(self, X, pseudo, val_mask) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The parameters checked and ``fit``'s texts, pseudo-labels (int64) and held-out mask (bool)."""
         self._validate()
         texts = [str(t) for t in X]
         pseudo = np.asarray(pseudo).astype(np.int64)
         val_mask = np.zeros(len(texts), bool) if val_mask is None else np.asarray(val_mask, dtype=bool)
         if len(texts) != pseudo.size or val_mask.size != pseudo.size:
             raise ValueError(f"{len(texts)} texts, {pseudo.size} pseudo-labels and {val_mask.size} mask entries differ")
-        lab = check_labeled(labeled)
+        return texts, pseudo, val_mask
+
+    @contextlib.contextmanager
+    def _threads(self):
+        """torch's intra-op threads set to ``threads`` (when set) for the block, then put back."""
         prev = torch.get_num_threads()
         if self.threads:
             torch.set_num_threads(int(self.threads))
         try:
-            return self._fit(texts, pseudo, weights, risk, val_mask, int(seed), lab)
+            yield
         finally:
             torch.set_num_threads(prev)
 
@@ -255,87 +268,31 @@ class FineTuneLearner:
         from tqdm.auto import tqdm
 
         t_start, cpu_start = time.perf_counter(), time.process_time()
-        model = self._load(seed)
-        ids = self._tokenize(texts)
-        self.n_truncated_ = self._last_truncated
-        lab_ids = lab_y = cycler = None
-        w = 0.0
-        if lab is not None:
-            lab_ids = self._tokenize(lab[0])
-            lab_y, w = torch.from_numpy(lab[1]), lab[2]
-            cycler = LabeledBatches(lab[1].size, self.labeled_batch_size, seed)
         train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
         if train_idx.size == 0:
             raise ValueError("no training rows: val_mask holds out the whole corpus")
-        gen = torch.Generator().manual_seed(seed)
-        steps_per_epoch = math.ceil(train_idx.size / self.batch_size)
-        total = steps_per_epoch * int(self.epochs)
-        warmup = int(self.warmup_ratio * total)
-        head_lr = self.head_lr if self.head_lr is not None else 100 * self.lr
-        groups = [
-            {"params": [p for n, p in model.encoder.named_parameters()], "lr": self.lr},
-            {"params": list(model.head.parameters()), "lr": head_lr},
-        ]
-        opt = torch.optim.AdamW(groups, weight_decay=self.weight_decay)
-
-        def lr_lambda(step: int) -> float:  # linear warm-up, then linear decay to 0
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            return max(0.0, (total - step) / max(1, total - warmup))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
-        s_all = torch.from_numpy(pseudo)
-        val_ids = [ids[i] for i in val_idx]
-        self.history_ = []
-        best = (math.inf, 0, None)
+        run = FineTuneSteps(self, texts, pseudo, weights, risk, seed, lab)
+        self.n_truncated_ = run.n_truncated
+        run.optimiser(math.ceil(train_idx.size / self.batch_size))
+        val_ids = [run.ids[i] for i in val_idx]
+        self.history_ = run.history
         for epoch in range(1, int(self.epochs) + 1):
             t0 = time.perf_counter()
-            model.train()
-            perm = train_idx[torch.randperm(train_idx.size, generator=gen).numpy()]
-            tot_loss, steps = 0.0, 0
-            bar = tqdm(range(0, perm.size, self.batch_size), desc=f"fine-tune epoch {epoch}/{self.epochs}",
+            perm = run.permutation(train_idx)
+            bar = tqdm(total=math.ceil(perm.size / self.batch_size), desc=f"fine-tune epoch {epoch}/{self.epochs}",
                        disable=not self.progress, file=sys.stderr, leave=False, unit="step")
-            for a in bar:
-                rows = perm[a : a + self.batch_size]
-                if cycler is None:
-                    out = model(**self._batch(ids, rows))
-                    loss = batch_risk(risk, out, s_all[torch.from_numpy(rows)], weights, slope=self.slope)
-                else:  # corpus and labeled rows in one padded forward pass
-                    lrows = cycler.next()
-                    both = [ids[i] for i in rows] + [lab_ids[j] for j in lrows]
-                    out = model(**self._batch(both, range(len(both))))
-                    loss = batch_risk(risk, out[: rows.size], s_all[torch.from_numpy(rows)], weights, slope=self.slope)
-                    loss = joint_risk(loss, out[rows.size :], lab_y[torch.from_numpy(lrows)], w)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
-                opt.step()
-                sched.step()
-                tot_loss += float(loss.detach())
-                steps += 1
-                bar.set_postfix(loss=f"{tot_loss / steps:.4f}", refresh=False)
+            train_loss = run.epoch(run.model, perm, self.batch_size, bar=bar)
             bar.close()
-            rec = {"epoch": epoch, "train_loss": tot_loss / max(steps, 1)}
-            if val_idx.size:
-                g_val = torch.from_numpy(self._scores(val_ids))
-                rec["val_loss"] = float(batch_risk(risk, g_val, s_all[torch.from_numpy(val_idx)], weights, slope=self.slope))
-                crit = rec["val_loss"]
-            else:
-                crit = rec["train_loss"]
-            rec["seconds"] = round(time.perf_counter() - t0, 2)
-            self.history_.append(rec)
+            val_loss = run.val_loss(torch.from_numpy(self._scores(val_ids)), val_idx) if val_idx.size else None
+            rec = run.end_epoch(epoch, train_loss, val_loss, t0)
             if self.progress:
                 print(f"fine-tune epoch {epoch}/{self.epochs}: " + ", ".join(
                     f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items() if k != "epoch"),
                     file=sys.stderr, flush=True)
-            if crit < best[0]:
-                # the best epoch's weights are kept in memory (~90 MB for MiniLM) only when a later epoch follows
-                keep = epoch < int(self.epochs)
-                best = (crit, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()} if keep else None)
-        self.best_epoch_ = best[1]
-        if best[2] is not None:
-            model.load_state_dict(best[2])
-        model.eval()
+        self.best_epoch_ = run.best.epoch
+        if run.best.state is not None:
+            run.model.load_state_dict(run.best.state)
+        run.model.eval()
         self.fit_seconds_ = time.perf_counter() - t_start
         self.fit_cpu_seconds_ = time.process_time() - cpu_start  # CPU time of this process (load-independent)
         return self
@@ -348,13 +305,8 @@ class FineTuneLearner:
         texts = [str(t) for t in X]
         if not texts:
             return np.zeros(0, dtype=np.float32)
-        prev = torch.get_num_threads()
-        if self.threads:
-            torch.set_num_threads(int(self.threads))
-        try:
+        with self._threads():
             return self._scores(self._tokenize(texts))
-        finally:
-            torch.set_num_threads(prev)
 
     # -- persistence (no pickle) ----------------------------------------------------------------------
     def config(self) -> dict:

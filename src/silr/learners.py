@@ -27,7 +27,7 @@ from torch import nn
 
 from silr.risks import DEFAULT_SLOPE, UUWeights, batch_risk, joint_risk
 
-__all__ = ["Learner", "HeadLearner", "auto_batch_size", "check_labeled", "LabeledBatches"]
+__all__ = ["Learner", "HeadLearner", "auto_batch_size", "check_labeled", "LabeledBatches", "KeepBest"]
 
 
 @runtime_checkable
@@ -144,15 +144,16 @@ class _Head(nn.Module):
 
 class KeepBest:
     """The epoch with the lowest criterion and a copy of the module's weights then; :meth:`restore` puts them back
-    (the epoch choice shared by the heads on frozen features)."""
+    (the epoch choice shared by the heads on frozen features and the fine-tuned encoder)."""
 
     def __init__(self) -> None:
         self.crit, self.epoch, self.state = math.inf, 0, None
 
-    def offer(self, crit: float, epoch: int, module: torch.nn.Module) -> None:
+    def offer(self, crit: float, epoch: int, module: torch.nn.Module, *, keep: bool = True) -> None:
+        """``keep=False``: no copy of the weights (the caller keeps the module's own when no epoch follows)."""
         if crit < self.crit:
             self.crit, self.epoch = crit, epoch
-            self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            self.state = {k: v.detach().clone() for k, v in module.state_dict().items()} if keep else None
 
     def restore(self, learner) -> None:
         learner.best_epoch_ = self.epoch

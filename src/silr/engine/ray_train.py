@@ -32,9 +32,10 @@ import numpy as np
 import torch
 
 from silr.finetune import FineTuneLearner
+from silr.finetune_steps import FineTuneSteps
 from silr.io import atomic_path, atomic_write_text
-from silr.learners import LabeledBatches, check_labeled
-from silr.risks import UUWeights, batch_risk, joint_risk
+from silr.learners import check_labeled
+from silr.risks import UUWeights
 
 __all__ = ["RayTrainFineTuneLearner", "train_loop_per_worker", "refine_texts_finetune_ray"]
 
@@ -70,12 +71,7 @@ class RayTrainFineTuneLearner(FineTuneLearner):
             labeled=None):
         if self.engine is None or self.work_dir is None:
             raise ValueError("RayTrainFineTuneLearner needs engine= and work_dir= (the ray engine sets them)")
-        self._validate()
-        texts = [str(t) for t in X]
-        pseudo = np.asarray(pseudo).astype(np.int64)
-        val_mask = np.zeros(len(texts), bool) if val_mask is None else np.asarray(val_mask, dtype=bool)
-        if len(texts) != pseudo.size or val_mask.size != pseudo.size:
-            raise ValueError(f"{len(texts)} texts, {pseudo.size} pseudo-labels and {val_mask.size} mask entries differ")
+        texts, pseudo, val_mask = self._fit_inputs(X, pseudo, val_mask)
         if not (~val_mask).any():
             raise ValueError("no training rows: val_mask holds out the whole corpus")
         lab = check_labeled(labeled)
@@ -97,13 +93,8 @@ class RayTrainFineTuneLearner(FineTuneLearner):
         from safetensors.torch import load_file
 
         meta = json.loads(res_m.read_text())
-        prev = torch.get_num_threads()
-        if self.threads:
-            torch.set_num_threads(int(self.threads))
-        try:
+        with self._threads():
             self._load(None, pretrained=False)
-        finally:
-            torch.set_num_threads(prev)
         self.module_.load_state_dict(load_file(str(res_w)), strict=True)
         self.module_.eval()
         self.history_, self.best_epoch_ = meta["history"], int(meta["best_epoch"])
@@ -149,7 +140,8 @@ class RayTrainFineTuneLearner(FineTuneLearner):
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """One worker of the round's fine-tuning (the steps of :meth:`FineTuneLearner._fit`, sharded)."""
+    """One worker of the round's fine-tuning: the learner's own steps (:class:`~silr.finetune_steps.FineTuneSteps`)
+    on this worker's share of each epoch's permutation."""
     import ray.train
     import torch.distributed as dist
     from ray.train.torch import prepare_model
@@ -164,38 +156,17 @@ def train_loop_per_worker(config: dict) -> None:
     learner = FineTuneLearner(**config["params"])
     if learner.threads:
         torch.set_num_threads(int(learner.threads))
-    seed, risk, w = int(config["seed"]), config["risk"], float(config["w"])
-    weights = UUWeights(**config["weights"])
+    seed = int(config["seed"])
     with np.load(config["inputs"], allow_pickle=False) as z:
         texts, pseudo, val_mask = z["texts"].tolist(), z["pseudo"], z["val_mask"]
-        lab_texts, lab_y_np = z["lab_texts"].tolist(), z["lab_y"]
-    model = learner._load(seed)
-    ids = learner._tokenize(texts)
-    n_truncated = learner._last_truncated
-    lab_ids = lab_y = cycler = None
-    if config["has_lab"]:
-        lab_ids = learner._tokenize(lab_texts)
-        lab_y = torch.from_numpy(lab_y_np)
-        cycler = LabeledBatches(lab_y_np.size, learner.labeled_batch_size, seed)
+        lab = (z["lab_texts"].tolist(), z["lab_y"], float(config["w"])) if config["has_lab"] else None
+    run = FineTuneSteps(learner, texts, pseudo, UUWeights(**config["weights"]), config["risk"], seed, lab)
+    model, cycler = run.model, run.cycler
     train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
-    gen = torch.Generator().manual_seed(seed)
     bs = math.ceil(learner.batch_size / world)
     shard_len = len(DistributedSampler(range(train_idx.size), num_replicas=world, rank=rank, shuffle=False))
-    steps_per_epoch = math.ceil(shard_len / bs)
-    total = steps_per_epoch * int(learner.epochs)
-    warmup = int(learner.warmup_ratio * total)
-    head_lr = learner.head_lr if learner.head_lr is not None else 100 * learner.lr
-    groups = [{"params": [p for n, p in model.encoder.named_parameters()], "lr": learner.lr},
-              {"params": list(model.head.parameters()), "lr": head_lr}]
-    opt = torch.optim.AdamW(groups, weight_decay=learner.weight_decay)
-
-    def lr_lambda(step: int) -> float:  # linear warm-up, then linear decay to 0
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
-    history, best_crit, best_epoch, best_state, start = [], math.inf, 0, None, 1
+    run.optimiser(math.ceil(shard_len / bs))
+    start = 1
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:  # a restarted group: resume after the last finished epoch
         with ckpt.as_directory() as d:
@@ -203,79 +174,52 @@ def train_loop_per_worker(config: dict) -> None:
             meta = json.loads((d / "meta.json").read_text())
             model.load_state_dict(load_file(str(d / "model.safetensors")))
             if (d / "best.safetensors").exists():
-                best_state = load_file(str(d / "best.safetensors"))
+                run.best.state = load_file(str(d / "best.safetensors"))
             st = torch.load(d / "train_state.pt", weights_only=False)
-        opt.load_state_dict(st["opt"])
-        sched.load_state_dict(st["sched"])
-        gen.set_state(st["gen"])
+        run.opt.load_state_dict(st["opt"])
+        run.sched.load_state_dict(st["sched"])
+        run.gen.set_state(st["gen"])
         torch.set_rng_state(st["rng"])
         if cycler is not None:
             cycler._perm, cycler._pos = st["cycler"]["perm"], st["cycler"]["pos"]
             cycler._gen.set_state(st["cycler"]["gen"])
-        history, best_crit, best_epoch, start = meta["history"], meta["best_crit"], meta["best_epoch"], meta["epoch"] + 1
+        run.history, run.best.crit, run.best.epoch = meta["history"], meta["best_crit"], meta["best_epoch"]
+        start = meta["epoch"] + 1
     ddp = prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
-    s_all = torch.from_numpy(pseudo)
     my_val = val_idx[rank::world]
-    my_val_ids = [ids[i] for i in my_val]
+    my_val_ids = [run.ids[i] for i in my_val]
     for epoch in range(start, int(learner.epochs) + 1):
         t0 = time.perf_counter()
-        ddp.train()
-        perm = train_idx[torch.randperm(train_idx.size, generator=gen).numpy()]
+        perm = run.permutation(train_idx)
         mine = perm[list(DistributedSampler(range(perm.size), num_replicas=world, rank=rank, shuffle=False))]
-        tot_loss, steps = 0.0, 0
-        for a in range(0, mine.size, bs):
-            rows = mine[a: a + bs]
-            if cycler is None:
-                out = ddp(**learner._batch(ids, rows))
-                loss = batch_risk(risk, out, s_all[torch.from_numpy(rows)], weights, slope=learner.slope)
-            else:
-                lrows = cycler.next()
-                both = [ids[i] for i in rows] + [lab_ids[j] for j in lrows]
-                out = ddp(**learner._batch(both, range(len(both))))
-                loss = batch_risk(risk, out[: rows.size], s_all[torch.from_numpy(rows)], weights, slope=learner.slope)
-                loss = joint_risk(loss, out[rows.size:], lab_y[torch.from_numpy(lrows)], w)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), learner.max_grad_norm)
-            opt.step()
-            sched.step()
-            tot_loss += float(loss.detach())
-            steps += 1
-        train_loss = tot_loss / max(steps, 1)
+        train_loss = run.epoch(ddp, mine, bs)
         if world > 1:
             t = torch.tensor([train_loss], dtype=torch.float64)
             dist.all_reduce(t)
             train_loss = float(t[0]) / world
-        rec = {"epoch": epoch, "train_loss": train_loss}
+        val_loss = None
         if val_idx.size:
             g = torch.zeros(val_idx.size, dtype=torch.float32)
             if my_val.size:
                 g[rank::world] = torch.from_numpy(learner._scores(my_val_ids))
             if world > 1:
                 dist.all_reduce(g)  # every worker: the scores of all held-out rows
-            rec["val_loss"] = float(batch_risk(risk, g, s_all[torch.from_numpy(val_idx)], weights, slope=learner.slope))
-            crit = rec["val_loss"]
-        else:
-            crit = rec["train_loss"]
-        rec["seconds"] = round(time.perf_counter() - t0, 2)
-        history.append(rec)
-        if crit < best_crit:
-            best_crit, best_epoch = crit, epoch
-            best_state = ({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-                          if epoch < int(learner.epochs) else None)
-        metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": rec.get("val_loss", float("nan"))}
+            val_loss = run.val_loss(g, val_idx)
+        run.end_epoch(epoch, train_loss, val_loss, t0)
+        best = run.best
+        metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": float("nan") if val_loss is None else val_loss}
         if rank == 0:
             with tempfile.TemporaryDirectory() as d:
                 d = Path(d)
                 save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(d / "model.safetensors"))
-                if best_state is not None and best_epoch != epoch:
-                    save_file(best_state, str(d / "best.safetensors"))
-                torch.save({"opt": opt.state_dict(), "sched": sched.state_dict(), "gen": gen.get_state(),
+                if best.state is not None and best.epoch != epoch:
+                    save_file({k: v.contiguous() for k, v in best.state.items()}, str(d / "best.safetensors"))
+                torch.save({"opt": run.opt.state_dict(), "sched": run.sched.state_dict(), "gen": run.gen.get_state(),
                             "rng": torch.get_rng_state(), "cycler": None if cycler is None else
                             {"perm": cycler._perm, "pos": cycler._pos, "gen": cycler._gen.get_state()}},
                            d / "train_state.pt")
-                (d / "meta.json").write_text(json.dumps({"epoch": epoch, "history": history, "best_crit": best_crit,
-                                                         "best_epoch": best_epoch, "n_truncated": n_truncated}))
+                (d / "meta.json").write_text(json.dumps({"epoch": epoch, "history": run.history, "best_crit": best.crit,
+                                                         "best_epoch": best.epoch, "n_truncated": run.n_truncated}))
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(d)))
         else:
             ray.train.report(metrics)
