@@ -27,7 +27,7 @@ from torch import nn
 
 from silr.risks import DEFAULT_SLOPE, UUWeights, batch_risk, joint_risk
 
-__all__ = ["Learner", "HeadLearner", "auto_batch_size", "check_labeled", "LabeledBatches", "KeepBest"]
+__all__ = ["Learner", "HeadLearner", "auto_batch_size", "check_labeled", "LabeledBatches", "KeepBest", "fit_epochs"]
 
 
 @runtime_checkable
@@ -160,6 +160,41 @@ class KeepBest:
         learner.module_.load_state_dict(self.state)
         learner.module_.eval()
 
+
+def fit_epochs(learner, opt: torch.optim.Optimizer, gen: torch.Generator, n_batches: int, batch_loss, val_loss=None):
+    """The epoch loop of the heads on frozen features (:class:`HeadLearner`; the Ray engine's streaming head).
+
+    Each of ``learner.epochs`` epochs visits the ``n_batches`` batches in an order drawn from ``gen``, one ``opt``
+    step on ``batch_loss(j)`` (a scalar tensor) each. ``val_loss()`` (None: no held-out rows) is the held-out
+    corpus risk, computed in eval mode without gradients; the epoch kept is the one where it is lowest (else the
+    training loss). Sets ``history_`` and ``best_epoch_``, restores the kept weights and returns ``learner``.
+    """
+    learner.history_ = []
+    best = KeepBest()
+    for epoch in range(1, learner.epochs + 1):
+        learner.module_.train()
+        total, steps = 0.0, 0
+        for j in torch.randperm(n_batches, generator=gen).tolist():
+            loss = batch_loss(j)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            steps += 1
+        rec = {"epoch": epoch, "train_loss": total / max(steps, 1)}
+        if val_loss is not None:
+            with torch.no_grad():
+                learner.module_.eval()
+                rec["val_loss"] = float(val_loss())
+            crit = rec["val_loss"]
+        else:
+            crit = rec["train_loss"]
+        learner.history_.append(rec)
+        best.offer(crit, epoch, learner.module_)
+    best.restore(learner)
+    return learner
+
+
 class HeadLearner:
     """A linear (``hidden=0``) or one-hidden-layer MLP head trained with AdamW under a UU/PN risk.
 
@@ -270,42 +305,26 @@ class HeadLearner:
             y_lab, w_lab = torch.from_numpy(lab[1]), lab[2]
             cycler = LabeledBatches(lab[1].size, min(bs, lab[1].size), seed)
 
-        self.history_ = []
-        best = KeepBest()
-        for epoch in range(1, self.epochs + 1):
-            self.module_.train()
-            total, steps = 0.0, 0
-            for j in torch.randperm(starts.size, generator=gen).tolist():
-                a = int(starts[j])
-                if dense:
-                    out = self.module_(X_train[a : a + bs], standardized=self.standardize)
-                else:
-                    out = self.module_(sparse_batches[j])
-                loss = batch_risk(risk, out, s_train[a : a + bs], weights, slope=self.slope)
-                if cycler is not None:
-                    lrows = cycler.next()
-                    if dense:
-                        sup = self.module_(L[torch.from_numpy(lrows)], standardized=self.standardize)
-                    else:
-                        sup = self.module_(_to_tensor(L, lrows))
-                    loss = joint_risk(loss, sup, y_lab[torch.from_numpy(lrows)], w_lab)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach())
-                steps += 1
-            rec = {"epoch": epoch, "train_loss": total / max(steps, 1)}
-            if X_val is not None:
-                with torch.no_grad():
-                    self.module_.eval()
-                    rec["val_loss"] = float(batch_risk(risk, self.module_(X_val), s_val, weights, slope=self.slope))
-                crit = rec["val_loss"]
+        def batch_loss(j: int) -> torch.Tensor:
+            a = int(starts[j])
+            if dense:
+                out = self.module_(X_train[a : a + bs], standardized=self.standardize)
             else:
-                crit = rec["train_loss"]
-            self.history_.append(rec)
-            best.offer(crit, epoch, self.module_)
-        best.restore(self)
-        return self
+                out = self.module_(sparse_batches[j])
+            loss = batch_risk(risk, out, s_train[a : a + bs], weights, slope=self.slope)
+            if cycler is not None:
+                lrows = cycler.next()
+                if dense:
+                    sup = self.module_(L[torch.from_numpy(lrows)], standardized=self.standardize)
+                else:
+                    sup = self.module_(_to_tensor(L, lrows))
+                loss = joint_risk(loss, sup, y_lab[torch.from_numpy(lrows)], w_lab)
+            return loss
+
+        def val_loss() -> torch.Tensor:
+            return batch_risk(risk, self.module_(X_val), s_val, weights, slope=self.slope)
+
+        return fit_epochs(self, opt, gen, starts.size, batch_loss, val_loss if X_val is not None else None)
 
     # -- inference ------------------------------------------------------------------------------
     def decision_function(self, X, *, batch_size: int = 65536) -> np.ndarray:

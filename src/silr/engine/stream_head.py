@@ -27,7 +27,7 @@ import torch
 from silr.engine.features import gather_rows, release
 from silr.engine.shards import worker_pid_file
 from silr.io import atomic_path, atomic_write_text
-from silr.learners import HeadLearner, KeepBest, _Head, auto_batch_size
+from silr.learners import HeadLearner, _Head, auto_batch_size, fit_epochs
 from silr.risks import UUWeights, batch_risk
 
 __all__ = ["StreamingHeadLearner", "train_streaming"]
@@ -87,38 +87,20 @@ def train_streaming(head: HeadLearner, store_path: str, pseudo: np.ndarray, weig
         s_train = torch.from_numpy(pseudo[order])
         s_val = torch.from_numpy(pseudo[val_idx])
         starts = np.arange(0, train_idx.size, bs)
-        head.history_ = []
-        best = KeepBest()
-        for epoch in range(1, head.epochs + 1):
-            head.module_.train()
-            total, steps = 0.0, 0
-            for j in torch.randperm(starts.size, generator=gen).tolist():
-                a = int(starts[j])
-                xb = torch.from_numpy(gather_rows(mm, order[a: a + bs]))
-                release(mm)
-                if head.standardize:
-                    xb = (xb - mean) / scale
-                out = head.module_(xb, standardized=head.standardize)
-                loss = batch_risk(risk, out, s_train[a: a + bs], weights, slope=head.slope)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach())
-                steps += 1
-            rec = {"epoch": epoch, "train_loss": total / max(steps, 1)}
-            if val_idx.size:
-                head.module_.eval()
-                with torch.no_grad():
-                    g_val = torch.from_numpy(_scores(head, mm, val_idx))
-                    rec["val_loss"] = float(batch_risk(risk, g_val, s_val, weights, slope=head.slope))
-                crit = rec["val_loss"]
-            else:
-                crit = rec["train_loss"]
-            head.history_.append(rec)
-            best.offer(crit, epoch, head.module_)
-        best.restore(head)
-        del mm
-        return head
+
+        def batch_loss(j: int) -> torch.Tensor:
+            a = int(starts[j])
+            xb = torch.from_numpy(gather_rows(mm, order[a: a + bs]))
+            release(mm)
+            if head.standardize:
+                xb = (xb - mean) / scale
+            out = head.module_(xb, standardized=head.standardize)
+            return batch_risk(risk, out, s_train[a: a + bs], weights, slope=head.slope)
+
+        def val_loss() -> torch.Tensor:
+            return batch_risk(risk, torch.from_numpy(_scores(head, mm, val_idx)), s_val, weights, slope=head.slope)
+
+        return fit_epochs(head, opt, gen, starts.size, batch_loss, val_loss if val_idx.size else None)
     finally:
         torch.set_num_threads(previous)
 
