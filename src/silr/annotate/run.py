@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -61,6 +61,56 @@ def shot_plan(spec: PromptSpec, labeled: pd.DataFrame | None, text_col: str, *, 
     return plan, lab_texts, lab_y
 
 
+def group_by_prompt(plan: ShotPlan, texts: Sequence[str]) -> dict[str, tuple[FewShotPrompt, list[str]]]:
+    """The distinct ``texts`` grouped by the prompt each is scored with (a shot is never its own example)."""
+    groups: dict[str, tuple[FewShotPrompt, list[str]]] = {}
+    for t in dict.fromkeys(texts):
+        p = plan.prompt_for(t)
+        groups.setdefault(p.hash, (p, []))[1].append(t)
+    return groups
+
+
+def take_cached(stores: Sequence[ScoreCache], model_id: str, phash: str, texts: list[str],
+                results: dict[str, ScoreResult]) -> list[str]:
+    """Put the scores of ``texts`` already in ``stores`` (the first store holding a text wins) into ``results``;
+    returns the texts still to score, in order."""
+    keys = [text_key(t) for t in texts]
+    hit: dict[str, ScoreResult] = {}
+    for store in stores:
+        hit = {**store.get_many(model_id, phash, keys), **hit}
+    missing = []
+    for t, k in zip(texts, keys):
+        r = hit.get(k)
+        if r is None:
+            missing.append(t)
+        else:
+            results[t] = r
+    return missing
+
+
+def score_and_commit(annotator: Annotator, prompt: FewShotPrompt, phash: str, texts: list[str], store: ScoreCache,
+                     results: dict[str, ScoreResult], *, advance=None) -> int:
+    """Score ``texts`` under ``prompt``, committing each score to ``store`` as it comes (an interrupted run or a
+    retried shard skips it) and adding it to ``results``; returns how many were scored."""
+    n = 0
+    for i, r in annotator.score(texts, prompt):
+        t = texts[i]
+        if t in results:  # never expected: an annotator yielding an index twice
+            continue
+        store.put(annotator.model_id, phash, text_key(t), r)
+        results[t] = r
+        n += 1
+        if advance is not None:
+            advance(1)
+    return n
+
+
+def score_values(results: dict[str, ScoreResult], texts: Sequence[str]) -> np.ndarray:
+    """The score of each text as a float, NaN where the model abstained."""
+    return np.array([np.nan if results[t].abstained or results[t].score is None else float(results[t].score)
+                     for t in texts], dtype=float)
+
+
 def annotate_frame(
     df: pd.DataFrame,
     text_col: str,
@@ -91,7 +141,7 @@ def annotate_frame(
     Returns ``(df_out, record)``; ``pseudo_label`` is a nullable Int8 (NA when abstained), ``llm_score`` is NaN
     when abstained.  The record holds the model, prompt, shots, threshold choice and counts.
     """
-    from silr.io import InputError, clean_texts, parse_binary_labels
+    from silr.io import InputError, clean_texts
     from silr.progress import progress_bar
 
     t_start = time.time()
@@ -116,12 +166,8 @@ def annotate_frame(
     if shots and not len(lab_texts):
         log.warning("no labeled sample: zero-shot prompt (few-shot examples come only from labeled rows)")
 
-    # group the unique texts by the prompt they are scored with (shots are never their own example)
     uniq = list(dict.fromkeys(texts + lab_texts))
-    groups: dict[str, tuple[FewShotPrompt, list[str]]] = {}
-    for t in uniq:
-        p = plan.prompt_for(t)
-        groups.setdefault(p.hash, (p, []))[1].append(t)
+    groups = group_by_prompt(plan, uniq)
 
     store, owned = _open_cache(cache)
     results: dict[str, ScoreResult] = {}
@@ -131,16 +177,8 @@ def annotate_frame(
         todo: list[tuple[FewShotPrompt, str, list[str]]] = []
         for p, ts in groups.values():
             phash = p.with_hash(annotator.settings_id)
-            keys = {t: text_key(t) for t in ts}
-            hit = store.get_many(model_id, phash, keys.values())
-            missing = []
-            for t in ts:
-                r = hit.get(keys[t])
-                if r is None:
-                    missing.append(t)
-                else:
-                    results[t] = r
-                    n_cached += 1
+            missing = take_cached([store], model_id, phash, ts, results)
+            n_cached += len(ts) - len(missing)
             if missing:
                 todo.append((p, phash, missing))
         total = sum(len(m) for _, _, m in todo)
@@ -153,24 +191,13 @@ def annotate_frame(
         with progress_bar(f"Scoring texts with {getattr(annotator, 'name', None) or model_id}", total,
                           enabled=progress and total > 0, status=status if callable(status) else None) as advance:
             for p, phash, missing in todo:
-                for i, r in annotator.score(missing, p):
-                    t = missing[i]
-                    if t in results:  # never expected: an annotator yielding an index twice
-                        continue
-                    store.put(model_id, phash, text_key(t), r)
-                    results[t] = r
-                    n_scored += 1
-                    advance(1)
+                n_scored += score_and_commit(annotator, p, phash, missing, store, results, advance=advance)
     finally:
         if owned:
             store.close()
 
-    def score_of(t: str) -> float:
-        r = results[t]
-        return np.nan if r.abstained or r.score is None else float(r.score)
-
-    corpus_scores = np.array([score_of(t) for t in texts], dtype=float)
-    lab_scores = np.array([score_of(t) for t in lab_texts], dtype=float) if lab_texts else None
+    corpus_scores = score_values(results, texts)
+    lab_scores = score_values(results, lab_texts) if lab_texts else None
     thr, thr_rec = choose_threshold(threshold, corpus_scores, lab_scores, lab_y if lab_texts else None)
 
     abst = np.isnan(corpus_scores)

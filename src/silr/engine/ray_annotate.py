@@ -62,7 +62,8 @@ class _AnnotateWorker:
         return self._annotators[url]
 
     def __call__(self, item: dict) -> dict:
-        from silr.annotate.cache import ScoreCache, text_key
+        from silr.annotate.cache import ScoreCache
+        from silr.annotate.run import group_by_prompt, score_and_commit, score_values, take_cached
         from silr.io import clean_texts
 
         shard = Shard.from_json(item["shard"])
@@ -76,42 +77,21 @@ class _AnnotateWorker:
             texts = clean_texts(df[self.text_col], what=f"input file '{shard.file}' rows {shard.start}-{shard.stop}",
                                 column=self.text_col)
         ann = self.annotator(shard.id)
-        groups: dict[str, tuple[Any, list[str]]] = {}
-        for t in dict.fromkeys(texts):
-            p = self.plan.prompt_for(t)
-            groups.setdefault(p.hash, (p, []))[1].append(t)
         results, n_scored, n_cached = {}, 0, 0
         store = ScoreCache(self.folder / f"{shard.name}.scores.sqlite")
         others = [ScoreCache(c) for c in self.read_caches if Path(c).exists()]  # read only: earlier scores
         try:
-            for p, ts in groups.values():
+            for p, ts in group_by_prompt(self.plan, texts).values():
                 phash = p.with_hash(ann.settings_id)
-                keys = {t: text_key(t) for t in ts}
-                hit = store.get_many(ann.model_id, phash, keys.values())
-                for other in others:
-                    hit = {**other.get_many(ann.model_id, phash, keys.values()), **hit}
-                missing = []
-                for t in ts:
-                    r = hit.get(keys[t])
-                    if r is None:
-                        missing.append(t)
-                    else:
-                        results[t] = r
-                        n_cached += 1
-                if missing:
-                    for i, r in ann.score(missing, p):
-                        t = missing[i]
-                        if t in results:
-                            continue
-                        store.put(ann.model_id, phash, keys[t], r)  # committed at once: a retry skips it
-                        results[t] = r
-                        n_scored += 1
+                missing = take_cached([store, *others], ann.model_id, phash, ts, results)
+                n_cached += len(ts) - len(missing)
+                if missing:  # each score committed at once: a retried shard skips it
+                    n_scored += score_and_commit(ann, p, phash, missing, store, results)
         finally:
             store.close()
             for other in others:
                 other.close()
-        score = np.array([np.nan if results[t].abstained or results[t].score is None else float(results[t].score)
-                          for t in texts], dtype=np.float64)
+        score = score_values(results, texts)
         table = pd.DataFrame({"row": np.arange(shard.start, shard.stop, dtype=np.int64), "llm_score": score,
                               "abstained": np.isnan(score),
                               "truncated": np.array([results[t].truncated for t in texts], dtype=bool)})
