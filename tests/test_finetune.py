@@ -221,6 +221,52 @@ def test_finetune_joint_weight_and_errors(tiny):
         FineTuneLearner(tiny).decision_function(["x"])
 
 
+def test_ray_train_checkpoint_resumes_the_fit_and_keeps_the_best_epoch(tiny, tmp_path):
+    """The Ray Train worker's per-epoch checkpoint (engine.ray_train._save_checkpoint / _resume; no Ray needed): a
+    fit stopped after epoch 1 and resumed from its checkpoint trains the next epochs exactly as the uninterrupted
+    fit, and hands back the same weights when epoch 1 stays the best (its weights are the checkpoint's model.)"""
+    import time
+
+    from safetensors.torch import load_file
+
+    from silr.engine.ray_train import _resume, _save_checkpoint
+    from silr.finetune import FineTuneLearner
+    from silr.finetune_steps import FineTuneSteps
+
+    texts, y, s = _cue_task(64, seed=3)
+    wts = UUWeights.from_priors(0.5, 0.8, 0.2)
+    learner = FineTuneLearner(tiny, lr=2e-3, head_lr=1e-2, epochs=3, batch_size=16, max_length=16, progress=False)
+    lab = ([texts[i] for i in range(8)], y[:8], 0.3)
+    crit = {1: 0.5, 2: 0.7, 3: 0.6}  # held-out risks: epoch 1 is the best and stays so
+
+    def fit(folder, stop_after=None, resume=None):
+        run = FineTuneSteps(learner, texts, s, wts, "robust_uu", 0, lab)
+        run.optimiser(4)
+        start = _resume(run, resume) if resume else 1
+        for epoch in range(start, 4):
+            run.end_epoch(epoch, run.epoch(run.model, run.permutation(np.arange(64)), 16), crit[epoch],
+                          time.perf_counter())
+            (folder / str(epoch)).mkdir(parents=True)
+            _save_checkpoint(run, folder / str(epoch), epoch)
+            if epoch == stop_after:
+                break
+        return run, folder / str(epoch)
+
+    def handed_back(d):  # what the driver loads from the last checkpoint
+        return load_file(str(d / ("best.safetensors" if (d / "best.safetensors").exists() else "model.safetensors")))
+
+    full, d_full = fit(tmp_path / "full")
+    _, d_stop = fit(tmp_path / "stopped", stop_after=1)
+    resumed, d_res = fit(tmp_path / "resumed", resume=d_stop)
+    assert full.best.epoch == resumed.best.epoch == 1
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    for k, v in full.model.state_dict().items():  # epochs 2 and 3 trained exactly as without the stop
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    a, b = handed_back(d_full), handed_back(d_res)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["head.weight"], full.model.state_dict()["head.weight"])  # epoch 1's, not the last
+
+
 # -- wired into the refiner, the run folder and the config ------------------------------------------
 def test_refiner_with_finetune_learner_texts_end_to_end(tiny, tmp_path):
     """SelfIterativeRefiner(learner=FineTuneLearner(...), supervised_weight=0.3) on texts: fits, beats the 78%

@@ -145,7 +145,6 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import torch.distributed as dist
     from ray.train.torch import prepare_model
-    from safetensors.torch import load_file, save_file
     from torch.utils.data import DistributedSampler
 
     from silr.engine.shards import _test_hold, worker_pid_file
@@ -161,7 +160,7 @@ def train_loop_per_worker(config: dict) -> None:
         texts, pseudo, val_mask = z["texts"].tolist(), z["pseudo"], z["val_mask"]
         lab = (z["lab_texts"].tolist(), z["lab_y"], float(config["w"])) if config["has_lab"] else None
     run = FineTuneSteps(learner, texts, pseudo, UUWeights(**config["weights"]), config["risk"], seed, lab)
-    model, cycler = run.model, run.cycler
+    model = run.model
     train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
     bs = math.ceil(learner.batch_size / world)
     shard_len = len(DistributedSampler(range(train_idx.size), num_replicas=world, rank=rank, shuffle=False))
@@ -170,21 +169,7 @@ def train_loop_per_worker(config: dict) -> None:
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:  # a restarted group: resume after the last finished epoch
         with ckpt.as_directory() as d:
-            d = Path(d)
-            meta = json.loads((d / "meta.json").read_text())
-            model.load_state_dict(load_file(str(d / "model.safetensors")))
-            if (d / "best.safetensors").exists():
-                run.best.state = load_file(str(d / "best.safetensors"))
-            st = torch.load(d / "train_state.pt", weights_only=False)
-        run.opt.load_state_dict(st["opt"])
-        run.sched.load_state_dict(st["sched"])
-        run.gen.set_state(st["gen"])
-        torch.set_rng_state(st["rng"])
-        if cycler is not None:
-            cycler._perm, cycler._pos = st["cycler"]["perm"], st["cycler"]["pos"]
-            cycler._gen.set_state(st["cycler"]["gen"])
-        run.history, run.best.crit, run.best.epoch = meta["history"], meta["best_crit"], meta["best_epoch"]
-        start = meta["epoch"] + 1
+            start = _resume(run, Path(d))
     ddp = prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
     my_val = val_idx[rank::world]
     my_val_ids = [run.ids[i] for i in my_val]
@@ -206,25 +191,56 @@ def train_loop_per_worker(config: dict) -> None:
                 dist.all_reduce(g)  # every worker: the scores of all held-out rows
             val_loss = run.val_loss(g, val_idx)
         run.end_epoch(epoch, train_loss, val_loss, t0)
-        best = run.best
         metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": float("nan") if val_loss is None else val_loss}
         if rank == 0:
             with tempfile.TemporaryDirectory() as d:
-                d = Path(d)
-                save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(d / "model.safetensors"))
-                if best.state is not None and best.epoch != epoch:
-                    save_file({k: v.contiguous() for k, v in best.state.items()}, str(d / "best.safetensors"))
-                torch.save({"opt": run.opt.state_dict(), "sched": run.sched.state_dict(), "gen": run.gen.get_state(),
-                            "rng": torch.get_rng_state(), "cycler": None if cycler is None else
-                            {"perm": cycler._perm, "pos": cycler._pos, "gen": cycler._gen.get_state()}},
-                           d / "train_state.pt")
-                (d / "meta.json").write_text(json.dumps({"epoch": epoch, "history": run.history, "best_crit": best.crit,
-                                                         "best_epoch": best.epoch, "n_truncated": run.n_truncated}))
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(d)))
+                _save_checkpoint(run, Path(d), epoch)
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
         else:
             ray.train.report(metrics)
         if epoch == 1 and ckpt is None:
             _test_hold("RayTrainWorker")  # tests: a worker held here (after a checkpoint, mid-fit) is killed
+
+
+def _save_checkpoint(run: FineTuneSteps, d: Path, epoch: int) -> None:
+    """Rank 0's checkpoint after ``epoch`` into the folder ``d``: the weights, the kept epoch's weights when they are
+    not these (``best.safetensors``), the optimiser, schedule, generators and labeled-batch position, the history."""
+    from safetensors.torch import save_file
+
+    best, cycler = run.best, run.cycler
+    save_file({k: v.detach().contiguous() for k, v in run.model.state_dict().items()}, str(d / "model.safetensors"))
+    if best.state is not None and best.epoch != epoch:
+        save_file({k: v.contiguous() for k, v in best.state.items()}, str(d / "best.safetensors"))
+    torch.save({"opt": run.opt.state_dict(), "sched": run.sched.state_dict(), "gen": run.gen.get_state(),
+                "rng": torch.get_rng_state(), "cycler": None if cycler is None else
+                {"perm": cycler._perm, "pos": cycler._pos, "gen": cycler._gen.get_state()}},
+               d / "train_state.pt")
+    (d / "meta.json").write_text(json.dumps({"epoch": epoch, "history": run.history, "best_crit": best.crit,
+                                             "best_epoch": best.epoch, "n_truncated": run.n_truncated}))
+
+
+def _resume(run: FineTuneSteps, d: Path) -> int:
+    """Load the checkpoint in the folder ``d`` (written by :func:`_save_checkpoint`) into ``run``, which holds a fresh
+    model and optimiser; returns the epoch to train next."""
+    from safetensors.torch import load_file
+
+    meta = json.loads((d / "meta.json").read_text())
+    run.model.load_state_dict(load_file(str(d / "model.safetensors")))
+    if (d / "best.safetensors").exists():
+        run.best.state = load_file(str(d / "best.safetensors"))
+    elif meta["best_epoch"] == meta["epoch"] < int(run.learner.epochs):
+        # the checkpoint's epoch is the best so far: its weights (not written twice) are kept as the model's are
+        run.best.state = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+    st = torch.load(d / "train_state.pt", weights_only=False)
+    run.opt.load_state_dict(st["opt"])
+    run.sched.load_state_dict(st["sched"])
+    run.gen.set_state(st["gen"])
+    torch.set_rng_state(st["rng"])
+    if run.cycler is not None:
+        run.cycler._perm, run.cycler._pos = st["cycler"]["perm"], st["cycler"]["pos"]
+        run.cycler._gen.set_state(st["cycler"]["gen"])
+    run.history, run.best.crit, run.best.epoch = meta["history"], meta["best_crit"], meta["best_epoch"]
+    return meta["epoch"] + 1
 
 
 def refine_texts_finetune_ray(inputs, *, engine, learner: FineTuneLearner, backbone="minilm", rounds: int = 5,
