@@ -1,4 +1,4 @@
-"""Tuning runs for the K-class refiner (issue 18) on the tuning sets only (slo_opinion, newsgroups6, reuters_r8).
+"""Tuning runs for the K-class refiner (issue 18) on the tuning sets only (slo_opinion, newsgroups6, reuters_r8, amazon3).
 
 For each cell (data set, simulated setting, seed, budget; the same inputs as benchmarks/kclass_bench.py) and
 each variant, fit the K-class refiner and store the corpus accuracy of every round's labels and every hand-back
