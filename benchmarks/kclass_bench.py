@@ -216,9 +216,10 @@ def run_silr(task, seed, gold, Fc, Ft, llm) -> dict:
             "est_acc": [e.accuracy for e in k.priors_], "commit": _commit()}
 
 
-def rerun_silr(tasks, settings, seeds, budgets):
-    """Recompute only silr K-class in stored runs whose silr_k commit is not this one (the baselines' code, the
-    binary engine included, is unchanged: K = 2 fingerprint test)."""
+def _rerun(tasks, settings, seeds, budgets, key: str, recompute) -> None:
+    """Recompute one method (``key``) in the stored runs whose record of it names another engine commit (or none):
+    the same cell inputs (task subset, LLM labels, labeled rows) rebuilt, ``recompute(task, seed, gold, Fc, Ft,
+    llm) -> dict`` run, the old figures kept once under ``<key>_before``, the file replaced atomically."""
     import torch
 
     torch.set_num_threads(1)
@@ -232,7 +233,7 @@ def rerun_silr(tasks, settings, seeds, budgets):
                     if not p.exists():
                         continue
                     rec = json.loads(p.read_text())
-                    if rec["silr_k"].get("commit") == commit:
+                    if rec[key].get("commit") == commit:
                         continue
                     if task0 is None:
                         task0 = _task(tname)
@@ -242,52 +243,33 @@ def rerun_silr(tasks, settings, seeds, budgets):
                     lab = np.sort(np.random.default_rng(seed).choice(task.corpus_y.size, b, replace=False))
                     gold = np.full(task.corpus_y.size, -1)
                     gold[lab] = task.corpus_y[lab]
-                    rec.setdefault("silr_k_before", {k: rec["silr_k"].get(k) for k in ("corpus_acc", "test_acc", "source")}
-                                   | {"commit": rec.get("commit")})
-                    rec["silr_k"] = run_silr(task, seed, gold, Fc, Ft, llm)
+                    rec.setdefault(f"{key}_before", {k: rec[key].get(k) for k in ("corpus_acc", "test_acc", "source",
+                                                                                   "sources") if k in rec[key]}
+                                   | {"commit": rec[key].get("commit") or rec.get("commit")})
+                    rec[key] = recompute(task, seed, gold, Fc, Ft, llm)
                     tmp = p.with_suffix(".tmp")
                     tmp.write_text(json.dumps(rec, indent=1))
                     os.replace(tmp, p)
-                    print(f"{p.name}: silr_k rerun at {commit} [{rec['silr_k']['seconds']}s]", flush=True)
+                    print(f"{p.name}: {key} rerun at {commit} [{rec[key]['seconds']}s]", flush=True)
+
+
+def rerun_silr(tasks, settings, seeds, budgets):
+    """Recompute only silr K-class in stored runs of another engine (the baselines' code is unchanged)."""
+    _rerun(tasks, settings, seeds, budgets, "silr_k", run_silr)
 
 
 def rerun_ovr(tasks, settings, seeds, budgets):
-    """Recompute only the one-vs-rest baseline in stored runs whose ``ovr_binary`` records no commit or another
-    one (it runs the binary engine, whose hand-back changes reach it); the old figures are kept in
-    ``ovr_binary_before``."""
-    import torch
+    """Recompute only the one-vs-rest baseline in stored runs of another (or an unrecorded) engine: it runs the
+    binary engine, whose hand-back changes reach it."""
 
-    torch.set_num_threads(1)
-    commit = _commit()
-    for tname in tasks:
-        task0 = None
-        for setting in settings:
-            for seed in seeds:
-                for b in budgets:
-                    p = OUT / f"{tname}__{setting}__s{seed}__b{b}.json"
-                    if not p.exists():
-                        continue
-                    rec = json.loads(p.read_text())
-                    if rec["ovr_binary"].get("commit") == commit:
-                        continue
-                    if task0 is None:
-                        task0 = _task(tname)
-                        Fc0, Ft0 = _features(task0)
-                    task, Fc, Ft = _subset(task0, setting, Fc0, Ft0)
-                    s, st, lp, lpt = _llm(task, setting, seed, Fc, Ft)
-                    y, yt, K = task.corpus_y, task.test_y, len(task.classes)
-                    lab = np.sort(np.random.default_rng(seed).choice(y.size, b, replace=False))
-                    gold = np.full(y.size, -1)
-                    gold[lab] = y[lab]
-                    rec.setdefault("ovr_binary_before", dict(rec["ovr_binary"]) | {"commit": rec.get("commit")})
-                    pc, pt, sec, notes = run_ovr(K, s, st, lp, lpt, gold, Fc, Ft, seed)
-                    rec["ovr_binary"] = {"corpus_acc": _acc(pc, y), "test_acc": _acc(pt, yt),
-                                         "corpus_macro_f1": _macro_f1(pc, y, K), "seconds": round(float(sec), 2),
-                                         "sources": notes, "commit": commit}
-                    tmp = p.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(rec, indent=1))
-                    os.replace(tmp, p)
-                    print(f"{p.name}: ovr rerun at {commit} [{sec:.0f}s]", flush=True)
+    def recompute(task, seed, gold, Fc, Ft, llm):
+        s, st, lp, lpt = llm
+        y, yt, K = task.corpus_y, task.test_y, len(task.classes)
+        pc, pt, sec, notes = run_ovr(K, s, st, lp, lpt, gold, Fc, Ft, seed)
+        return {"corpus_acc": _acc(pc, y), "test_acc": _acc(pt, yt), "corpus_macro_f1": _macro_f1(pc, y, K),
+                "seconds": round(float(sec), 2), "sources": notes, "commit": _commit()}
+
+    _rerun(tasks, settings, seeds, budgets, "ovr_binary", recompute)
 
 
 def _commit():
