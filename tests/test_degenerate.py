@@ -134,6 +134,11 @@ def test_all_pseudo_labels_one_class(data):
     # the corpus all one class: no two unlabeled sets (the labeled rows all on one side: the next test)
     with pytest.raises(RefinementError, match=r"y \(the pseudo-labels\) has one class only \(1 on all 1200 rows\)"):
         _fit(X, ones, lab, y[lab], ones[lab])
+    # with the LLM's scores the message says how to re-cut them
+    g = np.full(N, -1)
+    g[lab] = y[lab]
+    with pytest.raises(RefinementError, match=r"one class only.*re-cut the score .*--threshold prior"):
+        SelfIterativeRefiner(rounds=1).fit(X, ones, y_gold=g, llm_score=np.linspace(-1, 1, N))
 
 
 @pytest.mark.parametrize("side", [0, 1])

@@ -90,7 +90,10 @@ def check_fit_inputs(est, X, y, y_gold, llm_score, *, texts: bool) -> FitInputs:
     if classes.size < 2:
         raise RefinementError(
             f"y (the pseudo-labels) has one class only ({classes.tolist()[0]!r} on all {len(y)} rows): the refinement "
-            "needs both classes among the pseudo-labels")
+            "needs both classes among the pseudo-labels"
+            + ("; they are an LLM score cut at one threshold, which puts every row on one side: re-cut the score (e.g. "
+               "`silr annotate --threshold prior`, the labeled rows' positive rate) or check the label words"
+               if llm_score is not None else ""))
     y_type = type_of_target(y, input_name="y")
     if y_type == "multiclass" and not texts and getattr(est, "_accepts_kclass", False):
         return _check_kclass(X, y, classes, y_gold, llm_score)
