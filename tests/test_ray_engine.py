@@ -70,6 +70,28 @@ def _committed(folder: Path) -> int:
     return n
 
 
+def _kill_with_cluster(p) -> None:
+    """SIGKILL the driver's process group and every process it started (Ray's GCS, raylet and workers, wherever
+    their process group), then wait until they are all gone: an orphaned worker must not reach the test's server
+    or files after the kill (it once answered a held request again after the gate opened)."""
+    try:
+        import psutil
+
+        tree = psutil.Process(p.pid).children(recursive=True)
+    except Exception:  # psutil missing or the driver gone already: the process group is all we can reach
+        psutil, tree = None, []
+    os.killpg(p.pid, signal.SIGKILL)
+    for c in tree:
+        try:
+            c.kill()
+        except psutil.NoSuchProcess:
+            pass
+    p.wait(30)
+    if tree:
+        _, alive = psutil.wait_procs(tree, timeout=60)
+        assert not alive, f"processes of the killed run still alive: {alive}"
+
+
 def _wait(cond, timeout, what):
     end = time.monotonic() + timeout
     while not cond():
@@ -208,8 +230,7 @@ def test_ray_driver_killed_mid_round_resumes_from_the_last_finished_round(rt_tas
         stamp = first.stat().st_mtime_ns
         markers = {f: f.stat().st_mtime_ns for f in first.parent.parent.glob("features/done-*")}
         _wait(lambda: len(list(hold.glob("held-*"))) >= 2, 120, "round 2's training call")
-        os.killpg(p.pid, signal.SIGKILL)  # the driver (and the local cluster it started) dies mid-round
-        p.wait(30)
+        _kill_with_cluster(p)  # the driver (and the local cluster it started) dies mid-round
     finally:
         (hold / "go").write_text("")
         if p.poll() is None:
@@ -283,8 +304,7 @@ def test_ray_annotate_driver_killed_resumes_from_the_finished_shards(rt_task, tm
         _wait(lambda: srv.inflight == srv.held and _committed(tmp_path / "out.csv.shards") == len(srv.scored), 60,
               "the workers to commit what they received")  # see the test above
         done = {f: f.stat().st_mtime_ns for f in parts()}
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait(30)
+        _kill_with_cluster(p)
     finally:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
