@@ -64,12 +64,15 @@ class ProbeCache:
         return self._scores[2] if self._scores is not None else fit_probe(self.X_lab, self.y_lab, self.sample_weight)
 
 
-def _evidence(labels: list, lab_labels: list, y_lab: np.ndarray, llm_score, llm_score_lab):
-    """The stack's LLM evidence and the LLM's candidate: ``(llm candidate, ev, ev_lab, stack_input)``.
+def _llm_and_stack(labels: list, lab_labels: list, y_lab: np.ndarray, llm_score, llm_score_lab, clf, clf_lab,
+                   probe, sample_weight) -> tuple[Candidate, Candidate]:
+    """The LLM's candidate and the stack's: ``(llm, stack)``.
 
-    The evidence is the LLM score, or without one the pseudo-label itself (stacking it is the noisy-channel
-    posterior P(y | x, s) ~ P(y | x) P(s | y), with a logistic form fitted on the labeled rows). With a score
-    the LLM's threshold was fitted on the labeled rows, so its labels there are judged out of fold."""
+    The stack's LLM evidence is the LLM score, or without one the pseudo-label itself (stacking it is the
+    noisy-channel posterior P(y | x, s) ~ P(y | x) P(s | y), with a logistic form fitted on the labeled rows);
+    its other inputs the refined score ``clf``/``clf_lab`` (``None`` when no round was kept) and the probe's
+    ``(corpus, out-of-fold)`` scores ``probe`` (or ``None``). With a score the LLM's threshold was fitted on the
+    labeled rows, so its labels there are judged out of fold."""
     if llm_score is None:
         ev, ev_lab, stack_input = labels[0], lab_labels[0], "pseudo_label"
     else:
@@ -78,11 +81,14 @@ def _evidence(labels: list, lab_labels: list, y_lab: np.ndarray, llm_score, llm_
     if not (np.isfinite(ev).all() and np.isfinite(ev_lab).all()):
         raise ValueError("llm_score must be finite (drop abstained rows first)")
     if stack_input == "llm_score":
-        cand = Candidate("llm", labels[0], threshold_oof_correct(ev_lab, y_lab),
-                         "the round-0 pseudo-labels (threshold refitted out of fold on the labeled rows)")
+        llm = Candidate("llm", labels[0], threshold_oof_correct(ev_lab, y_lab),
+                        "the round-0 pseudo-labels (threshold refitted out of fold on the labeled rows)")
     else:
-        cand = Candidate("llm", labels[0], lab_labels[0] == y_lab, "the round-0 pseudo-labels")
-    return cand, ev, ev_lab, stack_input
+        llm = Candidate("llm", labels[0], lab_labels[0] == y_lab, "the round-0 pseudo-labels")
+    extra = {} if probe is None else {"probe_score": probe[0], "probe_score_lab": probe[1]}
+    stack = stack_candidate(ev, ev_lab, clf, clf_lab, y_lab, sample_weight=sample_weight, **extra)
+    stack.extra["stack"]["input"] = stack_input
+    return llm, stack
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -157,13 +163,10 @@ class HandBackModel:
                 # not started: the started path's stack without a refined score, i.e. the LLM's evidence and
                 # the probe's out-of-fold score, so a fallback keeps what the LLM knows (the probe alone on 50
                 # rows can be far below the LLM's labels)
-                llm_cand, ev, ev_lab, stack_input = _evidence(labels, lab_labels, y_lab, llm_score, llm_score_lab)
-                pc, pl, _ = probes.scores()
-                cand = stack_candidate(ev, ev_lab, None, None, y_lab, probe_score=pc, probe_score_lab=pl,
-                                       sample_weight=sw)
-                cand.extra["stack"]["input"] = stack_input
-                cands, default = [llm_cand, cand], "stack"
-                stack_coef = cand.extra["stack"]
+                cands = list(_llm_and_stack(labels, lab_labels, y_lab, llm_score, llm_score_lab, None, None,
+                                            probes.scores()[:2], sw))
+                default, stack_coef = "stack", cands[1].extra["stack"]
+                stack_input = stack_coef["input"]
             else:
                 cands = [Candidate("llm", labels[0], lab_labels[0] == y_lab, "the round-0 pseudo-labels"),
                          probe_candidate(X_lab, y_lab, X, sw)]
@@ -191,15 +194,10 @@ class HandBackModel:
                      Candidate("refined", labels[last], lab_labels[last] == y_lab, f"round {last} labels")]
             default = "refined"
             if stack:
-                cands[0], ev, ev_lab, stack_input = _evidence(labels, lab_labels, y_lab, llm_score, llm_score_lab)
-                extra = {}
-                if stack_probe:
-                    pc, pl, _ = probes.scores()
-                    extra = {"probe_score": pc, "probe_score_lab": pl}
-                cand = stack_candidate(ev, ev_lab, scores[last], lab_scores[last], y_lab, sample_weight=sw, **extra)
-                cand.extra["stack"]["input"] = stack_input
+                cands[0], cand = _llm_and_stack(labels, lab_labels, y_lab, llm_score, llm_score_lab, scores[last],
+                                                lab_scores[last], probes.scores()[:2] if stack_probe else None, sw)
                 cands.append(cand)
-                default = "stack"
+                default, stack_input = "stack", cand.extra["stack"]["input"]
             if probe and not (stack and stack_probe):
                 # (with stack_probe the stack holds the probe as an input: choosing between them on 50 rows
                 # would pay the winner's curse twice)
