@@ -12,7 +12,6 @@ same choice in ``predict``; saving and loading: :mod:`silr.persist`; one round's
 
 from __future__ import annotations
 
-import time
 import warnings
 from numbers import Integral, Real
 from typing import Callable
@@ -23,11 +22,11 @@ from sklearn.utils import metadata_routing
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from silr.priors import DEFAULT_MIN_GAP, PriorEstimate, PriorEstimationError, RefinementError, check_usable, start_gate
+from silr.priors import DEFAULT_MIN_GAP, PriorEstimate, RefinementError, start_gate
 from silr.fit_checks import check_fit_inputs, check_predict_X, takes_texts
-from silr.risks import RISKS, UUWeights
-from silr.rounds import (HEAD_PARAMS, RunningScore, StopReason, aggregated_score, default_learner, prior_estimator,
-                         refiner_from_params, round_record, stack_relabel, train_round)
+from silr.risks import RISKS
+from silr.rounds import (HEAD_PARAMS, StopReason, aggregated_score, default_learner, prior_estimator,
+                         refiner_from_params, round_record, run_rounds, stack_relabel)
 from silr.selection import SELECTIONS, HandBack, HandBackModel, ProbeCache
 
 __all__ = ["SelfIterativeRefiner", "RefinementError", "StopReason", "HandBack", "AGGREGATES", "SELECTIONS",
@@ -271,7 +270,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             from silr.multiclass.estimator import fit_refiner_kclass
 
             return fit_refiner_kclass(self, d, on_round)
-        X, s0, y_lab, s_lab, n = d.X, d.s0, d.y_lab, d.s_lab, d.s0.size
+        X, s0, y_lab, s_lab = d.X, d.s0, d.y_lab, d.s_lab
         template = default_learner() if self.learner is None else self.learner
         gold = d.has_gold
         if not gold:
@@ -325,62 +324,18 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
         else:
             stop, detail = StopReason.COMPLETED, f"completed {self.rounds} rounds"
 
-        rng = np.random.default_rng(self.seed)
-        labels, lab_labels = [s0], [s_lab]
-        scores = [np.full(n, np.nan, dtype=np.float32)]
-        lab_scores: list[np.ndarray] = [np.full(y_lab.size, np.nan, dtype=np.float32)]
-        running = RunningScore(self.aggregate, n, y_lab.size)
-        learners, scales = [], []
-        for r in range(1, n_planned + 1):
-            est = priors[-1]
-            risk = self.risk if r == 1 or self.later_risk is None else self.later_risk
-            weights = UUWeights.from_priors(est.pi, est.theta_p, est.theta_n)
-            val_mask = np.zeros(n, dtype=bool)
-            if self.val_fraction > 0:
-                val_mask[rng.choice(n, int(round(self.val_fraction * n)), replace=False)] = True
-            t0 = time.perf_counter()
-            learner, g, g_lab, scale = train_round(template, X, d.X_lab if gold else None, labels[-1], weights, risk=risk,
-                                                   val_mask=val_mask, seed=self.seed * 1000 + r, **labeled_kw)
-            learners.append(learner)
-            scales.append(scale)
-            agg, agg_lab = running.add(g, g_lab, scale, r)
-            if relabel == "stack":
-                probe = probes.scores()[:2] if stack_probe else None
-                new, new_lab = stack_relabel(ev, ev_lab, agg, agg_lab, y_lab, probe, weights=lab_w)
-            else:
-                new = (agg > 0).astype(np.int8)
-                new_lab = (agg_lab > 0).astype(np.int8)
-            seconds = time.perf_counter() - t0
-            try:
-                est_new = estimate(r, y_lab, new_lab, new, score=agg)
-                why = check_usable(est_new, min_gap=self.min_gap)
-            except PriorEstimationError as e:
-                est_new, why = None, str(e)
-            rec = round_record(r, est_new, source="classifier", risk=risk, trained_with=est, learner=learner,
-                               n_changed=int(np.sum(new != labels[-1])), seconds=seconds)
-            if est_new is None or why is not None:
-                rec["rejected"] = why
-                records.append(rec)
-                if on_round:
-                    on_round(rec)
-                # this round's labels are not kept: its labeler is unusable
-                learners.pop()
-                scales.pop()
-                stop, detail = StopReason.ROUND_REJECTED, f"stopped at round {r}: its labels cannot drive another round ({why})"
-                break
-            labels.append(new)
-            lab_labels.append(new_lab)
-            scores.append(agg.astype(np.float32))
-            lab_scores.append(agg_lab.astype(np.float32))
-            if gains is not None:
-                rec["gain_over_round0"] = gains(new, new_lab, agg)
-            priors.append(est_new)
-            records.append(rec)
-            if on_round:
-                on_round(rec)
-            if rec["n_changed"] == 0:
-                stop, detail = StopReason.CONVERGED, f"converged at round {r}: no corpus label changed"
-                break
+        def stack_labels(agg, agg_lab):
+            probe = probes.scores()[:2] if stack_probe else None
+            return stack_relabel(ev, ev_lab, agg, agg_lab, y_lab, probe, weights=lab_w)
+
+        loop = run_rounds(self, template, X, d.X_lab if gold else None, s0, s_lab, y_lab, priors, records,
+                          n_planned=n_planned, estimate=estimate,
+                          relabel=stack_labels if relabel == "stack" else None, gains=gains,
+                          on_round=on_round, labeled_kw=labeled_kw)
+        if loop.stop is not None:
+            stop, detail = loop.stop, loop.detail
+        labels, lab_labels, scores, lab_scores = loop.labels, loop.lab_labels, loop.scores, loop.lab_scores
+        learners, scales = loop.learners, loop.scales
 
         handback, transduction = HandBackModel.choose(
             labels=labels, lab_labels=lab_labels, scores=scores, lab_scores=lab_scores,

@@ -1,19 +1,22 @@
-"""The pieces of one refinement round that the loop in :mod:`silr.refine` puts together: a fresh learner from
-the template, the stack relabeling, and the round's record."""
+"""The refinement rounds that :mod:`silr.refine` runs (:func:`run_rounds`) and their pieces: a fresh learner from
+the template, the running score, the stack relabeling, and the round's record."""
 
 from __future__ import annotations
 
 import copy
+import time
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
 
 from silr.learners import HeadLearner
-from silr.priors import PriorEstimate, estimate_priors
+from silr.priors import PriorEstimate, PriorEstimationError, check_usable, estimate_priors
+from silr.risks import UUWeights
 from silr.selection import design_sample_weight, stack_candidate
 
 __all__ = ["StopReason", "HEAD_PARAMS", "refiner_from_params", "default_learner", "new_learner", "prior_estimator",
-           "train_round", "RunningScore", "aggregated_score", "stack_relabel", "round_record"]
+           "train_round", "RunningScore", "aggregated_score", "stack_relabel", "round_record", "RoundsOutcome", "run_rounds"]
 
 
 class StopReason(StrEnum):
@@ -150,3 +153,84 @@ def round_record(r, est, *, source, risk=None, trained_with=None, learner=None, 
     rec["n_changed"] = n_changed
     rec["seconds"] = seconds
     return rec
+
+
+@dataclass
+class RoundsOutcome:
+    """What :func:`run_rounds` leaves: every kept round's corpus / labeled-row labels and aggregated scores (round 0
+    first), the kept rounds' learners and score scales, and why the loop stopped early (``stop`` None: it did not)."""
+    labels: list
+    lab_labels: list
+    scores: list
+    lab_scores: list
+    learners: list = field(default_factory=list)
+    scales: list = field(default_factory=list)
+    stop: StopReason | None = None
+    detail: str | None = None
+
+
+def run_rounds(params, template, X, X_lab, s0, s_lab, y_lab, priors: list, records: list, *, n_planned: int,
+               estimate, relabel=None, gains=None, on_round=None, labeled_kw=None) -> RoundsOutcome:
+    """Rounds ``1..n_planned`` of the loop. Each trains a fresh copy of ``template`` with the robust UU risk on the
+    current labels (the priors of ``priors[-1]``; ``params``: the refiner's ``seed``, ``aggregate``, ``risk``,
+    ``later_risk``, ``val_fraction``, ``min_gap``), relabels the corpus (the running score's sign, or
+    ``relabel(agg, agg_lab) -> (labels, labeled-row labels)``), estimates the new labels' priors
+    (``estimate(r, y_lab, s_lab, s_corpus, score=)``) and stops when they are unusable (the round is not kept) or
+    no label changed. Appends to ``priors`` and ``records``; ``gains(new, new_lab, agg)`` adds the round's gain
+    record; ``on_round(record)`` is called after each round."""
+    n = np.size(s0)
+    rng = np.random.default_rng(params.seed)
+    out = RoundsOutcome(labels=[s0], lab_labels=[s_lab], scores=[np.full(n, np.nan, dtype=np.float32)],
+                        lab_scores=[np.full(np.size(y_lab), np.nan, dtype=np.float32)])
+    running = RunningScore(params.aggregate, n, np.size(y_lab))
+    for r in range(1, n_planned + 1):
+        est = priors[-1]
+        risk = params.risk if r == 1 or params.later_risk is None else params.later_risk
+        weights = UUWeights.from_priors(est.pi, est.theta_p, est.theta_n)
+        val_mask = np.zeros(n, dtype=bool)
+        if params.val_fraction > 0:
+            val_mask[rng.choice(n, int(round(params.val_fraction * n)), replace=False)] = True
+        t0 = time.perf_counter()
+        learner, g, g_lab, scale = train_round(template, X, X_lab, out.labels[-1], weights, risk=risk,
+                                               val_mask=val_mask, seed=params.seed * 1000 + r, **(labeled_kw or {}))
+        out.learners.append(learner)
+        out.scales.append(scale)
+        agg, agg_lab = running.add(g, g_lab, scale, r)
+        if relabel is not None:
+            new, new_lab = relabel(agg, agg_lab)
+        else:
+            new = (agg > 0).astype(np.int8)
+            new_lab = (agg_lab > 0).astype(np.int8)
+        seconds = time.perf_counter() - t0
+        try:
+            est_new = estimate(r, y_lab, new_lab, new, score=agg)
+            why = check_usable(est_new, min_gap=params.min_gap)
+        except PriorEstimationError as e:
+            est_new, why = None, str(e)
+        rec = round_record(r, est_new, source="classifier", risk=risk, trained_with=est, learner=learner,
+                           n_changed=int(np.sum(new != out.labels[-1])), seconds=seconds)
+        if est_new is None or why is not None:
+            rec["rejected"] = why
+            records.append(rec)
+            if on_round:
+                on_round(rec)
+            # this round's labels are not kept: its labeler is unusable
+            out.learners.pop()
+            out.scales.pop()
+            out.stop = StopReason.ROUND_REJECTED
+            out.detail = f"stopped at round {r}: its labels cannot drive another round ({why})"
+            break
+        out.labels.append(new)
+        out.lab_labels.append(new_lab)
+        out.scores.append(agg.astype(np.float32))
+        out.lab_scores.append(agg_lab.astype(np.float32))
+        if gains is not None:
+            rec["gain_over_round0"] = gains(new, new_lab, agg)
+        priors.append(est_new)
+        records.append(rec)
+        if on_round:
+            on_round(rec)
+        if rec["n_changed"] == 0:
+            out.stop, out.detail = StopReason.CONVERGED, f"converged at round {r}: no corpus label changed"
+            break
+    return out
