@@ -17,6 +17,9 @@ for pi, theta_p, theta_n (round 0), the accuracy of round 0 and of round 1, and 
 round 0, against the corpus truth (gold, read only to score the intervals). Round-0 estimates use the LLM's
 score only (the classifier does not exist yet); round-1 estimates use the LLM's and the classifier's scores.
 
+NAME@VARIANT reads the scores of another annotator run (benchmarks/llm_scores/VARIANT/: 0shot, 1shot = Gemma-3-270M
+zero-/one-shot, qwen = Qwen2.5-Coder-1.5B 4-shot), e.g. mr@0shot or selerosa@qwen.
+
 Resumable: one JSON per data set in benchmarks/results/sampling/. Run:
     python benchmarks/sampling_sim.py [--draws 1000] [--datasets rotten_tomatoes,sms_spam,mr,sst2,subj]
     python benchmarks/sampling_sim.py --report   # writes benchmarks/SAMPLING.md tables to stdout
@@ -70,8 +73,11 @@ def prepare(name: str) -> dict:
     from silr.bench.data import load_task, task_features
     from silr.bench.runner import _match_scores, load_llm_scores
 
-    task = load_task(name, max_corpus=2000, max_test=500)
-    sc = load_llm_scores(name, HERE / "llm_scores")
+    base, _, variant = name.partition("@")  # "mr@0shot", "selerosa@qwen": the scores in llm_scores/VARIANT/
+    task = load_task(base, max_corpus=2000, max_test=500)
+    sc = load_llm_scores(base, HERE / "llm_scores" / variant if variant else HERE / "llm_scores")
+    if sc is None:
+        raise SystemExit(f"no stored LLM scores for {name!r} under {HERE / 'llm_scores'}")
     cs, ts = _match_scores(task.corpus, sc, "corpus"), _match_scores(task.test, sc, "test")
     med = np.nanmedian(cs)
     cs, ts = np.nan_to_num(cs, nan=med), np.nan_to_num(ts, nan=med)
@@ -258,6 +264,30 @@ def oracle_bound(names) -> str:
     return "\n".join(out)
 
 
+def oracle_ppi(names) -> str:
+    """How much narrower could any prediction-powered estimate of theta be? Within each pseudo-label side, the share
+    of gold's variance left after the best function of the predictions (E[y | scores], a gradient-boosted fit on
+    *gold*, 5-fold out of fold: an oracle no 50-row estimate can beat), as a width ratio sqrt(1 - R^2) against the
+    labeled rows alone: with the LLM score (what round 0 has) and with the pseudo-label classifier's out-of-fold
+    score too (trained on the corpus pseudo-labels, no gold; a round-0 estimator could have it)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import cross_val_predict
+
+    out = ["| data set | side | corpus rows | LLM score | LLM + classifier score |", "|---|---|---|---|---|"]
+    for name in names:
+        p = prepare(name)
+        y, llm, s0, g = p["y"], p["llm"], p["s0"], p["clf"]
+        for side in (1, 0):
+            m = s0 == side
+            yy, cells = y[m], []
+            for cols in ([llm[m]], [llm[m], g[m]]):
+                f = cross_val_predict(HistGradientBoostingClassifier(max_iter=100, max_depth=3, random_state=0),
+                                      np.column_stack(cols), yy, cv=5, method="predict_proba")[:, 1]
+                cells.append(f"{np.sqrt(min(np.mean((yy - f) ** 2) / yy.var(), 1.0)):.2f}")
+            out.append(f"| {name} | theta_{'p' if side else 'n'} | {int(m.sum())} | {cells[0]} | {cells[1]} |")
+    return "\n".join(out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--draws", type=int, default=1000)
@@ -265,9 +295,13 @@ def main(argv=None):
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--oracle", action="store_true", help="print the oracle bound of stratification (gold spreads)")
+    ap.add_argument("--oracle-ppi", action="store_true", help="print the oracle bound of prediction-powered estimates")
     a = ap.parse_args(argv)
     if a.report:
         print(report())
+        return
+    if a.oracle_ppi:
+        print(oracle_ppi([n for n in a.datasets.split(",") if not n.startswith("demo:")]))
         return
     if a.oracle:
         print(oracle_bound([n for n in a.datasets.split(",") if not n.startswith("demo:")]))
