@@ -111,3 +111,16 @@ def test_a_class_the_llm_never_predicts_is_still_a_class():
     assert m.stop_reason_ == "not_started" and "fewer than K unlabeled sets" in m.stop_detail_
     assert m.final_source_ in ("probe", "llm")
     assert m.predict_proba(X[:5]).shape == (5, 4)
+
+
+def test_kclass_default_risk_adds_the_one_vs_rest_binary_risks(monkeypatch):
+    import silr.multiclass.estimator as kest
+
+    X, y, noisy, gold = _kclass_data(K=3, n=800, seed=4)
+    m = SelfIterativeRefiner(rounds=2, n_bootstrap=100).fit(X, noisy, y_gold=gold)
+    assert [r["risk"] for r in m.rounds_[1:]] == ["mix_robust_uu"] * m.n_rounds_
+    # without the mapping (the T^-1 risk alone, the earlier default) the rounds train other heads
+    monkeypatch.setattr(kest, "KCLASS_RISK", {})
+    old = SelfIterativeRefiner(rounds=2, n_bootstrap=100).fit(X, noisy, y_gold=gold)
+    assert old.rounds_[1]["risk"] == "robust_uu"
+    assert not np.array_equal(old.labels_[1:], m.labels_[1:])

@@ -97,3 +97,28 @@ def test_estimate_T_pooled_prior_fills_empty_rows_and_bootstrap_intervals():
 def test_estimate_T_bad_input(bad, match):
     with pytest.raises(TMatrixError, match=match):
         estimate_T(np.asarray(bad["y"], dtype=int), np.asarray(bad["s"], dtype=int), bad["rates"])
+
+
+def test_ovr_risk_is_the_binary_uu_risk_of_each_class_against_the_rest():
+    from silr.multiclass.risk import kclass_batch_risk, ovr_partial_risks, robust_ovr_risk
+
+    g = torch.Generator().manual_seed(2)
+    K, n = 3, 400
+    logits = torch.randn(n, K, generator=g) * 2
+    s = torch.randint(0, K, (n,), generator=g)
+    T = np.array([[0.7, 0.2, 0.1], [0.15, 0.6, 0.25], [0.1, 0.2, 0.7]])
+    rates = np.bincount(s.numpy(), minlength=K) / n
+    kw = KWeights(T, rates)
+    pos, neg = ovr_partial_risks(logits, s, kw)
+    pi = rates @ T
+    total = 0.0
+    for c in range(K):
+        theta_n = (pi[c] - rates[c] * T[c, c]) / (1 - rates[c])
+        bw = UUWeights.from_priors(pi[c], T[c, c], theta_n)
+        bp, bn = partial_risks(logits[:, c], (s == c).long(), bw)
+        assert torch.allclose(pos[c], bp, atol=1e-5) and torch.allclose(neg[c], bn, atol=1e-5)
+        total = total + robust_uu_risk(logits[:, c], (s == c).long(), bw)
+    assert torch.allclose(robust_ovr_risk(logits, s, kw), total, atol=1e-5)
+    # the refiner's K-class default: the T^-1 robust risk plus the one-vs-rest sum
+    mix = kclass_batch_risk("mix_robust_uu", logits, s, kw)
+    assert torch.allclose(mix, total + robust_kclass_risk(logits, s, kw), atol=1e-5)

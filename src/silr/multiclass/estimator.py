@@ -8,7 +8,7 @@ from scipy.special import softmax
 
 from silr.learners import HeadLearner
 from silr.multiclass.learner import SoftmaxHeadLearner
-from silr.multiclass.loop import ANCHOR_CONFIDENCE, KClassFit, fit_kclass, standardize_logits
+from silr.multiclass.loop import ANCHOR_CONFIDENCE, KCLASS_RISK, KClassFit, fit_kclass, standardize_logits
 
 __all__ = ["KHandBack", "fit_refiner_kclass", "kclass_learner"]
 
@@ -104,6 +104,8 @@ def fit_refiner_kclass(est, d, on_round=None):
     # rounds 2+: the unbiased K-class risk (T^-1 has negative entries) over-fits where the binary one does not,
     # so the default later_risk "uu" means the robust risk here (newsgroups6, the tuning set; KCLASS.md)
     later = est.risk if est.later_risk in (None, "uu") else est.later_risk
+    # robust_uu with K > 2: the T^-1 risk plus the K one-vs-rest binary robust UU risks (KCLASS_RISK, loop.py)
+    risk, later = KCLASS_RISK.get(est.risk, est.risk), KCLASS_RISK.get(later, later)
     # the labeled-row probe as a third stack input ("auto": on for K > 2, with or without LLM scores): on the
     # tuning sets (reuters_r8, newsgroups6, slo_opinion; benchmarks/KCLASS.md) the stack of LLM evidence and the
     # refined score alone lost to the probe and to one-vs-rest on reuters_r8
@@ -112,7 +114,7 @@ def fit_refiner_kclass(est, d, on_round=None):
     # (and the probe), beats them in ANCHOR_CONFIDENCE of paired draws; its inputs do not challenge it on their
     # own (the weak-feature sets slo_opinion and amazon3 lost up to 3 points to that; KCLASS.md)
     anchored = {"inner": False, "anchor": ANCHOR_CONFIDENCE} if est.stack else {}
-    f = fit_kclass(d.X, d.s0, d.y_lab, d.lab, d.X_lab, K, llm=d.llm, rounds=est.rounds, risk=est.risk,
+    f = fit_kclass(d.X, d.s0, d.y_lab, d.lab, d.X_lab, K, llm=d.llm, rounds=est.rounds, risk=risk,
                    later_risk=later, learner=kclass_learner(est.learner), val_fraction=est.val_fraction,
                    default=default, confidence=est.fallback_confidence, probe=bool(est.probe),
                    n_bootstrap=min(est.n_bootstrap, 1000), seed=est.seed, on_round=on_round, stack_probe=stack_probe,

@@ -36,7 +36,7 @@ from silr.multiclass.risk import KWeights
 from silr.multiclass.tmatrix import DEFAULT_MAX_CONDITION, condition_number, estimate_T, regularize_T
 from silr.selection.candidates import Candidate, select
 
-__all__ = ["KClassFit", "fit_kclass", "standardize_logits", "DEFAULTS", "ANCHOR_CONFIDENCE"]
+__all__ = ["KClassFit", "fit_kclass", "standardize_logits", "DEFAULTS", "ANCHOR_CONFIDENCE", "KCLASS_RISK"]
 
 DEFAULTS = ("refined", "stack")
 
@@ -45,6 +45,13 @@ DEFAULTS = ("refined", "stack")
 #: amazon3; benchmarks/KCLASS.md): 0.9 handed back the LLM's labels on one R8 seed where the stack was 14
 #: points ahead; 0.5 let a stack below the LLM through on amazon3
 ANCHOR_CONFIDENCE = 0.75
+
+#: the K-class risk the refiner's ``risk="robust_uu"`` means: the K-class robust risk (each class's partial risk
+#: from T^-1 and all K sets, non-negative) plus, for each class against the rest, the binary robust UU risk on its
+#: own logit (the binary engine's risk, with each class's own theta_p, theta_n and prior from T), summed. From
+#: {T^-1 risk alone, the one-vs-rest sum alone, the two summed} on the tuning sets (benchmarks/KCLASS.md, tuning
+#: item 5): the sum lifted the refined labels on every topic set and kept the cells where the LLM's labels win
+KCLASS_RISK = {"robust_uu": "mix_robust_uu"}
 
 
 def standardize_logits(g: np.ndarray, scale: float | None = None) -> tuple[np.ndarray, float]:
@@ -123,6 +130,24 @@ def llm_evidence(llm, s, K) -> np.ndarray:
     """The stack's LLM input: the per-class scores centred per row, or (no scores) the one-hot LLM label centred."""
     E = np.asarray(llm, dtype=np.float64) if llm is not None else np.eye(K)[np.asarray(s, dtype=np.int64)]
     return E - E.mean(1, keepdims=True)
+
+
+def t_evidence(s, lab, y_lab, K, strength=None) -> np.ndarray:
+    """The stack's LLM input without scores, from ``T``: row ``i`` is ``log T[s_i, :]`` centred, the log-posterior of
+    each class given the LLM's label (``T`` estimated from the labeled rows with the pooled prior, as the rounds'
+    ``T``); on a labeled row ``T`` is estimated without that row (leave-one-out), so the stack's fit does not see a
+    row's own gold label through its input."""
+    from silr.multiclass.tmatrix import _rows
+
+    strength = T_STRENGTH if strength is None else strength
+    s = np.asarray(s, dtype=np.int64)
+    counts = np.zeros((K, K))
+    np.add.at(counts, (s[lab], y_lab), 1.0)
+    L = np.log(_rows(counts, "pooled", strength))[s]
+    loo = np.repeat(counts[None], lab.size, axis=0)
+    loo[np.arange(lab.size), s[lab], y_lab] -= 1.0
+    L[lab] = np.log(_rows(loo, "pooled", strength))[np.arange(lab.size), s[lab]]
+    return L - L.mean(1, keepdims=True)
 
 
 class SharedStack:
@@ -215,7 +240,7 @@ def _dense(X):
 def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_uu", later_risk="uu",
                learner=None, val_fraction=0.125, default="refined", confidence=0.9, probe=True,
                n_bootstrap=1000, seed=0, max_condition=DEFAULT_MAX_CONDITION, on_round=None, stack_bias=None,
-               stack_probe=False, inner=True, anchor=None, anchor_l2=None) -> KClassFit:
+               stack_probe=False, inner=True, anchor=None, anchor_l2=None, evidence="onehot") -> KClassFit:
     """Run the K-class rounds and choose the hand-back. ``s0``: round-0 codes of the corpus; ``y_lab``: gold
     codes of the labeled rows ``lab``; ``llm``: optional ``(n, K)`` LLM scores (log-probabilities).
     ``inner=False``: the stack's inputs (refined, and the probe with ``stack_probe``) are not candidates of their
@@ -275,12 +300,12 @@ def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_
     return _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs, y_lab, lab, X_lab, K,
                       llm=llm, default=default, confidence=confidence, probe=probe, n_bootstrap=n_bootstrap,
                       seed=seed, stop=stop, detail=detail, stack_bias=stack_bias, stack_probe=stack_probe,
-                      inner=inner, anchor=anchor, anchor_l2=anchor_l2)
+                      inner=inner, anchor=anchor, anchor_l2=anchor_l2, evidence=evidence)
 
 
 def _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs, y_lab, lab, X_lab, K, *, llm,
                default, confidence, probe, n_bootstrap, seed, stop, detail, stack_bias=None,
-               stack_probe=False, inner=True, anchor=None, anchor_l2=None) -> KClassFit:
+               stack_probe=False, inner=True, anchor=None, anchor_l2=None, evidence="onehot") -> KClassFit:
     cands = [Candidate("llm", labels[0], lab_labels[0] == y_lab, "the LLM's labels (round 0)")]
     best_r = 0
     if len(labels) > 1:
@@ -303,7 +328,8 @@ def _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs
         if not (stack_probe and best_r):  # a probe inside the stack is not also a candidate of its own
             cands.append(probe_cand)
     if best_r and y_lab.size >= 2:
-        F = np.hstack([llm_evidence(llm, labels[0], K), aggs[best_r]])
+        E = t_evidence(labels[0], lab, y_lab, K) if llm is None and evidence == "T" else llm_evidence(llm, labels[0], K)
+        F = np.hstack([E, aggs[best_r]])
         with_probe = bool(stack_probe and probe_m is not None)
         if with_probe:  # the probe's log-probabilities: out of fold on the labeled rows, the full probe elsewhere
             P = probe_logp(probe_m, X, K)

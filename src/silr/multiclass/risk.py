@@ -11,6 +11,11 @@ with ``l(f(x), c) = 1 - softmax(f(x))_c``, the bounded K-class form of the sigmo
 version passes each class's partial risk ``R_c`` through the generalized leaky ReLU, as the binary robust UU
 risk does with its two partial risks; for K = 2 and ``T = binary_T(theta_p, theta_n)`` the two are equal
 (:mod:`silr.risks`).
+
+``ovr_robust_uu`` is each class against the rest with the binary robust UU risk on its own logit (``U_c`` the
+pseudo-positive set, the other sets the pseudo-negative one; ``theta_p = T[c, c]``, ``theta_n`` and ``pi_c`` from
+``T`` and the rates), summed over classes; ``mix_robust_uu`` (what the refiner's ``robust_uu`` means for K > 2,
+:data:`silr.multiclass.loop.KCLASS_RISK`) is the robust K-class risk plus that sum.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from silr.multiclass.tmatrix import DEFAULT_MAX_CONDITION, TMatrixError, conditi
 from silr.risks import DEFAULT_SLOPE, leaky
 
 __all__ = ["KWeights", "class_partial_risks", "kclass_risk", "robust_kclass_risk", "kclass_pn_risk",
-           "kclass_batch_risk", "KCLASS_RISKS"]
+           "kclass_batch_risk", "KCLASS_RISKS", "ovr_partial_risks", "robust_ovr_risk"]
 
 
 class KWeights:
@@ -49,6 +54,23 @@ class KWeights:
         self.Tinv = np.linalg.inv(T)
         self.W = torch.as_tensor(self.pi[:, None] * self.Tinv, dtype=torch.float32)
         self.K = T.shape[0]
+        self.ovr = _ovr_weights(T, rates, self.pi)
+
+
+#: smallest gap ``theta_p - theta_n`` of a class's one-vs-rest UU weights (a class whose pseudo-label is no
+#: better than chance gets the weights of this gap instead of an error: a strong correction, kept finite)
+MIN_OVR_GAP = 0.05
+
+
+def _ovr_weights(T, rates, pi) -> torch.Tensor:
+    """``(4, K)``: the binary UU weights ``a, b, c, d`` (:class:`silr.risks.UUWeights`) of each class against the
+    rest, from ``T``: ``theta_p = T[c, c]`` (class c's rate in its own pseudo-label set) and ``theta_n`` (its rate
+    in the other sets, ``(pi_c - rho_c T[c, c]) / (1 - rho_c)``)."""
+    tp = np.diag(T)
+    tn = np.clip((pi - rates * tp) / np.clip(1.0 - rates, 1e-12, None), 0.0, 1.0)
+    gap = np.maximum(tp - tn, MIN_OVR_GAP)
+    w = np.stack([pi * (1 - tn), (1 - pi) * tn, pi * (1 - tp), (1 - pi) * tp]) / gap
+    return torch.as_tensor(w, dtype=torch.float32)
 
 
 def _set_means(loss: torch.Tensor, pseudo: torch.Tensor, K: int) -> torch.Tensor:
@@ -84,7 +106,31 @@ def kclass_pn_risk(logits, labels) -> torch.Tensor:
     return (1.0 - p.gather(1, labels.long()[:, None])).mean()
 
 
+def ovr_partial_risks(logits, pseudo, weights: KWeights) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each class against the rest with the binary UU risk on its own logit: ``U_c`` is the pseudo-positive set and
+    the other sets together the pseudo-negative one (weights :func:`_ovr_weights`). Returns the ``(K,)`` positive-
+    and negative-side partial risks ``a R_P^+ - c R_N^+`` and ``d R_N^- - b R_P^-`` of every class."""
+    K = weights.K
+    isp = torch.nn.functional.one_hot(pseudo.long(), K).to(logits.dtype)  # (n, K): row in U_c
+    isn = 1.0 - isp
+    n_p, n_n = isp.sum(0).clamp_min(1.0), isn.sum(0).clamp_min(1.0)
+    lp, ln = torch.sigmoid(-logits), torch.sigmoid(logits)  # loss as class c / as not c
+    Rp_pos, Rn_pos = (isp * lp).sum(0) / n_p, (isn * lp).sum(0) / n_n
+    Rp_neg, Rn_neg = (isp * ln).sum(0) / n_p, (isn * ln).sum(0) / n_n
+    a, b, c, d = weights.ovr.to(logits.dtype)
+    return a * Rp_pos - c * Rn_pos, d * Rn_neg - b * Rp_neg
+
+
+def robust_ovr_risk(logits, pseudo, weights: KWeights, slope: float = DEFAULT_SLOPE) -> torch.Tensor:
+    """K binary robust UU risks, one per class against the rest (the binary engine's risk, fitted jointly as one
+    K-output head): each partial risk through the generalized leaky ReLU, summed over classes."""
+    pos, neg = ovr_partial_risks(logits, pseudo, weights)
+    return (leaky(pos, slope) + leaky(neg, slope)).sum()
+
+
 KCLASS_RISKS = {
+    "ovr_robust_uu": lambda z, s, w, slope: robust_ovr_risk(z, s, w, slope),
+    "mix_robust_uu": lambda z, s, w, slope: robust_ovr_risk(z, s, w, slope) + robust_kclass_risk(z, s, w, slope),
     "robust_uu": lambda z, s, w, slope: robust_kclass_risk(z, s, w, slope),
     "uu": lambda z, s, w, slope: kclass_risk(z, s, w),
     "pn": lambda z, s, w, slope: kclass_pn_risk(z, s),
