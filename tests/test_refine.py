@@ -405,3 +405,23 @@ def test_merge_labeled_marks_corpus_rows_by_text_and_appends_the_rest():
     np.testing.assert_array_equal(ya, [0, 1, 0, 1, 1, 1, 0])
     np.testing.assert_array_equal(Xa[5:], X_lab[2:])
     np.testing.assert_array_equal(Xa[:5], X)
+
+
+def test_a_threshold_not_fitted_on_the_labeled_rows_is_judged_as_given():
+    """Pseudo-labels cut at a fixed threshold (not fitted on the labeled rows): the start gate, the gain and the
+    hand-back judge the LLM's labels on the labeled rows as given, not by a threshold refitted out of fold."""
+    from silr.selection import threshold_oof_correct
+
+    X, y, s, llm, lab = _strong_llm_task(6, n=2000)
+    lab = np.sort(lab)  # the refiner takes the labeled rows in corpus order (the out-of-fold folds follow it)
+    as_given = int((s[lab] == y[lab]).sum())
+    oof = int(threshold_oof_correct(llm[lab], y[lab]).sum())
+    assert as_given != oof  # the two judgements differ on this draw, so the test can tell them apart
+    kw = dict(rounds=1, learner=HeadLearner(epochs=20))
+    inferred = SelfIterativeRefiner(**kw).fit(X, s, y_gold=gold(y, lab), llm_score=llm)
+    given = SelfIterativeRefiner(**kw).fit(X, s, y_gold=gold(y, lab), llm_score=llm, llm_threshold_fitted=False)
+    assert "out of fold" in inferred.round0_labeled_ and given.round0_labeled_ == "as given"
+    assert inferred.candidates_["llm"]["n_right"] == oof
+    assert given.candidates_["llm"]["n_right"] == as_given
+    g_inf, g_given = inferred.rounds_[1]["gain_over_round0"], given.rounds_[1]["gain_over_round0"]
+    assert "note" in g_inf and "note" not in g_given

@@ -36,6 +36,8 @@ class RefineInputs:
     labeled_llm_score: np.ndarray | None = None
     labeled_rows: np.ndarray | None = None  # corpus rows of the labeled rows, when `silr sample` drew them
     design: object | None = None  # ... and the silr.sampling.SamplingDesign that drew them
+    # whether the pseudo-labels cut llm_score at a threshold fitted on the labeled rows (None: not known)
+    llm_threshold_fitted: bool | None = None
 
     def merge_keys(self) -> tuple[list, list]:
         """Keys that match labeled rows to corpus rows in :func:`silr.fit_checks.merge_labeled`: the texts, or the
@@ -44,9 +46,13 @@ class RefineInputs:
             return list(self.texts), list(self.labeled_texts)
         return list(range(len(self.texts))), [int(r) for r in self.labeled_rows]
 
-    def design_params(self) -> dict:
-        """``fit`` keyword for the sampling design (empty for a uniform sample)."""
-        return {} if self.design is None else {"sample_design": self.design}
+    def fit_params(self) -> dict:
+        """``fit`` keywords for the sampling design (none for a uniform sample) and how the LLM's threshold was
+        set (none when not known)."""
+        out = {} if self.design is None else {"sample_design": self.design}
+        if self.llm_threshold_fitted is not None:
+            out["llm_threshold_fitted"] = self.llm_threshold_fitted
+        return out
 
 
 def labeled_from_corpus(

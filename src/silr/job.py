@@ -361,6 +361,9 @@ def run_job(
         if drawn is not None:
             inputs = drawn
             echo(f"note: {drawn.notes[-1]}")
+    if inputs.llm_score is not None and annotation is not None:
+        # the refiner judges the LLM's labels on the labeled rows out of fold only if they set its threshold
+        inputs.llm_threshold_fitted = (annotation.get("threshold") or {}).get("method") == "accuracy"
     if not keep.all():
         echo(f"note: {int((~keep).sum())} abstained rows are left out of the refinement")
     run_refine = refine_texts

@@ -274,6 +274,7 @@ def start_gate(
     min_gap: float = DEFAULT_MIN_GAP,
     start_gap_lower: float | str | None = "auto",
     can_fall_back: bool = True,
+    threshold_fitted: bool = True,
 ) -> StartGate:
     """Round 0: estimate the pseudo-labels' priors and decide whether they can start a refinement.
 
@@ -283,13 +284,14 @@ def start_gate(
     makes one estimate. ``start_gap_lower`` also requires the lower end of the 95% interval of the gap
     ``theta_p - theta_n`` to exceed it (``"auto"``: 0.0 when LLM scores are given, else off).
     ``can_fall_back``: a failed estimate is recorded as "no signal" (the hand-back decides) instead of
-    raising :class:`RefinementError`.
+    raising :class:`RefinementError`. ``threshold_fitted=False``: the threshold is known not to come from the
+    labeled rows (a fixed number, ``--threshold prior``), so their round-0 labels are taken as given.
     """
     from silr.selection import is_threshold_of, threshold_oof_predict
 
     s_lab_prior = s_lab
     round0_labeled = "as given"
-    if llm_score is not None and np.size(y_lab) and is_threshold_of(s0, llm_score):
+    if threshold_fitted and llm_score is not None and np.size(y_lab) and is_threshold_of(s0, llm_score):
         s_lab_prior = threshold_oof_predict(llm_score_lab, y_lab).astype(np.int8)
         round0_labeled = "threshold on the LLM score refitted out of fold"
     oof_failed = None

@@ -241,7 +241,8 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, *, y_gold=None, llm_score=None,
             on_round: Callable[[dict], None] | None = None,
-            prior_fn: Callable[[int, np.ndarray], PriorEstimate] | None = None, sample_design=None):
+            prior_fn: Callable[[int, np.ndarray], PriorEstimate] | None = None, sample_design=None,
+            llm_threshold_fitted: bool | None = None):
         """Run the refinement.
 
         Parameters
@@ -263,6 +264,11 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             The labeled rows were drawn by this design (``silr sample``; its rows are the labeled rows' positions in
             ``X``): every round's priors are design-weighted, prediction-powered estimates
             (:mod:`silr.sampling.refit`) instead of the post-stratified bootstrap of a uniform sample.
+        llm_threshold_fitted : bool, optional
+            Whether ``y`` is ``llm_score`` cut at a threshold fitted on the labeled rows (``silr annotate
+            --threshold accuracy``). ``None`` (default) assumes so whenever ``y`` is a threshold of ``llm_score``,
+            and the labeled rows' round-0 labels are then judged out of fold (start gate, gain, hand-back); ``False``
+            (a fixed number, ``--threshold prior``) takes them as given.
         """
         texts = takes_texts(self.learner, X)
         d = check_fit_inputs(self, X, y, y_gold, llm_score, texts=texts)
@@ -298,7 +304,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             estimate = design_prior_estimator(sample_design, d.lab, s0, d.llm)
         gate = start_gate(y_lab, s_lab, s0, lambda yl, sl, sc: estimate(0, yl, sl, sc), llm_score=d.llm,
                           llm_score_lab=d.llm_lab, min_gap=self.min_gap, start_gap_lower=self.start_gap_lower,
-                          can_fall_back=may_fall_back and gold)
+                          can_fall_back=may_fall_back and gold, threshold_fitted=llm_threshold_fitted is not False)
         priors = [gate.estimate]
         records = [round_record(0, gate.estimate, source="pseudo-labels")]
         records[0]["labeled_rows_round0_labels"] = gate.round0_labeled
@@ -343,7 +349,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             llm_score_lab=d.llm_lab, probes=probes, round0_unusable=gate.why is not None, selection=self.selection,
             probe=use_probe, stack=self.stack, stack_probe=stack_probe, confidence=self.fallback_confidence,
             n_bootstrap=self.n_bootstrap, seed=self.seed,
-            weights=lab_w,
+            weights=lab_w, threshold_fitted=llm_threshold_fitted is not False,
         )
         self.classes_ = d.classes
         self.takes_texts_ = texts

@@ -68,7 +68,7 @@ def refine_texts(
     X_all, y_all, y_gold, llm_all = merge_labeled(
         X, inputs.pseudo, X_lab, inputs.labeled_y, inputs.labeled_pseudo, keys=keys, labeled_keys=labeled_keys,
         llm_score=inputs.llm_score, llm_score_lab=inputs.labeled_llm_score)
-    refiner.fit(X_all, y_all, y_gold=y_gold, llm_score=llm_all, on_round=on_round, **inputs.design_params())
+    refiner.fit(X_all, y_all, y_gold=y_gold, llm_score=llm_all, on_round=on_round, **inputs.fit_params())
     return collect_result(refiner, bb, inputs, X, t0)
 
 

@@ -83,7 +83,7 @@ def refine_texts_ray(inputs: RefineInputs, *, engine: Engine, backbone="minilm",
     # skip a full pass over the store to check finiteness; drop the store's pages the driver reads (the labeled-row
     # probe and the hand-back read every row in chunks) so its resident memory stays bounded, not the store's size
     with config_context(assume_finite=True), _ReleasePages(X_all):
-        refiner.fit(X_all, y_all, y_gold=y_gold, llm_score=llm_all, on_round=on_round, **inputs.design_params())
+        refiner.fit(X_all, y_all, y_gold=y_gold, llm_score=llm_all, on_round=on_round, **inputs.fit_params())
         result = collect_result(refiner, bb, inputs, X_all[:n], t0, engine={**engine.describe(), "work_dir": str(work)})
     return result
 

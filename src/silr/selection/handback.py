@@ -65,14 +65,14 @@ class ProbeCache:
 
 
 def _llm_and_stack(labels: list, lab_labels: list, y_lab: np.ndarray, llm_score, llm_score_lab, clf, clf_lab,
-                   probe, sample_weight) -> tuple[Candidate, Candidate]:
+                   probe, sample_weight, threshold_fitted: bool = True) -> tuple[Candidate, Candidate]:
     """The LLM's candidate and the stack's: ``(llm, stack)``.
 
     The stack's LLM evidence is the LLM score, or without one the pseudo-label itself (stacking it is the
     noisy-channel posterior P(y | x, s) ~ P(y | x) P(s | y), with a logistic form fitted on the labeled rows);
     its other inputs the refined score ``clf``/``clf_lab`` (``None`` when no round was kept) and the probe's
     ``(corpus, out-of-fold)`` scores ``probe`` (or ``None``). With a score the LLM's threshold was fitted on the
-    labeled rows, so its labels there are judged out of fold."""
+    labeled rows, so its labels there are judged out of fold (``threshold_fitted=False``: it was not; as given)."""
     if llm_score is None:
         ev, ev_lab, stack_input = labels[0], lab_labels[0], "pseudo_label"
     else:
@@ -80,7 +80,7 @@ def _llm_and_stack(labels: list, lab_labels: list, y_lab: np.ndarray, llm_score,
     ev, ev_lab = np.asarray(ev, dtype=np.float64), np.asarray(ev_lab, dtype=np.float64)
     if not (np.isfinite(ev).all() and np.isfinite(ev_lab).all()):
         raise ValueError("llm_score must be finite (drop abstained rows first)")
-    if stack_input == "llm_score":
+    if stack_input == "llm_score" and threshold_fitted:
         llm = Candidate("llm", labels[0], threshold_oof_correct(ev_lab, y_lab),
                         "the round-0 pseudo-labels (threshold refitted out of fold on the labeled rows)")
     else:
@@ -140,6 +140,7 @@ class HandBackModel:
         n_bootstrap: int = 2000,
         seed: int = 0,
         weights: np.ndarray | None = None,
+        threshold_fitted: bool = True,
     ) -> tuple["HandBackModel", np.ndarray]:
         """Choose what to hand back after the loop; returns ``(model, corpus labels handed back)``.
 
@@ -147,7 +148,8 @@ class HandBackModel:
         the aggregated scores that made them, ``accuracies[r]`` their estimated accuracy. With no labeled
         rows (``y_lab`` empty) the last round is handed back. ``weights``: the labeled rows' design weights
         (inverse inclusion probabilities, ``silr sample``): the paired bootstrap, the stack, the probe and the
-        Platt scaling weight the rows by them (``None``: a uniform sample).
+        Platt scaling weight the rows by them (``None``: a uniform sample). ``threshold_fitted``: whether the
+        LLM's threshold was fitted on the labeled rows (then its labels there are judged out of fold).
         """
         sw = design_sample_weight(weights)
         last = len(labels) - 1
@@ -164,7 +166,7 @@ class HandBackModel:
                 # the probe's out-of-fold score, so a fallback keeps what the LLM knows (the probe alone on 50
                 # rows can be far below the LLM's labels)
                 cands = list(_llm_and_stack(labels, lab_labels, y_lab, llm_score, llm_score_lab, None, None,
-                                            probes.scores()[:2], sw))
+                                            probes.scores()[:2], sw, threshold_fitted))
                 default, stack_coef = "stack", cands[1].extra["stack"]
                 stack_input = stack_coef["input"]
             else:
@@ -195,7 +197,8 @@ class HandBackModel:
             default = "refined"
             if stack:
                 cands[0], cand = _llm_and_stack(labels, lab_labels, y_lab, llm_score, llm_score_lab, scores[last],
-                                                lab_scores[last], probes.scores()[:2] if stack_probe else None, sw)
+                                                lab_scores[last], probes.scores()[:2] if stack_probe else None, sw,
+                                                threshold_fitted)
                 cands.append(cand)
                 default, stack_input = "stack", cand.extra["stack"]["input"]
             if probe and not (stack and stack_probe):
