@@ -49,9 +49,9 @@ def _print_summary_table(summary: dict) -> None:
     src = summary.get("final_source")
     if src in ("stack", "probe"):
         cand = (summary.get("candidates") or {}).get(src, {})
-        t.add_row(
-            f"{src} *", "-", "-", "-", "-", "-",
-            f"{cand.get('labeled_accuracy', float('nan')):.3f} (out-of-fold)",
+        t.add_row(  # its labeled accuracy (out of fold) under "est. accuracy"; it has no gain estimate
+            f"{src} *", "-", "-", "-", "-",
+            f"{cand.get('labeled_accuracy', float('nan')):.3f} (out-of-fold)", "-",
             f"{ev['final_accuracy']:.3f}" if ev else "-",
         )
     console = Console(width=140)
