@@ -39,3 +39,71 @@ def test_run_table_puts_the_stack_accuracy_under_est_accuracy_not_under_the_gain
     assert cols["est. gain vs round 0"][-1] == "-"
     assert cols["gold accuracy"][-1] == "0.820"
     assert all(len(v) == 3 for v in cols.values())
+
+
+@pytest.fixture(scope="module")
+def stack_run(tmp_path_factory, rt_task, silr_cache):
+    """A small `silr refine` run (n-gram features) whose hand-back is the stack of the LLM's labels and the refined
+    classifier."""
+    import json
+
+    d = tmp_path_factory.mktemp("review")
+    df, _ = rt_task
+    c = df.head(400).copy()
+    c[["text", "pseudo_label"]].to_csv(d / "corpus.csv", index=False)
+    c.sample(50, random_state=1)[["text", "label"]].to_csv(d / "labeled.csv", index=False)
+    c[["text"]].head(20).to_csv(d / "new.csv", index=False)
+    c[["text", "label"]].tail(60).to_csv(d / "test.csv", index=False)
+    c[["label"]].to_csv(d / "gold.csv", index=False)
+    out = d / "run"
+    import sys
+
+    from silr.cli import main
+
+    old = sys.argv
+    sys.argv = ["silr", "refine", str(d / "corpus.csv"), "--pseudo-col", "pseudo_label", "--labeled",
+                str(d / "labeled.csv"), "--out", str(out), "--backbone", "ngram", "--rounds", "2", "-q",
+                "--no-report"]
+    try:
+        main()
+    except SystemExit as e:
+        assert e.code in (0, None)
+    finally:
+        sys.argv = old
+    assert json.loads((out / "rounds.json").read_text())["final_source"] == "stack"
+    return d, out
+
+
+def test_predict_says_when_the_stack_is_scored_without_the_llm_evidence(stack_run, capsys):
+    """`silr predict` on a run that handed back the stack, given texts without the LLM's evidence, scores them with
+    the refined classifier alone: it says so (and how to use the stack) instead of silently switching models; with
+    --score-col it says nothing."""
+    d, out = stack_run
+    capsys.readouterr()
+    code, _, err = silr_inproc(capsys, "predict", out, d / "new.csv", "--out", d / "pred.csv")
+    assert code == 0, err
+    assert "note:" in err and "refined classifier (round" in err and "--score-col" in err
+    assert "'pseudo_label'" in err and "labeled rows" in err
+    pd.read_csv(d / "new.csv").assign(pseudo_label=1).to_csv(d / "new_llm.csv", index=False)
+    code, _, err = silr_inproc(capsys, "predict", out, d / "new_llm.csv", "--out", d / "pred2.csv",
+                               "--score-col", "pseudo_label")
+    assert code == 0, err
+    assert "note:" not in err
+    code, out_, err = silr_inproc(capsys, "evaluate", out, "--gold", d / "gold.csv", "--test", d / "test.csv")
+    assert code == 0, err
+    assert "test set: accuracy" in out_ and "note (test set):" in err and "silr predict --score-col" in err
+
+
+def test_stack_note_is_silent_when_the_backbone_gives_its_own_evidence(tmp_path):
+    """The labeling LLM as the backbone scores new texts itself: no note; nor for a refined or probe hand-back."""
+    import json
+
+    from silr.cli.refine import stack_without_llm_note
+
+    m = tmp_path / "model"
+    m.mkdir()
+    for source, bb, expect in (("stack", "llm", False), ("refined", "minilm", False), ("stack", "minilm", True)):
+        (m / "config.json").write_text(json.dumps({"final_source": source, "predict_round": 2,
+                                                   "stack": {"input": "llm_score", "refined": True}}))
+        (m / "backbone.json").write_text(json.dumps({"name": bb}))
+        assert (stack_without_llm_note(tmp_path, "--score-col COL") is not None) == expect

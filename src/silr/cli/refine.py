@@ -156,6 +156,9 @@ def predict(
     for c in pred.columns:
         df[c] = pred[c].to_numpy()
     write_table(df, out)
+    note = None if llm is not None else stack_without_llm_note(run_dir, "--score-col COL")
+    if note and not quiet:
+        typer.echo(f"note: {note}", err=True)
     typer.echo(str(out))
 
 
@@ -182,3 +185,39 @@ def evaluate(
     typer.echo(f"final labels: accuracy {ev['final_accuracy']:.4f} (gain over round 0: {ev['gain_over_round_0']:+.4f})")
     if "test" in ev:
         typer.echo(f"test set: accuracy {ev['test']['accuracy']:.4f} on {ev['test']['n']} rows")
+        note = stack_without_llm_note(run_dir, "`silr predict --score-col COL` on the test file")
+        if note:
+            typer.echo(f"note (test set): {note}", err=True)
+
+
+def stack_without_llm_note(run_dir: Path, remedy: str) -> str | None:
+    """What `silr predict` (and `silr evaluate --test`) should say when the run handed back a stack of the LLM's
+    evidence and the refined classifier but the new texts come without that evidence: the refined classifier
+    alone scores them, a different model from the one whose labels the run handed back. None otherwise (also
+    when the backbone is the labeling LLM, which gives its own evidence)."""
+    import json
+
+    d = Path(run_dir)
+    model = d / "model" if (d / "model").is_dir() else d
+    try:
+        config = json.loads((model / "config.json").read_text())
+        backbone = json.loads((model / "backbone.json").read_text())
+    except (OSError, ValueError):
+        return None
+    stack = config.get("stack") or {}
+    if config.get("final_source") != "stack" or not stack.get("refined", True) or backbone.get("name") == "llm":
+        return None
+    used = f" (column '{stack['input']}' in the run)" if stack.get("input") else ""
+    try:  # the candidates' records, when the run folder (not just model/) was given
+        cand = json.loads((model.parent / "rounds.json").read_text()).get("candidates") or {}
+    except (OSError, ValueError):
+        cand = {}
+    right = ""
+    if "n_right" in cand.get("refined", {}) and "n_right" in cand.get("stack", {}):
+        n = config.get("n_labeled") or json.loads((model.parent / "rounds.json").read_text()).get("n_labeled")
+        right = (f"; on the {n} labeled rows it was right on {cand['refined']['n_right']}, the stack on "
+                 f"{cand['stack']['n_right']}")
+    return (f"the run's final labels are a stack of the LLM's evidence{used} and the refined classifier, but these "
+            f"texts come without the LLM's evidence, so the refined classifier (round "
+            f"{config.get('predict_round')}) alone scores them{right}; give the texts' LLM scores or labels "
+            f"with {remedy} to use the stack")
