@@ -107,3 +107,29 @@ def test_stack_note_is_silent_when_the_backbone_gives_its_own_evidence(tmp_path)
                                                    "stack": {"input": "llm_score", "refined": True}}))
         (m / "backbone.json").write_text(json.dumps({"name": bb}))
         assert (stack_without_llm_note(tmp_path, "--score-col COL") is not None) == expect
+
+
+def test_a_typo_in_binary_gold_labels_is_an_error_by_row_not_a_k_class_run(tmp_path, capsys):
+    """A labeled file with one stray value ('1.') beside 0/1, against 0/1 pseudo-labels, is a typo: one error naming
+    the file, the column and the row; it turned the run into a 3-class refinement that failed on 'y_gold'."""
+    from silr.corpora import load_embedded
+
+    df = load_embedded("rotten_tomatoes").head(120).copy()
+    df["pseudo_label"] = df["label"]
+    df[["text", "pseudo_label"]].to_csv(tmp_path / "c.csv", index=False)
+    lab = df[["text", "label"]].iloc[::3].head(30).astype({"label": str}).reset_index(drop=True)
+    lab.loc[7, "label"] = "1."
+    lab.to_csv(tmp_path / "l.csv", index=False)
+    # with an abstention (empty pseudo-label) in the corpus too
+    df.loc[5, "pseudo_label"] = None
+    df[["text", "pseudo_label"]].to_csv(tmp_path / "c2.csv", index=False)
+    for corpus in ("c.csv", "c2.csv"):
+        code, _, err = silr_inproc(capsys, "refine", tmp_path / corpus, "--pseudo-col", "pseudo_label", "--labeled",
+                                   tmp_path / "l.csv", "--out", tmp_path / "out")
+        assert code == 1, err
+        assert err.count("error:") == 1 and "K-class" not in err and "y_gold has" not in err
+        if corpus == "c.csv":
+            assert "l.csv'" in err and "'label'" in err and "row 9" in err and "'1.'" in err
+        else:  # the binary path reports the corpus's empty pseudo-label first
+            assert "c2.csv'" in err and "row 7" in err
+        assert not (tmp_path / "out").exists()

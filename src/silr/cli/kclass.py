@@ -153,6 +153,16 @@ def _column(path: Path, col: str, what: str):
         return None  # the binary path reports what is wrong with the file
 
 
+def _binary_pseudo_labels(corpus: Path, pseudo_col: str) -> bool:
+    """The corpus's pseudo-labels (empty cells, abstentions, left out) are binary in a spelling silr reads."""
+    from silr.multiclass.files import is_binary_labels
+
+    pseudo = _column(corpus, pseudo_col, "corpus")
+    if pseudo is None:
+        return False
+    return is_binary_labels(pseudo[pseudo.astype(str).str.strip() != ""])
+
+
 def kclass_refine_needed(corpus: Path, labeled: Path, *, pseudo_col: str, label_col: str, threshold,
                          corpus_failed: bool) -> list[str] | None:
     """`silr refine`'s dispatch: the K > 2 class names found in the labeled file (checked first: it is small) or,
@@ -166,9 +176,13 @@ def kclass_refine_needed(corpus: Path, labeled: Path, *, pseudo_col: str, label_
     if lab is None:
         return None
     if not corpus_failed:
-        return kclass_classes(lab)
-    pseudo = _column(corpus, pseudo_col, "corpus")
-    return None if pseudo is None else kclass_pseudo_classes(pseudo, lab)
+        found = kclass_classes(lab)
+    else:
+        pseudo = _column(corpus, pseudo_col, "corpus")
+        found = None if pseudo is None else kclass_pseudo_classes(pseudo, lab)
+    if found is not None and _binary_pseudo_labels(corpus, pseudo_col):
+        return None  # 0/1 pseudo-labels: a stray gold value (a typo) is the binary path's error, by row
+    return found
 
 
 def refine_as_kclass(classes, corpus: Path, labeled: Path, out: Path, *, pseudo_col: str, text_col: str,
