@@ -133,3 +133,36 @@ def test_a_typo_in_binary_gold_labels_is_an_error_by_row_not_a_k_class_run(tmp_p
         else:  # the binary path reports the corpus's empty pseudo-label first
             assert "c2.csv'" in err and "row 7" in err
         assert not (tmp_path / "out").exists()
+
+
+def test_threshold_from_one_class_labeled_rows_is_an_error():
+    """An 'accuracy' or 'prior' threshold fitted on labeled rows of one class falls below (or above) every text:
+    an error that says so; it returned such a cut silently ('labeled accuracy 1.000')."""
+    from silr.annotate.calibrate import choose_threshold
+
+    corpus = np.linspace(-3, 3, 50)
+    for method in ("accuracy", "prior", None):
+        with pytest.raises(ValueError, match="both classes"):
+            choose_threshold(method, corpus, [0.5, 1.0, 2.0, 0.8], [1, 1, 1, 1])
+    # an abstained row of the other class leaves one class scored: the same
+    with pytest.raises(ValueError, match="both classes"):
+        choose_threshold("accuracy", corpus, [0.5, 1.0, np.nan], [1, 1, 0])
+    thr, _ = choose_threshold(0.25, corpus, [0.5, 1.0], [1, 1])  # a fixed number needs no classes
+    assert thr == 0.25
+
+
+def test_annotate_refuses_a_one_class_labeled_file_before_loading_a_model(tmp_path, capsys, monkeypatch):
+    import silr.annotate.factory as factory
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(factory, "make_annotator", no_model)
+    pd.DataFrame({"text": ["good", "bad", "fine"]}).to_csv(tmp_path / "c.csv", index=False)
+    pd.DataFrame({"text": ["great", "lovely"], "label": ["yes", "yes"]}).to_csv(tmp_path / "l.csv", index=False)
+    for extra in ([], ["--threshold", "prior"]):
+        code, _, err = silr_inproc(capsys, "annotate", tmp_path / "c.csv", "--out", tmp_path / "a.csv", "--prompt",
+                                   "sentiment", "--labeled", tmp_path / "l.csv", *extra)
+        assert code == 1, err
+        assert err.count("error:") == 1 and "l.csv'" in err and "'label'" in err and "both classes" in err
+        assert "--threshold NUMBER" in err and not (tmp_path / "a.csv").exists()

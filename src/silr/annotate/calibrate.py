@@ -125,12 +125,15 @@ def choose_threshold(method: str | float | None, corpus_scores: Any, labeled_sco
         method = method.strip().lower()
         if not have_labels:
             raise ValueError(f"threshold '{method}' needs a labeled sample (--labeled)")
+        one = np.unique(ly[~np.isnan(ls) & ~np.isnan(ly)])
+        if len(one) == 1:  # the cut would fall below or above every text: no pseudo-labels worth the name
+            raise ValueError(f"threshold '{method}' needs labeled rows of both classes, but every scored labeled row "
+                             f"has gold label {int(one[0])}; label rows of the other class too, or pass a fixed "
+                             "threshold (a number)")
         if method == "accuracy":
             thr, _ = best_accuracy_threshold(ls, ly)
         else:
             pi = float(np.nanmean(ly))
-            if pi in (0.0, 1.0):
-                log.warning("the labeled sample has only one class: the 'prior' threshold puts every text on one side")
             thr = prior_threshold(corpus_scores, pi)
             rec["labeled_positive_rate"] = pi
         rec = {"method": method, "value": thr, **rec}

@@ -145,6 +145,14 @@ def _run(*, input: Path, out: Path, text_col: str, model: str, prompt: str | Non
     lab_df = read_table(labeled, required=[label_col], what="labeled sample") if labeled is not None else None
     if threshold is not None and threshold.strip().lower() in ("accuracy", "prior") and lab_df is None:
         raise InputError(f"--threshold {threshold} needs a labeled sample (--labeled)")
+    if lab_df is not None and (threshold is None or threshold.strip().lower() in ("accuracy", "prior")):
+        from silr.io import parse_binary_labels
+
+        gold = parse_binary_labels(lab_df[label_col], what=f"labeled file '{labeled}'", column=label_col)
+        if len(set(gold.tolist())) == 1:  # checked before a model is loaded and the corpus scored
+            raise InputError(f"labeled file '{labeled}': every gold label in column '{label_col}' is {int(gold[0])}; "
+                             f"the {(threshold or 'accuracy').strip().lower()} threshold needs both classes: label "
+                             "rows of the other class too, or pass --threshold NUMBER")
     if threshold is not None and threshold.strip().lower() not in ("accuracy", "prior"):
         try:
             float(threshold)
