@@ -166,3 +166,37 @@ def test_annotate_refuses_a_one_class_labeled_file_before_loading_a_model(tmp_pa
         assert code == 1, err
         assert err.count("error:") == 1 and "l.csv'" in err and "'label'" in err and "both classes" in err
         assert "--threshold NUMBER" in err and not (tmp_path / "a.csv").exists()
+
+
+@pytest.mark.parametrize("method", ["prior", "accuracy", None, "--threshold"])
+def test_refine_reads_how_silr_annotate_set_the_threshold(tmp_path, capsys, method, silr_cache):
+    """`silr refine --score-col llm_score` on `silr annotate`'s output judges the LLM's round-0 labels as given when
+    annotate's record (CORPUS.annotation.json) says the threshold was 'prior' or a fixed number, as `silr run` does
+    from the same record; with 'accuracy' (or no record) they are judged by a threshold refitted out of fold."""
+    import json
+
+    from silr.corpora import load_embedded
+
+    df = load_embedded("rotten_tomatoes").sample(400, random_state=3).reset_index(drop=True)
+    rng = np.random.default_rng(0)
+    df["llm_score"] = (2 * df["label"] - 1) * 0.8 + rng.normal(0, 1.2, len(df))
+    df["pseudo_label"] = (df["llm_score"] > 0).astype(int)
+    df[["text", "llm_score", "pseudo_label"]].to_csv(tmp_path / "a.csv", index=False)
+    df.sample(50, random_state=1)[["text", "label"]].to_csv(tmp_path / "l.csv", index=False)
+    if method in ("prior", "accuracy"):
+        rec = {"threshold": {"method": method, "value": 0.0}, "counts": {"rows": 400}}
+        (tmp_path / "a.csv.annotation.json").write_text(json.dumps(rec))
+    out = tmp_path / "run"
+    pseudo = ["--pseudo-col", "llm_score", "--threshold", "0"] if method == "--threshold" else ["--pseudo-col",
+                                                                                              "pseudo_label"]
+    code, _, err = silr_inproc(capsys, "refine", tmp_path / "a.csv", *pseudo, "--labeled", tmp_path / "l.csv",
+                               "--score-col", "llm_score", "--out", out, "--backbone", "ngram", "--rounds", "1",
+                               "--no-report")
+    assert code == 0, err
+    llm_note = json.loads((out / "rounds.json").read_text())["candidates"]["llm"]["note"]
+    if method in ("prior", "--threshold"):
+        assert "judged as given" in err
+        assert ("a.csv.annotation.json" if method == "prior" else "--threshold 0") in err
+        assert "refitted out of fold" not in llm_note
+    else:
+        assert "judged as given" not in err and "refitted out of fold" in llm_note

@@ -92,6 +92,11 @@ def refine(
                          later_risk=later_risk, finetune=finetune, supervised_weight=supervised_weight, engine=engine,
                          cache_dir=cache_dir, no_report=no_report, quiet=quiet)
         return
+    fixed = None if inputs.llm_score is None else _fixed_llm_threshold(corpus, len(inputs.texts), pseudo_col, threshold)
+    if fixed:  # the round-0 labels are a fixed cut of the scores: judged as given, as `silr run` does
+        inputs.llm_threshold_fitted = False
+        inputs.notes.append(f"the pseudo-labels are {fixed}, not fitted on the labeled rows: their round-0 labels "
+                            "are judged as given")
     if not quiet:
         for n in inputs.notes:
             typer.echo(f"note: {n}", err=True)
@@ -114,6 +119,28 @@ def refine(
     typer.echo(f"final labels: {s['final_source']} ({s['selection']})", err=True)
     typer.echo(f"stop: {s['stop_reason']}", err=True)
     typer.echo(str(out))
+
+
+def _fixed_llm_threshold(corpus: Path, n_rows: int, pseudo_col: str, threshold: float | None) -> str | None:
+    """How the pseudo-labels cut the LLM's scores when that cut was not fitted on the labeled rows: ``--threshold``
+    given here, or ``silr annotate``'s record beside the corpus (CORPUS.annotation.json, same rows, its
+    ``pseudo_label`` column) saying 'prior' or a fixed number. None when fitted ('accuracy') or not known."""
+    import json
+
+    if threshold is not None:
+        return f"'{pseudo_col}' cut at --threshold {threshold:g}"
+    side = Path(str(corpus) + ".annotation.json")
+    if pseudo_col != "pseudo_label" or not side.is_file():
+        return None
+    try:
+        record = json.loads(side.read_text())
+        method, rows = record["threshold"]["method"], record["counts"]["rows"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if rows != n_rows or method == "accuracy":
+        return None
+    how = "the labeled rows' positive rate ('prior')" if method == "prior" else f"{record['threshold'].get('value')}"
+    return f"cut at {how} by `silr annotate` ({side.name})"
 
 
 def predict(
