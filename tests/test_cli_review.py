@@ -200,3 +200,19 @@ def test_refine_reads_how_silr_annotate_set_the_threshold(tmp_path, capsys, meth
         assert "refitted out of fold" not in llm_note
     else:
         assert "judged as given" not in err and "refitted out of fold" in llm_note
+
+
+def test_run_folder_model_files_get_the_ordinary_file_mode(stack_run):
+    """The weights (safetensors creates its files 0600) get the mode of every other file of the run folder, so a run
+    shared with a group can be loaded by it: they were the only owner-only files."""
+    import os
+    import stat
+
+    _, out = stack_run
+    umask = os.umask(0o022)
+    os.umask(umask)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.name == "weights.safetensors" for p in files) and any(p.suffix == ".safetensors" and
+                                                                         p.name != "weights.safetensors" for p in files)
+    modes = {p.relative_to(out).as_posix(): oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
+    assert set(modes.values()) == {oct(0o666 & ~umask)}, modes

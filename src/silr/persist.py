@@ -90,9 +90,12 @@ def save_refiner(refiner, path) -> None:
         "classes": np.asarray(refiner.classes_).tolist(),
         "takes_texts": bool(getattr(refiner, "takes_texts_", False)),
     }
+    from silr.io import atomic_path, atomic_write_text
+
     if state:
-        save_file(state, str(path / "weights.safetensors"))
-    (path / "config.json").write_text(json.dumps(config, indent=2))
+        with atomic_path(path / "weights.safetensors") as tmp:  # also the mode: safetensors creates files 0600
+            save_file(state, str(tmp))
+    atomic_write_text(path / "config.json", json.dumps(config, indent=2))
 
 
 def _read_config(cfile: Path) -> dict:

@@ -230,7 +230,10 @@ class NgramBackbone(Backbone):
         (folder / VOCAB_FILE).write_text(
             json.dumps({"format": "silr-ngram/1", "blocks": [b["terms"] for b in self.blocks_]}, ensure_ascii=True)
         )
-        save_file({f"idf_{i}": np.ascontiguousarray(b["idf"]) for i, b in enumerate(self.blocks_)}, str(folder / IDF_FILE))
+        from silr.io import atomic_path
+
+        with atomic_path(folder / IDF_FILE) as tmp:  # also the mode: safetensors creates files 0600
+            save_file({f"idf_{i}": np.ascontiguousarray(b["idf"]) for i, b in enumerate(self.blocks_)}, str(tmp))
 
     @classmethod
     def load(cls, spec: dict, folder: Path) -> "NgramBackbone":
