@@ -216,3 +216,13 @@ def test_run_folder_model_files_get_the_ordinary_file_mode(stack_run):
                                                                          p.name != "weights.safetensors" for p in files)
     modes = {p.relative_to(out).as_posix(): oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
     assert set(modes.values()) == {oct(0o666 & ~umask)}, modes
+
+
+def test_evaluate_names_a_bad_gold_or_test_file_once(stack_run, capsys):
+    """The error reads "gold file 'x.csv' has no column ..." (it read "gold file file")."""
+    d, out = stack_run
+    pd.DataFrame({"y": [0, 1]}).to_csv(d / "bad.csv", index=False)
+    for args, kind in ((["--gold", d / "bad.csv"], "gold"), (["--gold", d / "gold.csv", "--test", d / "bad.csv"], "test")):
+        code, _, err = silr_inproc(capsys, "evaluate", out, *args)
+        assert code == 1 and err.count("error:") == 1
+        assert f"{kind} file '" in err and "file file" not in err

@@ -151,7 +151,7 @@ def evaluate_run(
         raise InputError(f"'{run_dir}' is not a finished silr run folder (labels.csv and rounds.json expected)")
     labels = pd.read_csv(d / "labels.csv")
     summary = json.loads((d / "rounds.json").read_text())
-    gdf = read_table(gold, required=[label_col], what="gold file")
+    gdf = read_table(gold, required=[label_col], what="gold")
     if len(gdf) != len(labels):
         raise InputError(
             f"gold file '{gold}' has {len(gdf)} rows but the run labeled {len(labels)} corpus rows; "
@@ -188,7 +188,7 @@ def evaluate_run(
         "gain_over_round_0": float(np.mean(final == yk) - per_round[0]["accuracy"]),
     }
     if test is not None:
-        tdf = read_table(test, required=[text_col, label_col], what="test file")
+        tdf = read_table(test, required=[text_col, label_col], what="test")
         ttexts = clean_texts(tdf[text_col], what=f"test file '{test}'", column=text_col)
         ty = parse_binary_labels(tdf[label_col], what=f"test file '{test}'", column=label_col)
         pred = predict_texts(d, ttexts, progress=False)["label"].to_numpy()
