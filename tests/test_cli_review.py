@@ -226,3 +226,13 @@ def test_evaluate_names_a_bad_gold_or_test_file_once(stack_run, capsys):
         code, _, err = silr_inproc(capsys, "evaluate", out, *args)
         assert code == 1 and err.count("error:") == 1
         assert f"{kind} file '" in err and "file file" not in err
+
+
+def test_refine_names_a_bad_risk_option_before_reading_files(tmp_path, capsys):
+    """--risk / --later-risk outside robust_uu, uu, pn is a usage error naming the option (exit 2), before the corpus
+    is read; it was scikit-learn's "The 'risk' parameter of SelfIterativeRefiner must be ..." after it."""
+    for opt in ("--risk", "--later-risk"):
+        code, _, err = silr_inproc(capsys, "refine", tmp_path / "missing.csv", "--pseudo-col", "p", "--labeled",
+                                   tmp_path / "l.csv", "--out", tmp_path / "o", opt, "robust")
+        assert code == 2, err
+        assert opt in err and "robust_uu" in err and "SelfIterativeRefiner" not in err and "does not exist" not in err

@@ -71,7 +71,11 @@ def refine(
     from silr.texts import refine_texts
 
     from silr.engine import resolve_engine
+    from silr.risks import CORPUS_RISKS
 
+    for opt, value in (("--risk", risk), ("--later-risk", later_risk)):  # before any file is read
+        if value not in CORPUS_RISKS:
+            raise typer.BadParameter(f"{opt} must be one of {', '.join(CORPUS_RISKS)}, got {value!r}")
     eng = resolve_engine(engine, ray_address, workers=workers, rows_per_shard=rows_per_shard)
     prepare_out_dir(out, overwrite=overwrite)
     from silr.cli.kclass import kclass_refine_needed, refine_as_kclass
