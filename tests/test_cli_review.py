@@ -236,3 +236,27 @@ def test_refine_names_a_bad_risk_option_before_reading_files(tmp_path, capsys):
                                    tmp_path / "l.csv", "--out", tmp_path / "o", opt, "robust")
         assert code == 2, err
         assert opt in err and "robust_uu" in err and "SelfIterativeRefiner" not in err and "does not exist" not in err
+
+
+def test_report_says_the_stack_is_the_final_labels_and_where_gold_came_from(stack_run, tmp_path):
+    """report.html of a run handed back as a stack names it ('Final labels: stack') and does not badge round K as
+    'selected' (its labels are not the final ones); the gold note names the gold file, not 'gold array passed to
+    write_report'."""
+    import json
+    import shutil
+
+    from silr.report import write_report
+
+    d, out = stack_run
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    summary = json.loads((run / "rounds.json").read_text())
+    summary["evaluation"] = {"gold": "gold.csv"}
+    gold = pd.read_csv(d / "gold.csv")["label"].to_numpy(dtype=float)
+    html = write_report(run, rounds=summary, gold=gold).read_text()
+    assert "<dt>Final labels</dt><dd>stack</dd>" in html
+    assert 'class="badge">selected' not in html
+    assert "write_report" not in html and "Gold accuracy: against gold.csv." in html
+    summary["final_source"] = "refined"
+    html = write_report(run, rounds=summary, gold=gold).read_text()
+    assert 'class="badge">selected' in html

@@ -121,6 +121,7 @@ def write_report(
         ("Rounds run", f"{n_rounds_done} (of {_fmt_int(params.get('rounds'))} planned)"
          if params.get("rounds") is not None else str(n_rounds_done)),
         ("Final round", _DASH if final_round is None else str(final_round)),
+        ("Final labels", str(rounds.get("final_source") or _DASH)),  # a stack/probe is not round K's labels
         ("Stop reason", str(rounds.get("stop_reason") or _DASH)),
     ]
     if final_gold_acc is not None:
@@ -141,7 +142,8 @@ def write_report(
     sections = [f"<h1>{_esc(page_title)}</h1><p class=\"sub\">{_esc(sub)}</p>", summary_html]
     sections.append("<h2>Rounds</h2>")
     if round_list:
-        sections.append(_round_table(round_list, gold_acc, final_round))
+        handed_back_round = final_round if rounds.get("final_source") in (None, "refined", "llm") else None
+        sections.append(_round_table(round_list, gold_acc, handed_back_round))  # "selected": its labels are final
         note = ("Estimates and intervals come from the labeled sample; "
                 "\u03b8\u209a / \u03b8\u2099 are the shares of true positives in the round's "
                 "pseudo-positive / pseudo-negative sets.")

@@ -77,7 +77,7 @@ def gold_metrics(labels: pd.DataFrame | None, g: np.ndarray | None, evaluation: 
     cm: np.ndarray | None = None
     gold_source = ""
     if g is not None:
-        gold_source = "gold array passed to write_report"
+        gold_source = f"against {(evaluation or {}).get('gold') or 'the gold labels given to the evaluation step'}"
         for k, col in _round_columns(labels):
             a = _accuracy(labels[col], g)
             if a is not None:
@@ -93,7 +93,7 @@ def gold_metrics(labels: pd.DataFrame | None, g: np.ndarray | None, evaluation: 
             cm = np.array([[np.sum((g[ok] == t) & (p[ok] == q)) for q in (0, 1)] for t in (0, 1)],
                           dtype=float)
     elif evaluation:
-        gold_source = str(evaluation.get("gold") or "evaluation block of rounds.json")
+        gold_source = f"against {evaluation.get('gold') or 'the evaluation block of rounds.json'}"
         for i, e in enumerate(evaluation.get("per_round") or []):
             if isinstance(e, Mapping) and _num(e.get("accuracy")) is not None:
                 rn = _num(e.get("round"))
