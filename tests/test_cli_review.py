@@ -260,3 +260,29 @@ def test_report_says_the_stack_is_the_final_labels_and_where_gold_came_from(stac
     summary["final_source"] = "refined"
     html = write_report(run, rounds=summary, gold=gold).read_text()
     assert 'class="badge">selected' in html
+
+
+@pytest.mark.parametrize("name, sep, expect", [
+    ("semi.csv", ";", "looks semicolon-separated"),  # a spreadsheet's CSV in many locales; texts with commas
+    ("semi_plain.csv", ";", "looks semicolon-separated"),  # ... and without (it read as one column 'text;label')
+    ("tabs.csv", "\t", "give it the suffix .tsv"),
+    ("commas.tsv", ",", "give it the suffix .csv"),
+])
+def test_a_file_written_with_another_separator_says_so(tmp_path, name, sep, expect):
+    from silr.io import InputError, read_table
+
+    texts = ["good, really good", "bad"] if name != "semi_plain.csv" else ["good", "bad"]
+    (tmp_path / name).write_text(f"text{sep}label\n" + "".join(
+        f'"{t}"{sep}{y}\n' for t, y in zip(texts, (1, 0))), encoding="utf-8")
+    with pytest.raises(InputError, match=expect) as e:
+        read_table(tmp_path / name, required=["text", "label"], what="labeled sample")
+    assert f"labeled sample file '{tmp_path / name}'" in str(e.value)
+
+
+def test_one_column_files_and_well_formed_files_still_read(tmp_path):
+    from silr.io import read_table
+
+    (tmp_path / "one.csv").write_text("text\nhello; world\nfine\n")
+    assert read_table(tmp_path / "one.csv")["text"].tolist() == ["hello; world", "fine"]
+    (tmp_path / "two.csv").write_text('text,label\n"a; b",1\n')
+    assert read_table(tmp_path / "two.csv").shape == (1, 2)

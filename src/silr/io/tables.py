@@ -166,6 +166,9 @@ def _read_delimited(path: Path, label: str, *, sep: str) -> pd.DataFrame:
     except pd.errors.EmptyDataError as exc:
         raise InputError(f"{label} has no rows (the file is empty)") from exc
     except pd.errors.ParserError as exc:
+        wrong = _other_separator(path, sep, label)
+        if wrong is not None:
+            raise wrong from exc
         detail = str(exc).strip().replace("Error tokenizing data. C error: ", "")
         hint = ""
         if "EOF inside string" in detail:
@@ -174,10 +177,29 @@ def _read_delimited(path: Path, label: str, *, sep: str) -> pd.DataFrame:
             hint = "; a row has more cells than the header (check for unquoted separators)"
         raise InputError(f"{label} is not a well-formed {kind} file: {detail}{hint}") from exc
 
+    if raw.shape[1] == 1:  # one column: a file written with another separator reads as one wide column
+        wrong = _other_separator(path, sep, label)
+        if wrong is not None:
+            raise wrong
     header = [cell if cell != "" else f"Unnamed: {i}" for i, cell in enumerate(raw.iloc[0].tolist())]
     df = raw.iloc[1:].set_axis(header, axis=1)
     # Short rows are padded with "" (na_filter=False keeps every cell a string); fillna covers old pandas.
     return df.fillna("")
+
+
+def _other_separator(path: Path, sep: str, label: str) -> InputError | None:
+    """The error for a file whose header line has no ``sep`` but another separator (a spreadsheet's semicolon CSV,
+    a TSV named .csv, a CSV named .tsv), or None."""
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        first = fh.readline().rstrip("\r\n")
+    names = {";": "semicolon", "\t": "tab", ",": "comma"}
+    for other in [o for o in names if o != sep and sep not in first]:
+        if len([c for c in first.split(other) if c.strip()]) >= 2:
+            fix = ("save it as comma-separated CSV (in a spreadsheet: 'CSV UTF-8 (comma delimited)')" if other == ";"
+                   else f"give it the suffix {'.tsv' if other == chr(9) else '.csv'}")
+            return InputError(f"{label} looks {names[other]}-separated (header line {first[:80]!r}), but a "
+                              f"{path.suffix.lower()} file is read as {names[sep]}-separated; {fix}")
+    return None
 
 
 def _read_utf8_text(path: Path, label: str) -> str:
