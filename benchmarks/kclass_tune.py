@@ -49,6 +49,16 @@ VARIANTS: dict[str, dict] = {
     "ovrrisk_bias01": {"stack_probe": True, "inner": False, "anchor": 0.75, "risk": "ovr_robust_uu", "stack_bias": 0.1},
     "mixrisk": {"stack_probe": True, "inner": False, "anchor": 0.75, "risk": "mix_robust_uu"},
     "ovrrisk_a50": {"stack_probe": True, "inner": False, "anchor": 0.5, "risk": "ovr_robust_uu"},
+    # sixth round (fourth version; tweets3/movies3/nyt3/reuters6x joined the tuning sets): on top of the default
+    # (mixrisk), a per-class stack bias (class priors: nyt3 is 70% neutral), the probe as a second challenger
+    # of the anchor (LR on the labeled rows wins nyt3), and the anchor's confidence
+    "mix_bias01": {"stack_probe": True, "inner": False, "anchor": 0.75, "risk": "mix_robust_uu", "stack_bias": 0.1},
+    "mix_bias001": {"stack_probe": True, "inner": False, "anchor": 0.75, "risk": "mix_robust_uu", "stack_bias": 0.01},
+    "mix_pch": {"stack_probe": True, "inner": False, "anchor": 0.75, "risk": "mix_robust_uu", "probe_challenge": True},
+    "mix_pch_bias01": {"stack_probe": True, "inner": False, "anchor": 0.75, "risk": "mix_robust_uu",
+                       "probe_challenge": True, "stack_bias": 0.1},
+    "mix_a60": {"stack_probe": True, "inner": False, "anchor": 0.6, "risk": "mix_robust_uu"},
+    "mix_a50": {"stack_probe": True, "inner": False, "anchor": 0.5, "risk": "mix_robust_uu"},
 }
 
 
@@ -62,6 +72,45 @@ def fit_variant(Fc, s, lab, y_lab, K, kw, seed, llm=None):
         return fit_kclass(Fc, s, y_lab, lab, Fc[lab], K, llm=llm, rounds=5, risk=risk, later_risk=risk,
                           learner=SoftmaxHeadLearner(epochs=20), default=kw.pop("default", "stack"), confidence=0.9,
                           n_bootstrap=1000, seed=seed, **kw)
+
+
+#: keyword arguments read only by the hand-back (variants that differ only in these share their rounds)
+HANDBACK_KW = ("stack_bias", "stack_probe", "inner", "anchor", "anchor_l2", "evidence", "probe_challenge")
+
+
+def fit_shared(Fc, s, lab, y_lab, K, kws: dict, seed, llm=None) -> dict:
+    """``{variant: fit}`` for variants with the same rounds (risk and everything outside :data:`HANDBACK_KW`):
+    the rounds run once and each variant's hand-back is applied to them; the same result as separate fits (the
+    hand-back reads the rounds, ``seed`` and its own options only)."""
+    import silr.multiclass.loop as loop
+
+    names = list(kws)
+    first = dict(kws[names[0]])
+    captured = {}
+    real = loop._hand_back
+
+    def spy(*args, **kw):
+        captured["args"], captured["kw"] = args, kw
+        return real(*args, **kw)
+
+    loop._hand_back = spy
+    try:
+        out = {names[0]: fit_variant(Fc, s, lab, y_lab, K, first, seed, llm=llm)}
+    finally:
+        loop._hand_back = real
+    for v in names[1:]:
+        kw = dict(captured["kw"])
+        for k in HANDBACK_KW:
+            kw.pop(k, None)
+        kw.update({k: x for k, x in kws[v].items() if k in HANDBACK_KW})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out[v] = real(*captured["args"], **kw)
+    return out
+
+
+def _rounds_key(kw: dict) -> tuple:
+    return tuple(sorted((k, repr(x)) for k, x in kw.items() if k not in HANDBACK_KW))
 
 
 def run(tasks, settings, seeds, budgets, variants):
@@ -86,25 +135,28 @@ def run(tasks, settings, seeds, budgets, variants):
                 s, lp = llm[0], llm[2]
                 for b in budgets:
                     lab = np.sort(np.random.default_rng(seed).choice(y.size, b, replace=False))
-                    for v in variants:
-                        p = OUT / f"{v}__{tname}__{setting}__s{seed}__b{b}.json"
-                        if p.exists():
-                            continue
+                    todo = [v for v in variants if not (OUT / f"{v}__{tname}__{setting}__s{seed}__b{b}.json").exists()]
+                    groups = {}
+                    for v in todo:
+                        groups.setdefault(_rounds_key(VARIANTS[v]), []).append(v)
+                    for group in groups.values():
                         t0 = time.time()
-                        f = fit_variant(Fc, s, lab, y[lab], K, dict(VARIANTS[v]), seed, llm=lp)
-                        rec = {"variant": v, "task": tname, "setting": setting, "seed": seed, "budget": b,
-                               "llm": float(np.mean(s == y)), "final": float(np.mean(f.transduction == y)),
-                               "source": f.source, "best_round": f.final_round,
-                               "rounds": [float(np.mean(L == y)) for L in f.labels],
-                               "est_acc": [float(e.accuracy) for e in f.estimates],
-                               "candidates": {k: float(np.mean(L == y)) for k, L in f.extra.get("candidate_labels", {}).items()},
-                               "seconds": round(time.time() - t0, 1)}
-                        tmp = p.with_suffix(".tmp")
-                        tmp.write_text(json.dumps(rec))
-                        os.replace(tmp, p)
-                        print(f"{p.name}: final {rec['final']:.3f} ({rec['source']}) cands "
-                              + " ".join(f"{k}={a:.3f}" for k, a in rec["candidates"].items())
-                              + f" rounds {[round(a, 3) for a in rec['rounds']]} [{rec['seconds']}s]", flush=True)
+                        fits = fit_shared(Fc, s, lab, y[lab], K, {v: VARIANTS[v] for v in group}, seed, llm=lp)
+                        for v, f in fits.items():
+                            p = OUT / f"{v}__{tname}__{setting}__s{seed}__b{b}.json"
+                            rec = {"variant": v, "task": tname, "setting": setting, "seed": seed, "budget": b,
+                                   "llm": float(np.mean(s == y)), "final": float(np.mean(f.transduction == y)),
+                                   "source": f.source, "best_round": f.final_round,
+                                   "rounds": [float(np.mean(L == y)) for L in f.labels],
+                                   "est_acc": [float(e.accuracy) for e in f.estimates],
+                                   "candidates": {k: float(np.mean(L == y)) for k, L in f.extra.get("candidate_labels", {}).items()},
+                                   "seconds": round(time.time() - t0, 1)}
+                            tmp = p.with_suffix(".tmp")
+                            tmp.write_text(json.dumps(rec))
+                            os.replace(tmp, p)
+                            print(f"{p.name}: final {rec['final']:.3f} ({rec['source']}) cands "
+                                  + " ".join(f"{k}={a:.3f}" for k, a in rec["candidates"].items())
+                                  + f" rounds {[round(a, 3) for a in rec['rounds']]} [{rec['seconds']}s]", flush=True)
 
 
 def show(variants):

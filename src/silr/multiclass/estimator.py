@@ -8,7 +8,8 @@ from scipy.special import softmax
 
 from silr.learners import HeadLearner
 from silr.multiclass.learner import SoftmaxHeadLearner
-from silr.multiclass.loop import ANCHOR_CONFIDENCE, KCLASS_RISK, KClassFit, fit_kclass, standardize_logits
+from silr.multiclass.loop import (ANCHOR_CONFIDENCE, KCLASS_RISK, STACK_BIAS_L2, KClassFit, fit_kclass,
+                                  standardize_logits)
 
 __all__ = ["KHandBack", "fit_refiner_kclass", "kclass_learner"]
 
@@ -112,8 +113,9 @@ def fit_refiner_kclass(est, d, on_round=None):
     stack_probe = bool(est.probe) and bool(est.stack) and (est.stack_probe == "auto" or bool(est.stack_probe))
     # with the stack (default): the LLM's labels are handed back unless the stack, which holds the refined score
     # (and the probe), beats them in ANCHOR_CONFIDENCE of paired draws; its inputs do not challenge it on their
-    # own (the weak-feature sets slo_opinion and amazon3 lost up to 3 points to that; KCLASS.md)
-    anchored = {"inner": False, "anchor": ANCHOR_CONFIDENCE} if est.stack else {}
+    # own (the weak-feature sets slo_opinion and amazon3 lost up to 3 points to that; KCLASS.md); the stack has a
+    # per-class bias (STACK_BIAS_L2; nyt3, 70% neutral, KCLASS_NOTES tuning item 6)
+    anchored = {"inner": False, "anchor": ANCHOR_CONFIDENCE, "stack_bias": STACK_BIAS_L2} if est.stack else {}
     f = fit_kclass(d.X, d.s0, d.y_lab, d.lab, d.X_lab, K, llm=d.llm, rounds=est.rounds, risk=risk,
                    later_risk=later, learner=kclass_learner(est.learner), val_fraction=est.val_fraction,
                    default=default, confidence=est.fallback_confidence, probe=bool(est.probe),
