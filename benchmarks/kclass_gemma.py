@@ -29,6 +29,8 @@ INSTRUCTIONS = {
     "reuters6x": "What is the topic of this Reuters news text?",
     # fixed with the rt3 definition, before any run on it
     "rt3": "Is this movie text a positive review, a negative review or a plot description?",
+    # fixed with the debates3 definition, before any run on it
+    "debates3": "Who said this in a 2016 US presidential debate: a republican, a democrat or the moderator?",
 }
 
 

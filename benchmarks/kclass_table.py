@@ -18,7 +18,7 @@ HEAD = {"llm": "LLM labels", "lr_labeled": "LR on labeled", "lr_balanced": "bala
 #: held out but seen before (results shown in an earlier version of this file, never tuned on), fresh held out
 TUNING = {"slo_opinion", "newsgroups6", "reuters_r8", "amazon3", "tweets3", "movies3", "nyt3", "reuters6x"}
 SEEN = {"newsgroups6b", "newsgroups8c"}
-FRESH = {"rt3"}
+FRESH = {"rt3", "debates3"}
 GROUP_TAG = {**{t: " (tuning)" for t in TUNING}, **{t: " (seen)" for t in SEEN}, **{t: " (fresh)" for t in FRESH}}
 
 

