@@ -286,3 +286,15 @@ def test_one_column_files_and_well_formed_files_still_read(tmp_path):
     assert read_table(tmp_path / "one.csv")["text"].tolist() == ["hello; world", "fine"]
     (tmp_path / "two.csv").write_text('text,label\n"a; b",1\n')
     assert read_table(tmp_path / "two.csv").shape == (1, 2)
+
+
+def test_labeled_rows_outside_the_corpus_get_the_command_that_fixes_it(tmp_path, capsys):
+    """Labeled rows that are not corpus rows have no pseudo-label; the error gives the command that adds one
+    (annotate the labeled file itself: its scores are cached from the corpus's annotation)."""
+    pd.DataFrame({"text": ["good", "bad", "fine", "awful"], "pseudo_label": [1, 0, 1, 0]}).to_csv(tmp_path / "c.csv",
+                                                                                               index=False)
+    pd.DataFrame({"text": ["great", "poor"], "label": [1, 0]}).to_csv(tmp_path / "l.csv", index=False)
+    code, _, err = silr_inproc(capsys, "refine", tmp_path / "c.csv", "--pseudo-col", "pseudo_label", "--labeled",
+                               tmp_path / "l.csv", "--out", tmp_path / "o")
+    assert code == 1 and err.count("error:") == 1
+    assert "not in the corpus" in err and "silr annotate LABELED --labeled LABELED --out FILE" in err

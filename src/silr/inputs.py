@@ -79,8 +79,9 @@ def labeled_from_corpus(
         rows = ", ".join(str(i + 2) for i in missing[:5])
         raise InputError(
             f"{what}: {len(missing)} of {len(labeled_texts)} rows (lines {rows}{' ...' if len(missing) > 5 else ''}) "
-            f"have no pseudo-label: their text is not in the corpus{hint}. Annotate the labeled rows too, or label "
-            "rows sampled from the corpus"
+            f"have no pseudo-label: their text is not in the corpus{hint}. Annotate the labeled rows too (`silr "
+            "annotate LABELED --labeled LABELED --out FILE` with the corpus's options: their scores are already cached) "
+            "and pass that file, or label rows sampled from the corpus (`silr sample`)"
         )
     lp = np.array([first[t] for t in labeled_texts], dtype=np.int8)
     lscore = None if score is None else np.array([first_score[t] for t in labeled_texts], dtype=np.float64)
