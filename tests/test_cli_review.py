@@ -91,7 +91,26 @@ def test_predict_says_when_the_stack_is_scored_without_the_llm_evidence(stack_ru
     assert "note:" not in err
     code, out_, err = silr_inproc(capsys, "evaluate", out, "--gold", d / "gold.csv", "--test", d / "test.csv")
     assert code == 0, err
-    assert "test set: accuracy" in out_ and "note (test set):" in err and "silr predict --score-col" in err
+    assert "test set: accuracy" in out_ and "note (test set):" in err and "--score-col COL (a column of the test" in err
+    # the test rows' LLM evidence (here their pseudo-labels, the stack's input) makes the stack score them
+    t = pd.read_csv(d / "test.csv")
+    t.assign(pseudo_label=pd.read_csv(d / "corpus.csv")["pseudo_label"].tail(60).to_numpy()).to_csv(
+        d / "test_llm.csv", index=False)
+    code, out_, err = silr_inproc(capsys, "evaluate", out, "--gold", d / "gold.csv", "--test", d / "test_llm.csv",
+                                  "--score-col", "pseudo_label")
+    assert code == 0, err
+    assert "test set: accuracy" in out_ and "note" not in err
+    import json
+
+    ev = json.loads((out / "rounds.json").read_text())["evaluation"]["test"]
+    from silr.run_folder import predict_texts
+
+    tl = pd.read_csv(d / "test_llm.csv")
+    stack = predict_texts(out, tl["text"].tolist(), progress=False, llm_score=tl["pseudo_label"].to_numpy(float))
+    assert ev["score_col"] == "pseudo_label"
+    assert ev["accuracy"] == pytest.approx(float(np.mean(stack["label"].to_numpy() == tl["label"].to_numpy())))
+    code, _, err = silr_inproc(capsys, "evaluate", out, "--gold", d / "gold.csv", "--score-col", "pseudo_label")
+    assert code == 2 and "--test" in err
 
 
 def test_stack_note_is_silent_when_the_backbone_gives_its_own_evidence(tmp_path):

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import pandas as pd
 
-from silr.io import InputError, atomic_write_text, clean_texts, json_default, parse_binary_labels, read_table, write_table
+from silr.io import (InputError, atomic_write_text, clean_texts, json_default, parse_binary_labels, parse_scores,
+                     read_table, write_table)
 from silr.refine import SelfIterativeRefiner
 
 if TYPE_CHECKING:
@@ -139,12 +140,14 @@ def evaluate_run(
     label_col: str = "label",
     text_col: str = "text",
     test: str | os.PathLike | None = None,
+    test_score_col: str | None = None,
 ) -> dict:
     """Score a finished run against held-out gold labels (a separate step: the run never saw them).
 
     ``gold`` has one row per corpus row in the same order (a ``label`` column), or is matched by text when
     both files have ``text_col``. ``test`` optionally names a held-out test file (text, label) scored with
-    the saved classifier. The evaluation is added to ``rounds.json`` and the report is rewritten.
+    the saved classifier (``test_score_col``: its column of the LLM's scores or labels, the evidence a stack
+    needs, as ``silr predict --score-col``). The evaluation is added to ``rounds.json`` and the report is rewritten.
     """
     d = Path(run_dir)
     if not (d / "labels.csv").exists() or not (d / "rounds.json").exists():
@@ -188,11 +191,13 @@ def evaluate_run(
         "gain_over_round_0": float(np.mean(final == yk) - per_round[0]["accuracy"]),
     }
     if test is not None:
-        tdf = read_table(test, required=[text_col, label_col], what="test")
+        tdf = read_table(test, required=[text_col, label_col] + ([test_score_col] if test_score_col else []), what="test")
         ttexts = clean_texts(tdf[text_col], what=f"test file '{test}'", column=text_col)
         ty = parse_binary_labels(tdf[label_col], what=f"test file '{test}'", column=label_col)
-        pred = predict_texts(d, ttexts, progress=False)["label"].to_numpy()
-        ev["test"] = {"file": str(test), "n": len(ttexts), "accuracy": float(np.mean(pred == ty))}
+        tllm = parse_scores(tdf[test_score_col], what=f"test file '{test}'", column=test_score_col) if test_score_col else None
+        pred = predict_texts(d, ttexts, progress=False, llm_score=tllm)["label"].to_numpy()
+        ev["test"] = {"file": str(test), "n": len(ttexts), "accuracy": float(np.mean(pred == ty)),
+                      "score_col": test_score_col}
     summary["evaluation"] = ev
     atomic_write_text(d / "rounds.json", json.dumps(summary, indent=2, default=json_default))
     try:

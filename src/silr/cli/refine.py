@@ -199,6 +199,7 @@ def evaluate(
     test: Optional[Path] = typer.Option(None, "--test", help="Optional held-out test file (text, label) scored with the saved model."),
     label_col: str = typer.Option("label", "--label-col"),
     text_col: str = typer.Option("text", "--text-col"),
+    score_col: Optional[str] = typer.Option(None, "--score-col", help="Column of the --test file with the LLM's score (or labels): the evidence a stack hand-back needs, as in `silr predict --score-col` (binary runs)."),
 ) -> None:
     """Score a finished run against held-out gold labels (never used by the run itself)."""
     from silr.multiclass.files import is_kclass_run
@@ -207,16 +208,21 @@ def evaluate(
     if is_kclass_run(run_dir):  # K > 2 classes: accuracy per round and the confusion matrix (evaluation.json)
         from silr.cli.kclass import run_kclass_evaluate
 
+        if score_col is not None:
+            raise Failure("--score-col is for binary runs; this run folder holds a K-class run")
+
         run_kclass_evaluate(run_dir, gold, label_col=label_col, test=test, text_col=text_col)
         return
 
-    ev = evaluate_run(run_dir, gold, label_col=label_col, text_col=text_col, test=test)
+    if score_col is not None and test is None:
+        raise typer.BadParameter("--score-col is a column of the --test file; give --test FILE")
+    ev = evaluate_run(run_dir, gold, label_col=label_col, text_col=text_col, test=test, test_score_col=score_col)
     for pr in ev["per_round"]:
         typer.echo(f"round {pr['round']}: accuracy {pr['accuracy']:.4f}  f1 {pr['f1']:.4f}")
     typer.echo(f"final labels: accuracy {ev['final_accuracy']:.4f} (gain over round 0: {ev['gain_over_round_0']:+.4f})")
     if "test" in ev:
         typer.echo(f"test set: accuracy {ev['test']['accuracy']:.4f} on {ev['test']['n']} rows")
-        note = stack_without_llm_note(run_dir, "`silr predict --score-col COL` on the test file")
+        note = None if score_col else stack_without_llm_note(run_dir, "--score-col COL (a column of the test file)")
         if note:
             typer.echo(f"note (test set): {note}", err=True)
 
