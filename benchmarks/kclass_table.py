@@ -19,6 +19,8 @@ HEAD = {"llm": "LLM labels", "lr_labeled": "LR on labeled", "lr_balanced": "bala
 TUNING = {"slo_opinion", "newsgroups6", "reuters_r8", "amazon3", "tweets3", "movies3", "nyt3", "reuters6x"}
 SEEN = {"newsgroups6b", "newsgroups8c"}
 FRESH = {"rt3", "debates3"}
+#: the third version's fresh sets (tuning sets from the fourth version): shown on their own line for comparison
+FRESH_V3 = {"tweets3", "movies3", "nyt3", "reuters6x"}
 GROUP_TAG = {**{t: " (tuning)" for t in TUNING}, **{t: " (seen)" for t in SEEN}, **{t: " (fresh)" for t in FRESH}}
 
 
@@ -81,7 +83,8 @@ def _target_line(cs, tasks, what) -> str:
 def target(cs) -> list[str]:
     return ["- " + _target_line(cs, FRESH, "**Fresh held-out sets** (never looked at before these runs; the target)"),
             "- " + _target_line(cs, FRESH | SEEN, "Fresh and seen held-out sets (not tuned on)"),
-            "- " + _target_line(cs, TUNING, "Tuning sets, for reference (the defaults were chosen on them: optimistic)")]
+            "- " + _target_line(cs, TUNING, "Tuning sets, for reference (the defaults were chosen on them: optimistic)"),
+            "- " + _target_line(cs, FRESH_V3, "Of them the third version's fresh sets (tuned on in this version)")]
 
 
 def write_table(path: Path = ROOT / "KCLASS.md") -> str:
