@@ -313,7 +313,8 @@ def run_job(
             echo(f"annotating {len(corpus)} texts with {a.model} ({a.shots}-shot), keeping its hidden states ...")
             backbone.prefill(all_texts + clean_texts(labeled["text"], what="labeled sample", column="text"),
                              cache_root / "annotations.sqlite")
-        echo(f"annotating {len(corpus)} texts with {a.model} ({a.shots}-shot) ...")
+        else:  # with the llm backbone the pass above scored the corpus too; what follows reads its cache
+            echo(f"annotating {len(corpus)} texts with {a.model} ({a.shots}-shot) ...")
         if eng.is_ray and r.backbone != "llm":
             from silr.engine.ray_annotate import annotate_on_ray
 
