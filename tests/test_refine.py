@@ -425,3 +425,16 @@ def test_a_threshold_not_fitted_on_the_labeled_rows_is_judged_as_given():
     assert given.candidates_["llm"]["n_right"] == as_given
     g_inf, g_given = inferred.rounds_[1]["gain_over_round0"], given.rounds_[1]["gain_over_round0"]
     assert "note" in g_inf and "note" not in g_given
+
+
+def test_selection_reason_says_when_a_candidate_right_on_more_rows_is_not_reliably_better():
+    from silr.selection import Candidate, select
+
+    right = np.ones(50, dtype=bool)
+    default = Candidate("stack", np.zeros(10), right.copy(), "stack")
+    other = right.copy()
+    default.correct[:3] = False  # stack right on 47, llm on 48: one row apart, not reliably better
+    other[:2] = False
+    chosen, reason, _ = select([Candidate("llm", np.zeros(10), other, "llm"), default], "stack", n_bootstrap=500)
+    assert chosen.name == "stack"
+    assert "'stack' kept (the default)" in reason and "llm right on more of them, but not reliably" in reason

@@ -279,9 +279,11 @@ def select(
             contenders.append(c)
     summary = ", ".join(f"{c.name} {int(c.correct.sum())}/{n}" for c in candidates)
     if not contenders:
+        ahead = [c.name for c in candidates if c.name != default and c.correct.sum() > base.correct.sum()]
         return base, (
-            f"'{default}' kept: no other candidate is better on the labeled rows in {confidence:.0%} of paired "
-            f"bootstrap draws (right on: {summary})"
+            f"'{default}' kept (the default): no other candidate is better on the labeled rows in {confidence:.0%} of "
+            f"paired bootstrap draws (right on: {summary}"
+            + (f"; {' and '.join(ahead)} right on more of them, but not reliably" if ahead else "") + ")"
         ), table
     best = max(contenders, key=lambda c: (c.labeled_accuracy, -[x.name for x in candidates].index(c.name)))
     return best, (
