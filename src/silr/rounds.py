@@ -16,7 +16,8 @@ from silr.risks import UUWeights
 from silr.selection import design_sample_weight, stack_candidate
 
 __all__ = ["StopReason", "HEAD_PARAMS", "refiner_from_params", "default_learner", "new_learner", "prior_estimator",
-           "train_round", "RunningScore", "aggregated_score", "stack_relabel", "round_record", "RoundsOutcome", "run_rounds"]
+           "train_round", "RunningScore", "aggregated_score", "stack_relabel", "round_record", "RoundsOutcome",
+           "run_rounds"]
 
 
 class StopReason(StrEnum):

@@ -99,9 +99,10 @@ class RoundGains:
         if self.oof:
             # benchmarks/SAMPLING.md ("The demo's sign"): in 50-row draws whose fitted threshold lands far off, the
             # point estimate had the right sign in 38% (rows independent of the threshold: 96%)
-            note = {"note": "round 0's LLM threshold was fitted on these same labeled rows, so where they put it far "
-                            "off they also judge round 0 in its favour and the gain tends to come out too low; for a check "
-                            "free of this, label a few more rows after the run (`silr sample --more K --run DIR`)"}
+            note = {"note": "round 0's LLM threshold was fitted on these same labeled rows, so where they put it "
+                            "far off they also judge round 0 in its favour and the gain tends to come out too low; "
+                            "for a check free of this, label a few more rows after the run (`silr sample --more K "
+                            "--run DIR`)"}
         return {**note, "value": e.value, "low": e.low, "high": e.high, "confidence": self.confidence,
                 "n_changed": int(changed.sum()), "n_changed_labeled": int(changed[self.lab].sum()),
                 "method": ("design-weighted" if self.design is not None else "uniform sample")
