@@ -90,7 +90,7 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
     stack_probe : bool or "auto"
         Add the labeled-row probe's score as a third stack input (out of fold on the labeled rows; the probe
         is then not a separate candidate). ``"auto"``: on when ``llm_score`` is given; with K > 2 classes always
-        on (the stack's three coefficients are shared by all classes; benchmarks/KCLASS.md).
+        on (the stack's three coefficients are shared by all classes, with a per-class bias; benchmarks/KCLASS.md).
     start_gap_lower : float, "auto" or None
         Round 0 only: also require the lower end of the 95% bootstrap interval of ``theta_p - theta_n`` to
         exceed this value, else the refinement does not start. ``"auto"``: 0.0 when ``llm_score`` is given,

@@ -9,7 +9,8 @@ leave a class with no corpus row is not kept (the K sets are the risk's inputs).
 The hand-back, like the binary path's: candidates are the LLM's labels, the refined classifier (the kept
 round with the highest estimated accuracy), a logistic regression on the labeled rows alone (the probe,
 out-of-fold) and a stack (:class:`SharedStack`: LLM evidence and refined scores, with ``stack_probe`` also the
-probe's out-of-fold log-probabilities, each with one coefficient shared by all classes; the probe is then not a
+probe's out-of-fold log-probabilities, each with one coefficient shared by all classes, and with ``stack_bias`` a
+per-class bias (the refiner's default, :data:`STACK_BIAS_L2`); the probe is then not a
 candidate of its own); ``default`` is kept unless another is better on the labeled rows in ``confidence`` of
 paired bootstrap draws.
 
