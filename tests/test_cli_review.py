@@ -317,3 +317,41 @@ def test_labeled_rows_outside_the_corpus_get_the_command_that_fixes_it(tmp_path,
                                tmp_path / "l.csv", "--out", tmp_path / "o")
     assert code == 1 and err.count("error:") == 1
     assert "not in the corpus" in err and "silr annotate LABELED --labeled LABELED --out FILE" in err
+
+
+def test_silr_run_scores_its_test_file_with_the_llm_evidence(tmp_path, monkeypatch, rt_task):
+    """`silr run` with [data] test: the test texts get the annotator's scores (same prompt), so a stack hand-back is
+    scored with its LLM evidence, not as the refined classifier alone."""
+    import json
+
+    import silr.annotate.factory as factory
+    from silr.annotate.types import ScoreResult
+    from silr.job import config_from_dict, run_job
+
+    class Keyword:  # a deterministic stand-in for the LLM: the score is the review's count of cue words
+        model_id = "test:keywords"
+        settings_id = ""
+
+        def score(self, texts, prompt):
+            for i, t in enumerate(texts):
+                t = t.lower()
+                yield i, ScoreResult(float(sum(w in t for w in ("good", "best", "fun", "great"))
+                                           - sum(w in t for w in ("bad", "dull", "worst", "boring"))))
+
+    monkeypatch.setattr(factory, "make_annotator", lambda model, **kw: Keyword())
+    monkeypatch.setenv("SILR_CACHE_DIR", str(tmp_path / "cache"))
+    df, _ = rt_task
+    df.head(300).rename(columns={"label": "gold"})[["text", "gold"]].to_csv(tmp_path / "c.csv", index=False)
+    df.iloc[300:360][["text", "label"]].to_csv(tmp_path / "test.csv", index=False)
+    cfg = config_from_dict({"data": {"corpus": "c.csv", "gold_col": "gold", "test": "test.csv"},
+                            "labeled": {"sample_from_gold": 50},
+                            "annotator": {"model": "openai:m", "base_url": "http://x/v1", "instruction": "Good?",
+                                          "label_words": "yes,no", "shots": 0},
+                            "refine": {"backbone": "ngram", "rounds": 1}}, base_dir=tmp_path)
+    summary = run_job(cfg, tmp_path / "out", echo=lambda m: None, progress=False)
+    test = summary["evaluation"]["test"]
+    assert test["score_col"] == "llm_score" and test["n"] == 60
+    scored = pd.read_csv(tmp_path / "out" / "test_scored.csv")
+    expect = [s.score for _, s in Keyword().score(scored["text"].tolist(), None)]
+    assert np.allclose(scored["llm_score"].to_numpy(), expect)
+    assert json.loads((tmp_path / "out" / "rounds.json").read_text())["evaluation"]["test"]["score_col"] == "llm_score"

@@ -7,7 +7,8 @@ A config is TOML or YAML::
     text_col = "text"
     pseudo_col = ""               # set to use pseudo-labels already in the corpus instead of annotating
     gold_col = ""                 # optional corpus column of gold labels: used ONLY by the evaluation step
-    test = ""                     # optional held-out test file (text, label) for the evaluation step
+    test = ""                     # optional held-out test file (text, label) for the evaluation step; with an
+                                  # [annotator] its texts are scored too (cached), so a stack hand-back is tested whole
 
     [labeled]
     file = "labeled.csv"          # the ~50 human-labeled rows (text, label) ...
@@ -398,9 +399,33 @@ def run_job(
             gold_file = out / "gold.csv"
             write_table(pd.DataFrame({"label": corpus[d.gold_col].to_numpy()[keep]}), gold_file)
         if gold_file is not None:
-            summary["evaluation"] = evaluate_run(out, gold_file, test=_resolve(cfg, d.test) if d.test else None)
+            test_file = _resolve(cfg, d.test) if d.test else None
+            test_score_col = None
+            if (test_file is not None and annotation is not None and inputs.llm_score is not None
+                    and annotator is not None):
+                # a stack hand-back reads the LLM's score: the test texts get it from the same annotator and prompt
+                # (cached), so the test figure is the handed-back model's, not the refined classifier's alone
+                test_file, test_score_col = _score_test_file(test_file, out, annotator, spec, lab_for_annotation,
+                                                             a, cache_root, progress)
+            summary["evaluation"] = evaluate_run(out, gold_file, test=test_file, test_score_col=test_score_col)
     summary["total_seconds"] = time.perf_counter() - t0
     return summary
+
+
+def _score_test_file(test_file, out: Path, annotator, spec, labeled, a, cache_root, progress):
+    """The held-out test file (``text``, ``label``) with the LLM's score of each text in ``llm_score``, written to
+    ``OUT/test_scored.csv``; the file as given (and no score column) when the LLM abstained on any test text."""
+    from silr.annotate.run import annotate_frame
+
+    tdf = read_table(test_file, required=["text", "label"], what="test file")
+    scored, _ = annotate_frame(tdf[["text"]], "text", annotator, spec,
+                               labeled=labeled.rename(columns={labeled.columns[0]: "text"}), shots=a.shots,
+                               threshold=a.threshold, progress=progress, cache=cache_root / "annotations.sqlite")
+    if scored["abstained"].any():
+        return test_file, None
+    path = out / "test_scored.csv"
+    write_table(tdf.assign(llm_score=scored["llm_score"].to_numpy()), path)
+    return path, "llm_score"
 
 
 def demo_config(n_corpus: int = 2000, seed: int = 0) -> tuple[JobConfig, pd.DataFrame]:
