@@ -364,8 +364,10 @@ def run_job(
             inputs = drawn
             echo(f"note: {drawn.notes[-1]}")
     if inputs.llm_score is not None and annotation is not None:
+        from silr.annotate.calibrate import fitted_on_labeled
+
         # the refiner judges the LLM's labels on the labeled rows out of fold only if they set its threshold
-        inputs.llm_threshold_fitted = (annotation.get("threshold") or {}).get("method") == "accuracy"
+        inputs.llm_threshold_fitted = fitted_on_labeled(annotation.get("threshold"))
     if not keep.all():
         echo(f"note: {int((~keep).sum())} abstained rows are left out of the refinement")
     run_refine = refine_texts
@@ -405,21 +407,21 @@ def run_job(
                     and annotator is not None):
                 # a stack hand-back reads the LLM's score: the test texts get it from the same annotator and prompt
                 # (cached), so the test figure is the handed-back model's, not the refined classifier's alone
-                test_file, test_score_col = _score_test_file(test_file, out, annotator, spec, lab_for_annotation,
-                                                             a, cache_root, progress)
+                test_file, test_score_col = _score_test_file(test_file, out, annotator, spec, labeled, a,
+                                                             cache_root, progress)
             summary["evaluation"] = evaluate_run(out, gold_file, test=test_file, test_score_col=test_score_col)
     summary["total_seconds"] = time.perf_counter() - t0
     return summary
 
 
 def _score_test_file(test_file, out: Path, annotator, spec, labeled, a, cache_root, progress):
-    """The held-out test file (``text``, ``label``) with the LLM's score of each text in ``llm_score``, written to
-    ``OUT/test_scored.csv``; the file as given (and no score column) when the LLM abstained on any test text."""
+    """The held-out test file (``text``, ``label``) with the LLM's score of each text in ``llm_score`` (same prompt:
+    ``labeled`` is the labeled sample, ``text`` and ``label``), written to ``OUT/test_scored.csv``; the file as given
+    (and no score column) when the LLM abstained on any test text."""
     from silr.annotate.run import annotate_frame
 
     tdf = read_table(test_file, required=["text", "label"], what="test file")
-    scored, _ = annotate_frame(tdf[["text"]], "text", annotator, spec,
-                               labeled=labeled.rename(columns={labeled.columns[0]: "text"}), shots=a.shots,
+    scored, _ = annotate_frame(tdf[["text"]], "text", annotator, spec, labeled=labeled, shots=a.shots,
                                threshold=a.threshold, progress=progress, cache=cache_root / "annotations.sqlite")
     if scored["abstained"].any():
         return test_file, None

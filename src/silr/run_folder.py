@@ -191,10 +191,12 @@ def evaluate_run(
         "gain_over_round_0": float(np.mean(final == yk) - per_round[0]["accuracy"]),
     }
     if test is not None:
-        tdf = read_table(test, required=[text_col, label_col] + ([test_score_col] if test_score_col else []), what="test")
+        tdf = read_table(test, required=[text_col, label_col] + ([test_score_col] if test_score_col else []),
+                         what="test")
         ttexts = clean_texts(tdf[text_col], what=f"test file '{test}'", column=text_col)
         ty = parse_binary_labels(tdf[label_col], what=f"test file '{test}'", column=label_col)
-        tllm = parse_scores(tdf[test_score_col], what=f"test file '{test}'", column=test_score_col) if test_score_col else None
+        tllm = (parse_scores(tdf[test_score_col], what=f"test file '{test}'", column=test_score_col)
+                if test_score_col else None)
         pred = predict_texts(d, ttexts, progress=False, llm_score=tllm)["label"].to_numpy()
         ev["test"] = {"file": str(test), "n": len(ttexts), "accuracy": float(np.mean(pred == ty)),
                       "score_col": test_score_col}

@@ -96,6 +96,13 @@ def prior_threshold(corpus_scores: Any, positive_rate: float) -> float:
     return float((s[k - 1] + s[k]) / 2)
 
 
+def fitted_on_labeled(record: dict | None) -> bool:
+    """Whether a threshold record (:func:`choose_threshold`'s, kept in ``annotation.json``) cut the scores where the
+    labeled rows' own gold put it ('accuracy'); a fixed number or 'prior' did not (the refiner then judges the
+    LLM's labels on those rows as given, not out of fold)."""
+    return (record or {}).get("method") == "accuracy"
+
+
 def choose_threshold(method: str | float | None, corpus_scores: Any, labeled_scores: Any = None,
                      labeled_labels: Any = None) -> tuple[float, dict[str, Any]]:
     """Pick the threshold; returns ``(threshold, record)``.

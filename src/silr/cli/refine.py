@@ -131,6 +131,8 @@ def _fixed_llm_threshold(corpus: Path, n_rows: int, pseudo_col: str, threshold: 
     ``pseudo_label`` column) saying 'prior' or a fixed number. None when fitted ('accuracy') or not known."""
     import json
 
+    from silr.annotate.calibrate import fitted_on_labeled
+
     if threshold is not None:
         return f"'{pseudo_col}' cut at --threshold {threshold:g}"
     side = Path(str(corpus) + ".annotation.json")
@@ -141,7 +143,7 @@ def _fixed_llm_threshold(corpus: Path, n_rows: int, pseudo_col: str, threshold: 
         method, rows = record["threshold"]["method"], record["counts"]["rows"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if rows != n_rows or method == "accuracy":
+    if rows != n_rows or fitted_on_labeled(record["threshold"]):
         return None
     how = "the labeled rows' positive rate ('prior')" if method == "prior" else f"{record['threshold'].get('value')}"
     return f"cut at {how} by `silr annotate` ({side.name})"
@@ -246,12 +248,13 @@ def stack_without_llm_note(run_dir: Path, remedy: str) -> str | None:
         return None
     used = f" (column '{stack['input']}' in the run)" if stack.get("input") else ""
     try:  # the candidates' records, when the run folder (not just model/) was given
-        cand = json.loads((model.parent / "rounds.json").read_text()).get("candidates") or {}
+        record = json.loads((model.parent / "rounds.json").read_text())
     except (OSError, ValueError):
-        cand = {}
+        record = {}
+    cand = record.get("candidates") or {}
     right = ""
     if "n_right" in cand.get("refined", {}) and "n_right" in cand.get("stack", {}):
-        n = config.get("n_labeled") or json.loads((model.parent / "rounds.json").read_text()).get("n_labeled")
+        n = config.get("n_labeled") or record.get("n_labeled")
         right = (f"; on the {n} labeled rows it was right on {cand['refined']['n_right']}, the stack on "
                  f"{cand['stack']['n_right']}")
     return (f"the run's final labels are a stack of the LLM's evidence{used} and the refined classifier, but these "
