@@ -31,6 +31,8 @@ INSTRUCTIONS = {
     "rt3": "Is this movie text a positive review, a negative review or a plot description?",
     # fixed with the debates3 definition, before any run on it
     "debates3": "Who said this in a 2016 US presidential debate: a republican, a democrat or the moderator?",
+    # fixed with the trec6 definition, before any run on it
+    "trec6": "What does this question ask for: an abbreviation, a description, a thing, a person, a place or a number?",
 }
 
 
