@@ -134,9 +134,12 @@ def run_corpus_methods(Fc, Ft, s, seed):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    # cleanlab needs the codes 0..k-1: a class the LLM never gives (Gemma's argmax on trec6) is left out of them
+    # and the predictions mapped back (the same fit as before when every class appears)
+    present, s_code = np.unique(s, return_inverse=True)
     cl = CleanLearning(make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, random_state=seed)),
-                       seed=seed, verbose=False).fit(Fc, s)
-    out["cleanlab"] = (cl.predict(Fc), cl.predict(Ft), time.time() - t0)
+                       seed=seed, verbose=False).fit(Fc, s_code)
+    out["cleanlab"] = (present[cl.predict(Fc)], present[cl.predict(Ft)], time.time() - t0)
     return out
 
 
