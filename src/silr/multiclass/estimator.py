@@ -8,8 +8,8 @@ from scipy.special import softmax
 
 from silr.learners import HeadLearner
 from silr.multiclass.learner import SoftmaxHeadLearner
-from silr.multiclass.loop import (ANCHOR_CONFIDENCE, KCLASS_RISK, STACK_BIAS_L2, KClassFit, fit_kclass,
-                                  standardize_logits)
+from silr.multiclass.loop import (ANCHOR_CONFIDENCE, KCLASS_RISK, LLM_CALIBRATION, STACK_BIAS_L2, STACK_LLM, KClassFit,
+                                  fit_kclass, standardize_logits)
 
 __all__ = ["KHandBack", "fit_refiner_kclass", "kclass_learner"]
 
@@ -33,7 +33,7 @@ class KHandBack:
     (:mod:`silr.multiclass.persist`)."""
 
     def __init__(self, *, K: int, source: str, final_round: int, predict_round: int, learners, scales, stack=None,
-                 probe=None, candidates=None, reason: str = ""):
+                 probe=None, candidates=None, reason: str = "", calibrator=None):
         self.K, self.source, self.final_round, self.predict_round = K, source, final_round, predict_round
         self.learners, self.scales = list(learners), list(scales)
         self.candidates, self.reason = candidates or {}, reason
@@ -45,14 +45,20 @@ class KHandBack:
             self.stack.update(g=float(stack.coef_[2]), probe=True)
         if stack is not None and stack.bias_l2 is not None:
             self.stack["bias"] = [float(b) for b in stack.bias_]
+        if stack is not None and stack.llm_l2 is not None:
+            self.stack["llm_dev"] = [float(d) for d in stack.llm_dev_]
+            self.stack["llm_mode"] = stack.llm_mode
         self.probe = probe
         self.platt = None
+        #: round 0's reading of the LLM's scores (a shared scale and per-class offsets fitted on the labeled rows),
+        #: or None when round 0 is the LLM's own argmax
+        self.calibrator = calibrator
 
     @classmethod
     def from_fit(cls, fit: KClassFit, K: int) -> "KHandBack":
         return cls(K=K, source=fit.source, final_round=fit.final_round, predict_round=fit.predict_round,
                    learners=fit.learners, scales=fit.scales, stack=fit.stack, probe=fit.probe,
-                   candidates=fit.candidates, reason=fit.reason)
+                   candidates=fit.candidates, reason=fit.reason, calibrator=fit.calibrator)
 
     def refined_scores(self, X) -> np.ndarray:
         k = self.predict_round
@@ -73,6 +79,10 @@ class KHandBack:
         classifier (or, when no round was kept, the probe) scores them."""
         src = self.source
         if src == "llm" and llm_score is not None:
+            if self.calibrator is not None:  # round 0 read the scores through the labeled rows: so do new rows
+                from silr.multiclass.loop import llm_evidence
+
+                return self.calibrator.predict_proba(llm_evidence(llm_score, None, self.K))
             return softmax(np.asarray(llm_score, dtype=np.float64), axis=1)
         if src == "stack" and llm_score is not None:
             from silr.multiclass.loop import llm_evidence
@@ -116,11 +126,17 @@ def fit_refiner_kclass(est, d, on_round=None):
     # own (the weak-feature sets slo_opinion and amazon3 lost up to 3 points to that; KCLASS.md); the stack has a
     # per-class bias (STACK_BIAS_L2; nyt3, 70% neutral, KCLASS_NOTES tuning item 6)
     anchored = {"inner": False, "anchor": ANCHOR_CONFIDENCE, "stack_bias": STACK_BIAS_L2} if est.stack else {}
+    # with the LLM's per-class scores (not with its labels alone): the stack reads them with a K x K matrix
+    # (STACK_LLM) and round 0 is their argmax calibrated on the labeled rows (LLM_CALIBRATION; KCLASS_NOTES tuning
+    # item 7: on the tuning sets' simulated labels, one-hot evidence, the matrix moved nothing but noise)
+    if est.stack and d.llm is not None:
+        anchored["stack_llm"] = STACK_LLM
+    calibrate = LLM_CALIBRATION if d.llm is not None else None
     f = fit_kclass(d.X, d.s0, d.y_lab, d.lab, d.X_lab, K, llm=d.llm, rounds=est.rounds, risk=risk,
                    later_risk=later, learner=kclass_learner(est.learner), val_fraction=est.val_fraction,
                    default=default, confidence=est.fallback_confidence, probe=bool(est.probe),
                    n_bootstrap=min(est.n_bootstrap, 1000), seed=est.seed, on_round=on_round, stack_probe=stack_probe,
-                   **anchored)
+                   calibrate=calibrate, **anchored)
     est.classes_ = d.classes
     est.n_classes_ = K
     est.takes_texts_ = False
@@ -131,7 +147,7 @@ def fit_refiner_kclass(est, d, on_round=None):
     est.rounds_ = f.records
     est.learners_, est.scales_ = f.learners, f.scales
     est.stop_reason_, est.stop_detail_ = f.stop, f.stop_detail
-    est.round0_labeled_ = "as given"
+    est.round0_labeled_ = "as given" if f.calibrator is None else "calibrated on the labeled rows (out of fold)"
     est.stack_probe_ = stack_probe
     est.handback_ = KHandBack.from_fit(f, K)
     est.transduction_ = d.classes[f.transduction]

@@ -38,7 +38,7 @@ from silr.multiclass.tmatrix import DEFAULT_MAX_CONDITION, condition_number, est
 from silr.selection.candidates import Candidate, select
 
 __all__ = ["KClassFit", "fit_kclass", "standardize_logits", "DEFAULTS", "ANCHOR_CONFIDENCE", "KCLASS_RISK",
-           "STACK_BIAS_L2"]
+           "STACK_BIAS_L2", "STACK_LLM", "LLM_CALIBRATION", "calibrated_labels"]
 
 DEFAULTS = ("refined", "stack")
 
@@ -60,6 +60,15 @@ KCLASS_RISK = {"robust_uu": "mix_robust_uu"}
 #: item 6): nyt3 (70% neutral) sim60 with 100 labels -4.8 -> -0.4 points vs the best baseline, the rest within
 #: 0.5 points; 38 in-range cells +0.45 -> +0.62 points, 6 -> 5 cells more than 1 point below
 STACK_BIAS_L2 = 0.1
+
+#: with the LLM's per-class scores, the refiner's stack reads them with a K x K matrix ``a I + D`` (``D``
+#: penalised by L2 0.1), the per-class reading each one-vs-rest refiner has of its class's score, and round 0 is
+#: their argmax after a shared scale and per-class offsets fitted on the labeled rows (L2 0.1). From {diag, full}
+#: x {0.01, 0.1}, with and without the calibration, and the calibration kept only where it leaves no class
+#: without a corpus row (``(0.1, "keep_classes")``: worse), on the tuning sets' Gemma cells
+#: (benchmarks/KCLASS_NOTES.md, tuning item 7)
+STACK_LLM = (0.1, "full")
+LLM_CALIBRATION = 0.1
 
 
 def standardize_logits(g: np.ndarray, scale: float | None = None) -> tuple[np.ndarray, float]:
@@ -90,6 +99,7 @@ class KClassFit:
     stack: SharedStack | None = None
     stop: str = "completed"
     stop_detail: str = ""
+    calibrator: SharedStack | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -159,37 +169,56 @@ def t_evidence(s, lab, y_lab, K, strength=None) -> np.ndarray:
 
 
 class SharedStack:
-    """``logit_c = a * E_c + b * Z_c [+ g * P_c] [+ beta_c]``: the LLM evidence ``E``, the refined score ``Z`` (and
-    optionally the labeled-row probe's log-probability ``P``) of each class with coefficients shared by all
-    classes (multinomial likelihood on the labeled rows, a small L2 penalty), and optionally a per-class bias
-    ``beta`` (penalised by ``bias_l2``; the class prior the shared coefficients cannot express). Without the
-    bias the parameters do not grow with K: it can be fitted on ~50 labeled rows even when a class has one or
-    none of them. ``a`` large and ``b`` small is the LLM; the reverse the refined classifier."""
+    """``logit_c = a * E_c + b * Z_c [+ g * P_c] [+ beta_c] [+ (D E)_c]``: the LLM evidence ``E``, the refined score
+    ``Z`` (and optionally the labeled-row probe's log-probability ``P``) of each class with coefficients shared by
+    all classes (multinomial likelihood on the labeled rows, a small L2 penalty), optionally a per-class bias
+    ``beta`` (penalised by ``bias_l2``; the class prior the shared coefficients cannot express), and optionally a
+    per-class reading of the LLM's evidence ``D`` (``llm_l2``; ``llm_mode`` "diag": class ``c``'s own evidence
+    gets its own coefficient ``a + d_c``; "full": a K x K matrix ``a I + D``, each class's logit reads every
+    class's evidence), penalised towards the shared ``a``: what each one-vs-rest refiner has on its class's
+    score. Without the bias and ``D`` the parameters do not grow with K: it can be fitted on ~50 labeled rows even
+    when a class has one or none of them. ``a`` large and ``b`` small is the LLM; the reverse the refined
+    classifier."""
 
     def __init__(self, l2: float = 1e-2, bias_l2: float | None = None, K: int | None = None,
-                 anchor_l2: float | None = None):
+                 anchor_l2: float | None = None, llm_l2: float | None = None, llm_mode: str = "diag"):
         self.l2, self.bias_l2, self.K, self.anchor_l2 = l2, bias_l2, K, anchor_l2
+        self.llm_l2, self.llm_mode = llm_l2, llm_mode
 
     def _split(self, F):
         K = self.K_
         return [F[:, j * K:(j + 1) * K] for j in range(F.shape[1] // K)]
 
+    def _n_dev(self):
+        if self.llm_l2 is None:
+            return 0
+        return self.K_ * self.K_ if self.llm_mode == "full" else self.K_
+
     def _logits(self, w, F):
         blocks = self._split(F)
+        m, K = len(blocks), self.K_
         out = sum(w[j] * B for j, B in enumerate(blocks))
-        if self.bias_l2 is not None:
-            out = out + w[len(blocks):]
+        nb = K if self.bias_l2 is not None else 0
+        if nb:
+            out = out + w[m:m + nb]
+        nd = self._n_dev()
+        if nd:
+            d = w[m + nb:m + nb + nd]
+            out = out + (blocks[0] @ d.reshape(K, K).T if self.llm_mode == "full" else blocks[0] * d)
         return out
 
     def fit(self, F, y):
         from scipy.optimize import minimize
         from scipy.special import log_softmax
 
+        if self.llm_mode not in ("diag", "full"):
+            raise ValueError(f"llm_mode must be 'diag' or 'full', not {self.llm_mode!r}")
         self.K_ = self.K or F.shape[1] // 2
         m = F.shape[1] // self.K_
         y = np.asarray(y, dtype=np.int64)
         nb = self.K_ if self.bias_l2 is not None else 0
-        pen = np.concatenate([np.full(m, self.l2), np.full(nb, self.bias_l2 or 0.0)])
+        nd = self._n_dev()
+        pen = np.concatenate([np.full(m, self.l2), np.full(nb, self.bias_l2 or 0.0), np.full(nd, self.llm_l2 or 0.0)])
         if self.anchor_l2 is not None:  # the inputs besides the LLM's evidence pay more: the LLM is the prior
             pen[1:m] = self.anchor_l2
 
@@ -197,16 +226,21 @@ class SharedStack:
             lp = log_softmax(self._logits(w, F), axis=1)
             return -lp[np.arange(y.size), y].mean() + float(pen @ (w * w))
 
-        w = minimize(nll, np.concatenate([np.ones(m), np.zeros(nb)]), method="L-BFGS-B").x
-        self.coef_, self.bias_ = w[:m], (w[m:] if nb else np.zeros(self.K_))
+        w = minimize(nll, np.concatenate([np.ones(m), np.zeros(nb + nd)]), method="L-BFGS-B").x
+        self.coef_ = w[:m]
+        self.bias_ = w[m:m + nb] if nb else np.zeros(self.K_)
+        self.llm_dev_ = w[m + nb:m + nb + nd]
         self.classes_ = np.arange(self.K_)
         return self
+
+    def _w(self):
+        return np.concatenate([self.coef_, self.bias_ if self.bias_l2 is not None else [],
+                               getattr(self, "llm_dev_", np.zeros(0)) if self.llm_l2 is not None else []])
 
     def predict_proba(self, F):
         from scipy.special import softmax
 
-        return softmax(self._logits(np.concatenate([self.coef_, self.bias_ if self.bias_l2 is not None else []]), F),
-                       axis=1)
+        return softmax(self._logits(self._w(), F), axis=1)
 
     def predict(self, F):
         return self.predict_proba(F).argmax(1)
@@ -241,6 +275,18 @@ def _oof(F, y, make, K, seed=0, *, proba=False) -> np.ndarray:
     return out
 
 
+def calibrated_labels(llm, s0, y_lab, lab, K, l2, seed=0):
+    """Round 0 from the LLM's scores read through the labeled rows: ``argmax(a * E + beta)`` with a shared scale
+    ``a`` and a per-class offset ``beta`` (L2 ``l2``) fitted on them, the K-class counterpart of the binary path's
+    threshold fitted on the labeled rows. Returns the corpus labels, the labeled rows' out-of-fold labels (what
+    ``T`` and the hand-back judge: a labeled row's own gold label never sets its own label) and the calibrator
+    (a :class:`SharedStack` on the evidence alone, for new rows)."""
+    E = llm_evidence(llm, s0, K)
+    make = lambda: SharedStack(bias_l2=l2, K=K)  # noqa: E731
+    cal = make().fit(E[lab], y_lab)
+    return cal.predict(E), _oof(E[lab], y_lab, make, K, seed), cal
+
+
 def _dense(X):
     return X.toarray() if hasattr(X, "toarray") else np.asarray(X, dtype=np.float64)
 
@@ -249,7 +295,7 @@ def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_
                learner=None, val_fraction=0.125, default="refined", confidence=0.9, probe=True,
                n_bootstrap=1000, seed=0, max_condition=DEFAULT_MAX_CONDITION, on_round=None, stack_bias=None,
                stack_probe=False, inner=True, anchor=None, anchor_l2=None, evidence="onehot",
-               probe_challenge=False) -> KClassFit:
+               probe_challenge=False, stack_llm=None, calibrate=None) -> KClassFit:
     """Run the K-class rounds and choose the hand-back. ``s0``: round-0 codes of the corpus; ``y_lab``: gold
     codes of the labeled rows ``lab``; ``llm``: optional ``(n, K)`` LLM scores (log-probabilities).
     ``inner=False``: the stack's inputs (refined, and the probe with ``stack_probe``) are not candidates of their
@@ -260,9 +306,18 @@ def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_
     template = learner or SoftmaxHeadLearner()
     n = s0.size
     rng = np.random.default_rng(seed)
-    labels, lab_labels = [s0], [s0[lab]]
-    est0 = _estimate(y_lab, s0[lab], s0, K, n_bootstrap=n_bootstrap, seed=seed, max_condition=max_condition)
-    estimates, records = [est0], [_record(0, est0, source="pseudo-labels")]
+    s0_lab, calibrator, source0 = s0[lab], None, "pseudo-labels"
+    if calibrate is not None and llm is not None and np.unique(y_lab).size >= 2:
+        l2, guard = calibrate if isinstance(calibrate, tuple) else (calibrate, None)
+        c0, c0_lab, cal = calibrated_labels(llm, s0, y_lab, lab, K, l2, seed)
+        # "keep_classes": the calibrated labels only when they leave no class without a corpus row (the K sets are
+        # the risk's inputs) or the LLM's own labels leave one too
+        if guard != "keep_classes" or np.bincount(c0, minlength=K).min() > 0 or np.bincount(s0, minlength=K).min() == 0:
+            s0, s0_lab, calibrator = c0, c0_lab, cal
+            source0 = "pseudo-labels from the LLM's scores calibrated on the labeled rows (out of fold there)"
+    labels, lab_labels = [s0], [s0_lab]
+    est0 = _estimate(y_lab, s0_lab, s0, K, n_bootstrap=n_bootstrap, seed=seed, max_condition=max_condition)
+    estimates, records = [est0], [_record(0, est0, source=source0)]
     if on_round:
         on_round(records[0])
     learners, scales, aggs = [], [], [None]
@@ -307,17 +362,19 @@ def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_
         if rec["n_changed"] == 0:
             stop, detail = "converged", f"converged at round {r}: no corpus label changed"
             break
-    return _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs, y_lab, lab, X_lab, K,
+    fit = _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs, y_lab, lab, X_lab, K,
                       llm=llm, default=default, confidence=confidence, probe=probe, n_bootstrap=n_bootstrap,
                       seed=seed, stop=stop, detail=detail, stack_bias=stack_bias, stack_probe=stack_probe,
                       inner=inner, anchor=anchor, anchor_l2=anchor_l2, evidence=evidence,
-                      probe_challenge=probe_challenge)
+                      probe_challenge=probe_challenge, stack_llm=stack_llm)
+    fit.calibrator = calibrator
+    return fit
 
 
 def _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs, y_lab, lab, X_lab, K, *, llm,
                default, confidence, probe, n_bootstrap, seed, stop, detail, stack_bias=None,
                stack_probe=False, inner=True, anchor=None, anchor_l2=None, evidence="onehot",
-               probe_challenge=False) -> KClassFit:
+               probe_challenge=False, stack_llm=None) -> KClassFit:
     cands = [Candidate("llm", labels[0], lab_labels[0] == y_lab, "the LLM's labels (round 0)")]
     best_r = 0
     if len(labels) > 1:
@@ -350,11 +407,14 @@ def _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs
                                 1e-4, None))
             P[lab] = Pl - Pl.mean(1, keepdims=True)
             F = np.hstack([F, P])
-        make_stack = lambda: SharedStack(bias_l2=stack_bias, K=K, anchor_l2=anchor_l2)  # noqa: E731
+        llm_l2, llm_mode = stack_llm if stack_llm is not None else (None, "diag")
+        make_stack = lambda: SharedStack(bias_l2=stack_bias, K=K, anchor_l2=anchor_l2, llm_l2=llm_l2,  # noqa: E731
+                                         llm_mode=llm_mode)
         stack_m = make_stack().fit(F[lab], y_lab)
         oof = _oof(F[lab], y_lab, make_stack, K, seed)
         what = "a * LLM evidence + b * refined score" + (" + g * probe log-probability" if with_probe else "") + \
-            (" + a per-class bias" if stack_bias is not None else "")
+            (" + a per-class bias" if stack_bias is not None else "") + \
+            (f" + a per-class ({llm_mode}) reading of the LLM evidence" if llm_l2 is not None else "")
         cands.append(Candidate("stack", stack_m.predict(F), oof == y_lab,
                                f"{what}, coefficients {' '.join(f'{c:.2f}' for c in stack_m.coef_)} "
                                "(fitted on the labeled rows; out of fold)"))

@@ -72,8 +72,13 @@ def save_kclass(refiner, path) -> None:
         "learners": heads,
         "stack": None if hb.fit_stack is None else {
             "coef": [float(c) for c in hb.fit_stack.coef_], "l2": float(hb.fit_stack.l2),
-            "bias_l2": hb.fit_stack.bias_l2, "bias": [float(b) for b in hb.fit_stack.bias_]},
+            "bias_l2": hb.fit_stack.bias_l2, "bias": [float(b) for b in hb.fit_stack.bias_],
+            "llm_l2": hb.fit_stack.llm_l2, "llm_mode": hb.fit_stack.llm_mode,
+            "llm_dev": [float(d) for d in getattr(hb.fit_stack, "llm_dev_", [])]},
         "probe": probe,
+        "calibrator": None if getattr(hb, "calibrator", None) is None else {
+            "coef": [float(c) for c in hb.calibrator.coef_], "bias": [float(b) for b in hb.calibrator.bias_],
+            "bias_l2": hb.calibrator.bias_l2},
         "selection": hb.reason,
         "n_features": int(getattr(refiner, "n_features_in_", heads[0]["n_features"] if heads else 0)),
     }
@@ -108,12 +113,27 @@ def load_kclass(refiner, config: dict, state: dict, path: Path):
     stack = None
     if config.get("stack"):
         sc = config["stack"]
-        stack = SharedStack(l2=float(sc.get("l2", 1e-2)), bias_l2=sc.get("bias_l2"), K=K)
+        stack = SharedStack(l2=float(sc.get("l2", 1e-2)), bias_l2=sc.get("bias_l2"), K=K, llm_l2=sc.get("llm_l2"),
+                            llm_mode=sc.get("llm_mode", "diag"))
         stack.coef_ = np.asarray(sc["coef"], dtype=np.float64)
         stack.bias_ = np.asarray(sc.get("bias") or np.zeros(K), dtype=np.float64)
+        stack.llm_dev_ = np.asarray(sc.get("llm_dev") or [], dtype=np.float64)
+        stack.K_ = K
+        if stack.llm_dev_.size != stack._n_dev():
+            raise ValueError(f"{path}: the stack's per-class reading of the LLM evidence has {stack.llm_dev_.size} "
+                             f"values where {stack._n_dev()} are expected; the folder is damaged")
         stack.K_, stack.classes_ = K, np.arange(K)
         if stack.coef_.size > 2 and not config.get("probe"):
             raise ValueError(f"{path}: the stack takes the probe's scores but no probe is saved; the folder is damaged")
+    calibrator = None
+    if config.get("calibrator"):
+        cc = config["calibrator"]
+        calibrator = SharedStack(bias_l2=cc.get("bias_l2", 0.1), K=K)
+        calibrator.coef_ = np.asarray(cc["coef"], dtype=np.float64)
+        calibrator.bias_ = np.asarray(cc["bias"], dtype=np.float64)
+        calibrator.K_, calibrator.classes_ = K, np.arange(K)
+        if calibrator.coef_.size != 1 or calibrator.bias_.size != K:
+            raise ValueError(f"{path}: round 0's calibrator needs 1 scale and {K} offsets; the folder is damaged")
     probe = None
     if config.get("probe"):
         probe = LogisticRegression(C=1.0, max_iter=2000)
@@ -124,7 +144,7 @@ def load_kclass(refiner, config: dict, state: dict, path: Path):
         probe.mean_, probe.scale_ = state["probe.mean"].numpy(), state["probe.scale"].numpy()
     refiner.handback_ = KHandBack(K=K, source=config["final_source"], final_round=int(config["final_round"]),
                                   predict_round=k, learners=learners, scales=config["scales"], stack=stack,
-                                  probe=probe, reason=config.get("selection", ""))
+                                  probe=probe, reason=config.get("selection", ""), calibrator=calibrator)
     refiner.classes_ = classes
     refiner.n_classes_ = K
     refiner.takes_texts_ = False
