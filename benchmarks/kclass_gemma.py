@@ -33,6 +33,9 @@ INSTRUCTIONS = {
     "debates3": "Who said this in a 2016 US presidential debate: a republican, a democrat or the moderator?",
     # fixed with the trec6 definition, before any run on it
     "trec6": "What does this question ask for: an abbreviation, a description, a thing, a person, a place or a number?",
+    # fixed with the trecnum and reuters6y definitions, before any run on them
+    "trecnum": "What kind of number does this question ask for: a count, a date, a duration or an amount of money?",
+    "reuters6y": "What is the topic of this Reuters news text: cocoa, jobs, reserves, industry, aluminium or copper?",
 }
 
 
