@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import silr.multiclass.loop as loop
-from silr.multiclass.loop import SharedStack, calibrated_labels, fit_kclass, llm_evidence
+from silr.multiclass.loop import fit_kclass
+from silr.multiclass.stack import SharedStack, calibrated_labels, llm_evidence
 from silr.refine import SelfIterativeRefiner
 
 
@@ -52,13 +53,11 @@ def test_calibrated_round0_is_not_kept_when_it_empties_a_class(monkeypatch):
     raw = L.argmax(1)
     assert np.bincount(raw, minlength=3).min() > 0
     lab = np.arange(60)
-    real = loop.calibrated_labels
-
     def drops_class_2(*a, **kw):
-        c0, c0_lab, cal = real(*a, **kw)
+        c0, c0_lab, cal = calibrated_labels(*a, **kw)
         return np.where(c0 == 2, 1, c0), c0_lab, cal
 
-    monkeypatch.setattr(loop, "calibrated_labels", drops_class_2)
+    monkeypatch.setattr(loop, "calibrated_labels", drops_class_2)  # the name fit_kclass calls
     X = np.random.default_rng(6).normal(size=(y.size, 4))
     kept = fit_kclass(X, raw, y[lab], lab, X[lab], 3, llm=L, rounds=1, calibrate=(0.1, "keep_classes"), n_bootstrap=50)
     assert (kept.labels[0] == raw).all() and kept.calibrator is None

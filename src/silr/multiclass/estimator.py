@@ -80,14 +80,12 @@ class KHandBack:
         src = self.source
         if src == "llm" and llm_score is not None:
             if self.calibrator is not None:  # round 0 read the scores through the labeled rows: so do new rows
-                from silr.multiclass.loop import llm_evidence
+                from silr.multiclass.stack import llm_evidence
 
                 return self.calibrator.predict_proba(llm_evidence(llm_score, None, self.K))
             return softmax(np.asarray(llm_score, dtype=np.float64), axis=1)
         if src == "stack" and llm_score is not None:
-            from silr.multiclass.loop import llm_evidence
-
-            from silr.multiclass.loop import probe_logp
+            from silr.multiclass.stack import llm_evidence, probe_logp
 
             F = np.hstack([llm_evidence(llm_score, None, self.K), self.refined_scores(X)])
             if len(self.fit_stack.coef_) > 2:  # the stack holds the probe's log-probabilities as a third input

@@ -93,7 +93,7 @@ def load_kclass(refiner, config: dict, state: dict, path: Path):
     from sklearn.linear_model import LogisticRegression
 
     from silr.multiclass.estimator import KHandBack
-    from silr.multiclass.loop import SharedStack
+    from silr.multiclass.stack import SharedStack
 
     K = int(config["K"])
     classes = np.asarray(config["classes"])
