@@ -154,3 +154,34 @@ def test_stray_value_in_binary_pseudo_labels_stays_a_binary_error():
     assert kclass_pseudo_classes([0, 1, 7, 1], [0, 1, 1]) is None
     assert kclass_pseudo_classes(["cars", "medicine", "graphics"], ["cars", "medicine"]) == ["cars", "graphics", "medicine"]
     assert kclass_pseudo_classes([0, 1, 2], ["0", "1", "2"]) == ["0", "1", "2"]
+
+
+def test_cli_kclass_scores_calibrate_round0_in_the_run_folder(files, tmp_path):
+    """With the LLM's per-class scores (`--score-col`), round 0 is their argmax calibrated on the labeled rows: the
+    run folder keeps it beside the LLM's own label (labels.csv `round0_calibrated`), the report says so, and the
+    evaluation step scores both; a skewed LLM (every score of one class raised) is repaired by it."""
+    from silr.cli import app
+
+    d, gold, llm = files
+    c = pd.read_csv(d / "corpus.csv")
+    names = ["cars", "graphics", "medicine"]
+    rng = np.random.default_rng(3)
+    for k, n in enumerate(names):  # the LLM's label scores high, one class is over-rated by 1.8 everywhere
+        c[f"llm_logp_{n}"] = (llm == n) * 1.5 + (1.8 if n == "medicine" else 0.0) + rng.normal(0, 0.4, len(c))
+    c["llm_label"] = np.array(names)[c[[f"llm_logp_{n}" for n in names]].to_numpy().argmax(1)]
+    c.to_csv(tmp_path / "corpus.csv", index=False)
+    r = CliRunner().invoke(app, ["refine", str(tmp_path / "corpus.csv"), "--pseudo-col", "llm_label", "--labeled",
+                                 str(d / "labeled.csv"), "--out", str(tmp_path / "run"), "--rounds", "2",
+                                 "--score-col", "llm_logp_", "-q"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    res = pd.read_csv(tmp_path / "run" / "labels.csv")
+    raw, cal = (res["llm_label"] == gold).mean(), (res["round0_calibrated"] == gold).mean()
+    assert cal > raw + 0.05
+    s = json.loads((tmp_path / "run" / "rounds.json").read_text())
+    assert s["round0"].startswith("calibrated") and "calibrated" in s["rounds"][0]["source"]
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "round-0 labels (the LLM's scores calibrated" in md and "## Round 0 (pseudo-labels from the LLM's scores" in md
+    r = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--gold", str(d / "gold.csv")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    ev = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert ev["per_round"][0]["accuracy"] == pytest.approx(raw) and ev["round0_calibrated_accuracy"] == pytest.approx(cal)

@@ -226,6 +226,8 @@ def refine_kclass(df: pd.DataFrame, ldf: pd.DataFrame, out: Path, *, pseudo_col:
     res = df[[text_col]].copy()
     res["llm_label"] = y
     res["label"] = model.transduction_
+    if str(model.round0_labeled_).startswith("calibrated"):  # round 0 is the LLM's scores read through the labeled rows
+        res["round0_calibrated"] = model.classes_[model.labels_[0]]
     for r in range(1, model.n_rounds_ + 1):
         res[f"round_{r}"] = model.classes_[model.labels_[r]]
     write_table(res, out / "labels.csv")
@@ -283,6 +285,10 @@ def evaluate_kclass(run_dir: str | Path, gold: str | Path, *, label_col: str = "
     per = [res["llm_label"]] + [res[c] for c in res.columns if c.startswith("round_")]
     ev = evaluation(classes, [[code.get(str(v), -1) for v in L] for L in per],
                     [code.get(str(v), -1) for v in res["label"]], gc)
+    if "round0_calibrated" in res.columns:  # round 0 of the rounds: the LLM's argmax calibrated on the labeled rows
+        m = gc >= 0
+        ev["round0_calibrated_accuracy"] = float(np.mean(
+            np.array([code.get(str(v), -1) for v in res["round0_calibrated"]])[m] == gc[m]))
     if test is not None:
         from silr.io import clean_texts
         from silr.run_folder import predict_texts

@@ -36,6 +36,7 @@ def run_summary(model, lab_idx, y_lab_codes) -> dict:
         "stop_reason": model.stop_detail_,
         "candidates": model.candidates_,
         "rounds": model.rounds_,
+        "round0": str(getattr(model, "round0_labeled_", "as given")),
         "labeled_confusion_llm": confusion(y_lab_codes, model.labels_[0][lab_idx], K).tolist(),
         "labeled_confusion_final": confusion(y_lab_codes, final_lab, K).tolist(),
         "n_labeled": int(len(lab_idx)),
@@ -58,7 +59,8 @@ def report_markdown(summary: dict) -> str:
         if "T" not in rec:
             continue
         lo, hi = rec.get("accuracy_interval", [np.nan, np.nan])
-        lines += [f"## Round {rec['round']}: T[k, c] = P(gold c | label k)", "",
+        what = f" ({rec['source']})" if rec["round"] == 0 and rec.get("source", "pseudo-labels") != "pseudo-labels" else ""
+        lines += [f"## Round {rec['round']}{what}: T[k, c] = P(gold c | label k)", "",
                   f"Estimated accuracy {rec['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]; condition number "
                   f"{rec['condition']:.1f}; label shares " + ", ".join(f"{c} {r:.3f}" for c, r in zip(cls, rec["rates"]))
                   + (f"; changed {rec['n_changed']} rows" if rec.get("n_changed") is not None else ""), ""]
@@ -68,7 +70,9 @@ def report_markdown(summary: dict) -> str:
         for note in rec.get("notes", []) + ([rec["note"]] if rec.get("note") else []):
             lines += [f"- {note}"]
         lines += [""]
-    for key, title in (("labeled_confusion_llm", "LLM labels"), ("labeled_confusion_final", "handed-back labels")):
+    first = ("round-0 labels (the LLM's scores calibrated on these rows, so in sample here)"
+             if str(summary.get("round0", "")).startswith("calibrated") else "LLM labels")
+    for key, title in (("labeled_confusion_llm", first), ("labeled_confusion_final", "handed-back labels")):
         lines += [f"## Confusion on the {summary['n_labeled']} labeled rows: gold (rows) x {title} (columns)", ""]
         lines += _matrix_md(summary[key], [f"gold {c}" for c in cls], cls, str) + [""]
     lines += ["Held-out gold is not read by the run; score it with `silr evaluate RUN --gold FILE`.", ""]
