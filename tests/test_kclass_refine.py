@@ -50,6 +50,7 @@ def test_kclass_string_labels_llm_scores_and_bad_shape():
     # the calibration's class offsets outweigh its small scale and no corpus row gets "sales": the rounds do not
     # start and the probe or the LLM's labels come back, never a broken model (KCLASS_NOTES tuning item 7)
     assert m.round0_labeled_.startswith("calibrated") and m.stop_reason_ == "not_started"
+    assert "calibrated on the labeled rows" in m.stop_detail_
     assert set(m.candidates_) == {"llm", "probe"} and m.final_source_ == "probe"
     m0 = SelfIterativeRefiner(rounds=2, n_bootstrap=200).fit(X, names[noisy], y_gold=g)
     # default: the probe is the stack's third input and the refined score its second: neither is a candidate of

@@ -202,6 +202,9 @@ def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_
         n_planned = 0
         stop, detail = "not_started", (f"refinement not started: no corpus row has pseudo-label class(es) "
                                        f"{empty.tolist()}, so there are fewer than K unlabeled sets")
+        if calibrator is not None:
+            detail += (" (round 0 is the LLM's scores calibrated on the labeled rows: there the class offsets "
+                       "outweigh the LLM's evidence for those classes, so the labeled rows rate the LLM weak on them)")
     for r in range(1, n_planned + 1):
         est = estimates[-1]
         rk = risk if r == 1 or later_risk is None else later_risk
