@@ -84,7 +84,8 @@ def annotate(
     if kspec is not None:  # K > 2 classes: silr.multiclass (one forward pass, argmax over the K words)
         _annotate_kclass(kspec, input=input, out=out, text_col=text_col, model=model, labeled=labeled,
                          threshold=threshold, sample=sample, limit=limit, engine=engine, base_url=base_url,
-                         batch_size=batch_size, max_text_tokens=max_text_tokens, cache_dir=cache_dir, quiet=quiet)
+                         batch_size=batch_size, max_text_tokens=max_text_tokens, cache_dir=cache_dir, quiet=quiet,
+                         api_key=api_key, api=api, concurrency=concurrency, timeout=timeout, no_cache=no_cache)
         return
     if (instruction is None) != (label_words is None) and prompt is None:
         raise typer.BadParameter("--instruction and --label-words go together (or give --prompt)")
@@ -104,19 +105,36 @@ def annotate(
 
 
 def _annotate_kclass(spec, *, input, out, text_col, model, labeled, threshold, sample, limit, engine, base_url,
-                     batch_size, max_text_tokens, cache_dir, quiet) -> None:
-    """`silr annotate` with K > 2 label words: zero-shot, the argmax of the K normalised log-probabilities."""
+                     batch_size, max_text_tokens, cache_dir, quiet, api_key=None, api="chat", concurrency=4,
+                     timeout=60.0, no_cache=False) -> None:
+    """`silr annotate` with K > 2 label words: zero-shot, the argmax of the K normalised log-probabilities, from a
+    local model (one forward pass per text) or an OpenAI-compatible server (``--model openai:NAME``)."""
     from silr.cli.kclass import run_kclass_annotate
 
-    with reported():
+    server = None
+    with reported(redact=api_key):
+        on_server = str(model).startswith("openai:")
+        if base_url is not None and not on_server:
+            raise ValueError(f"--base-url goes with --model openai:NAME (a server); --model {model} is a local model")
         for given, opt in ((labeled, "--labeled"), (threshold, "--threshold"), (sample, "--sample"),
-                           (base_url, "--base-url"), (engine != "local" or None, "--engine ray")):
+                           (engine != "local" or None, "--engine ray")):
             if given is not None:
                 raise ValueError(f"{opt} is for two label words; K-class annotation ({spec.K} label words) is "
-                                 "zero-shot with a local model in this process")
+                                 "zero-shot in this process (a local model, or a server with --model openai:NAME)")
+        if on_server:
+            if api not in ("chat", "completions"):
+                raise ValueError("--api must be chat or completions")
+            server = {"base_url": base_url, "api_key": api_key, "api": api, "concurrency": concurrency,
+                      "timeout": timeout}
+            if not no_cache:
+                from silr.cache_keys import default_cache_dir
+
+                cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+            else:
+                cache_dir = None
         run_kclass_annotate(input, out, spec, text_col=text_col, model=model, batch_size=batch_size,
                             max_text_tokens=max_text_tokens, center=False, cache_dir=cache_dir, quiet=quiet,
-                            limit=limit)
+                            limit=limit, server=server)
 
 
 def _run(*, input: Path, out: Path, text_col: str, model: str, prompt: str | None, instruction: str | None,

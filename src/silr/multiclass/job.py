@@ -52,7 +52,9 @@ def run_kclass_job(cfg, out: Path, corpus: pd.DataFrame, labeled: pd.DataFrame, 
              f"{', '.join(spec.label_words)}) ...")
         annotated, annotation = annotate_kclass(
             corpus.drop(columns=[c for c in (d.gold_col,) if c]), d.text_col, spec, model=a.model,
-            what=f"corpus file '{corpus_path}'", cache_dir=default_cache_dir(), batch_size=a.batch_size)
+            what=f"corpus file '{corpus_path}'", cache_dir=default_cache_dir(), batch_size=a.batch_size,
+            server={"base_url": a.base_url or None, "api": a.api, "concurrency": a.concurrency, "timeout": a.timeout}
+            if str(a.model).startswith("openai:") else None)
         pseudo_col, prefix = "llm_label", LOGP_PREFIX
         write_table(annotated, out / "annotated.csv")
         atomic_write_text(out / "annotation.json", json.dumps(annotation, indent=2, default=str))

@@ -1,0 +1,142 @@
+"""K-class annotation against an OpenAI-compatible server (silr.multiclass.server; `silr annotate --label-words
+a,b,c --model openai:NAME --base-url URL`), on the tests' loopback fake server: the K words' log-probabilities
+read from the answer, a plain answer when the server gives none, abstention on an answer that names no word, and
+the score cache (a re-run sends no request)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from fakeserver import FakeOpenAIServer
+from silr.annotate.replies import reply_positions
+from silr.multiclass.server import kword_logprobs, parse_kanswer
+
+WORDS = ["cars", "space", "food"]
+
+
+class KServer(FakeOpenAIServer):
+    """Answers by the text's topic word; ``plain`` in the text: no log-probabilities; ``noise``: a non-word."""
+
+    def __init__(self):
+        self.requests = []
+        super().__init__()
+
+    def _handle(self, h) -> None:
+        n = int(h.headers.get("Content-Length", 0))
+        req = json.loads(h.rfile.read(n))
+        self._enter(h)
+        chat = h.path.endswith("/chat/completions")
+        prompt = req["messages"][-1]["content"] if chat else req["prompt"]
+        text = prompt.rsplit("Text: ", 1)[-1]
+        with self.lock:
+            self.requests.append(req)
+        topic = next((w for w in WORDS if w in text), None)
+        if topic is None or "noise" in text:
+            return self._send(h, 200, self.reply(chat, " banana", None))
+        tops = [(" " + topic, -0.2)] + [(" " + w.capitalize(), -2.5) for w in WORDS if w != topic] + [(" the", -4.0)]
+        return self._send(h, 200, self.reply(chat, " " + topic, None if "plain" in text else tops))
+
+
+@pytest.fixture()
+def server():
+    s = KServer()
+    yield s
+    s.close()
+
+
+def test_kword_logprobs_and_plain_answers():
+    choice = {"logprobs": {"content": [{"token": " Space", "logprob": -0.3, "top_logprobs": [
+        {"token": " Space", "logprob": -0.3}, {"token": " space", "logprob": -1.0}, {"token": " cars", "logprob": -2.0},
+        {"token": " the", "logprob": -5.0}]}]}}
+    lp = kword_logprobs(reply_positions(choice), WORDS, missing_margin=1.0)
+    assert lp[0] == pytest.approx(-2.0) and lp[2] == pytest.approx(-6.0)  # food missing: smallest - 1
+    assert lp[1] == pytest.approx(np.logaddexp(-0.3, -1.0))  # case variants pooled
+    assert kword_logprobs(reply_positions({"logprobs": {"content": [{"token": " banana", "logprob": -0.1,
+                                                                      "top_logprobs": []}]}}), WORDS) is None
+    assert parse_kanswer(" Food.", WORDS) == 2 and parse_kanswer("banana", WORDS) is None
+    assert parse_kanswer(None, WORDS) is None
+
+
+def test_cli_annotates_k_classes_through_a_server_with_cache(server, tmp_path, monkeypatch):
+    from silr.cli import app
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("SILR_OPENAI_API_KEY", raising=False)
+    texts = ["a post about cars and engines", "rockets to space", "a recipe, food", "plain words on space",
+             "noise only", "more about food"]
+    pd.DataFrame({"text": texts}).to_csv(tmp_path / "c.csv", index=False)
+    args = ["annotate", str(tmp_path / "c.csv"), "--label-words", ",".join(WORDS), "--instruction", "Topic?",
+            "--model", "openai:fake", "--base-url", server.url, "--out", str(tmp_path / "o.csv"),
+            "--cache-dir", str(tmp_path / "cache"), "-q"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, (r.output, r.exception)
+    out = pd.read_csv(tmp_path / "o.csv", keep_default_na=False)
+    assert out["llm_label"].tolist() == ["cars", "space", "food", "space", "", "food"]
+    P = np.exp(out[[f"llm_logp_{w}" for w in WORDS]].replace("", np.nan).astype(float).to_numpy())
+    assert np.allclose(P[[0, 1, 2, 3, 5]].sum(1), 1.0) and np.isnan(P[4]).all()
+    assert P[0, 0] > 0.8  # graded: the words' log-probabilities
+    assert P[3, 1] == pytest.approx(np.e / (np.e + 2 / np.e))  # a plain answer: +1 / -1, normalised
+    rec = json.loads((tmp_path / "o.csv.annotation.json").read_text())
+    assert rec["counts"]["by_kind"] == {"logprob_scores": 4, "answer_scores": 1, "abstained": 1, "cached": 0}
+    assert rec["counts"]["abstained"] == 1
+    req = server.requests[0]
+    system = req["messages"][0]["content"]
+    assert re.search(r"cars, space or food", system) and req["top_logprobs"] >= len(WORDS)
+    n = len(server.requests)
+    r = CliRunner().invoke(app, args[:-3] + ["--out", str(tmp_path / "o2.csv"), "-q", "--cache-dir",
+                                             str(tmp_path / "cache")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert len(server.requests) == n  # every text (the abstained one too) came from the cache
+    assert pd.read_csv(tmp_path / "o2.csv", keep_default_na=False)["llm_label"].tolist() == out["llm_label"].tolist()
+
+
+def test_kclass_server_options_are_checked(tmp_path):
+    from silr.cli import app
+
+    pd.DataFrame({"text": ["x"]}).to_csv(tmp_path / "c.csv", index=False)
+    r = CliRunner().invoke(app, ["annotate", str(tmp_path / "c.csv"), "--label-words", "a,b,c", "--base-url",
+                                 "http://127.0.0.1:9/v1", "--out", str(tmp_path / "o.csv"), "-q"])
+    assert r.exit_code != 0 and "--base-url goes with --model openai:NAME" in r.output
+    r = CliRunner().invoke(app, ["annotate", str(tmp_path / "c.csv"), "--label-words", "a,b,c", "--model", "openai:m",
+                                 "--base-url", "http://127.0.0.1:9/v1", "--labeled", str(tmp_path / "c.csv"),
+                                 "--out", str(tmp_path / "o.csv"), "-q"])
+    assert r.exit_code != 0 and "--labeled is for two label words" in r.output
+
+
+def test_silr_run_with_k_label_words_and_a_server(server, tmp_path, monkeypatch):
+    """`silr run` with [annotator] model = "openai:NAME" and three label words: the server labels the corpus (K
+    scores per row), the K-class refinement runs on them, the evaluation step reads the gold column."""
+    from silr.cli import app
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("SILR_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    filler = {"cars": "engine wheels road driver", "space": "orbit rocket planet launch", "food": "recipe dinner taste cook"}
+    rows = []
+    for i in range(90):
+        gold = WORDS[i % 3]
+        shown = gold if rng.random() < 0.7 else WORDS[(i + 1) % 3]  # the server's topic word: 70% right
+        rows.append({"text": f"item {i} {filler[gold]} {' '.join(rng.permutation(filler[gold].split()))} {shown}",
+                     "gold": gold})
+    c = pd.DataFrame(rows)
+    c.to_csv(tmp_path / "corpus.csv", index=False)
+    c.iloc[:24][["text", "gold"]].rename(columns={"gold": "label"}).to_csv(tmp_path / "lab.csv", index=False)
+    (tmp_path / "job.toml").write_text(
+        f'[data]\ncorpus = "corpus.csv"\ngold_col = "gold"\n[labeled]\nfile = "lab.csv"\n'
+        f'[annotator]\nmodel = "openai:fake"\nbase_url = "{server.url}"\nlabel_words = "cars,space,food"\n'
+        f'instruction = "Topic?"\n[refine]\nrounds = 2\n')
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "job.toml"), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    ann = pd.read_csv(tmp_path / "run" / "annotated.csv")
+    assert {f"llm_logp_{w}" for w in WORDS} <= set(ann.columns) and len(server.requests) == 90
+    s = json.loads((tmp_path / "run" / "rounds.json").read_text())
+    assert s["classes"] == sorted(WORDS) and s["annotation"]["model"] == "openai:fake"
+    assert s["round0"].startswith("calibrated")  # scores came with the labels: round 0 read them on the 24 rows
+    ev = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert ev["n"] == 90 and ev["per_round"][0]["accuracy"] == pytest.approx(0.7, abs=0.1)
