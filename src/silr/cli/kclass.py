@@ -44,7 +44,8 @@ def annotate(
 
 
 def run_kclass_annotate(corpus: Path, out: Path, spec, *, text_col: str, model: str, batch_size: int,
-                        max_text_tokens: int, center: bool, cache_dir, quiet: bool, limit: int | None = None) -> None:
+                        max_text_tokens: int, center: bool, cache_dir, quiet: bool, limit: int | None = None,
+                        server: dict | None = None) -> None:
     """The K-class annotation of a file (``silr annotate`` with 3+ label words, ``silr kclass annotate``)."""
     import json
 
@@ -63,13 +64,17 @@ def run_kclass_annotate(corpus: Path, out: Path, spec, *, text_col: str, model: 
 
     df_out, record = annotate_kclass(df, text_col, spec, model=model, what=f"corpus file '{corpus}'",
                                      cache_dir=cache_dir, batch_size=batch_size, max_text_tokens=max_text_tokens,
-                                     center=center, on_batch=progress)
+                                     center=center, on_batch=progress, server=server)
     write_table(df_out, out)
     record.update(input=str(corpus), output=str(out))
     atomic_write_text(Path(str(out) + ".annotation.json"), json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     n_cut = record["counts"]["truncated"]
     if n_cut and not quiet:
         typer.echo(f"note: {n_cut} texts were truncated to fit the prompt limits", err=True)
+    n_abst = record["counts"].get("abstained", 0)
+    if n_abst and not quiet:
+        typer.echo(f"note: the server's answer named no label word for {n_abst} texts: their llm_label is empty "
+                   "(silr refine needs a label on every row: drop or relabel them)", err=True)
     if not quiet:
         per = ", ".join(f"{w} {n}" for w, n in record["counts"]["per_class"].items())
         typer.echo(f"annotated {record['counts']['rows']} rows with {spec.K} label words ({per}) -> {out}", err=True)
@@ -121,16 +126,23 @@ def refine(
 
 
 def run_kclass_evaluate(run_dir: Path, gold: Path, *, label_col: str, test: Path | None = None,
-                        text_col: str = "text") -> dict:
+                        text_col: str = "text", test_score_col: str | None = None) -> dict:
     """The K-class evaluation step (``silr evaluate`` on a K-class run folder, ``silr kclass evaluate``)."""
     from silr.multiclass.files import evaluate_kclass
 
-    ev = evaluate_kclass(run_dir, gold, label_col=label_col, test=test, text_col=text_col)
+    ev = evaluate_kclass(run_dir, gold, label_col=label_col, test=test, text_col=text_col,
+                         test_score_col=test_score_col)
     for pr in ev["per_round"]:
+        if pr["round"] == 0 and "round0_calibrated_accuracy" in ev:  # per_round[0] is the LLM's own labels
+            typer.echo(f"LLM labels: accuracy {pr['accuracy']:.4f}")
+            typer.echo(f"round 0 (the LLM's scores calibrated on the labeled rows): accuracy "
+                       f"{ev['round0_calibrated_accuracy']:.4f}")
+            continue
         typer.echo(f"round {pr['round']}: accuracy {pr['accuracy']:.4f}")
     typer.echo(f"final labels: accuracy {ev['final_accuracy']:.4f} on {ev['n']} rows")
     if "test" in ev:
-        typer.echo(f"test set: accuracy {ev['test']['accuracy']:.4f} on {ev['test']['n']} rows")
+        typer.echo(f"test set: accuracy {ev['test']['accuracy']:.4f} on {ev['test']['n']} rows "
+                   f"(scored by {ev['test']['scored_by']})")
     return ev
 
 
@@ -210,7 +222,7 @@ def run_kclass_predict(run_dir: Path, df, texts, out: Path, *, input: Path, scor
     import json
 
     from silr.io import write_table
-    from silr.multiclass.persist import kclass_evidence
+    from silr.multiclass.persist import evidence_mismatch, kclass_evidence
     from silr.run_folder import predict_texts
 
     if engine != "local":
@@ -220,6 +232,9 @@ def run_kclass_predict(run_dir: Path, df, texts, out: Path, *, input: Path, scor
     llm = None
     if score_col:
         llm = kclass_evidence(df, score_col, config["classes"], what=f"input file '{input}'")
+        bad = evidence_mismatch(config, labels_given=score_col in df.columns, column=score_col)
+        if bad:
+            raise Failure(bad)
     elif not quiet:
         if config["final_source"] in ("stack", "llm"):
             typer.echo("note: the run handed back the LLM's labels or the stack; without --score-col the refined "

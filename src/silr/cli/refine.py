@@ -201,7 +201,7 @@ def evaluate(
     test: Optional[Path] = typer.Option(None, "--test", help="Optional held-out test file (text, label) scored with the saved model."),
     label_col: str = typer.Option("label", "--label-col"),
     text_col: str = typer.Option("text", "--text-col"),
-    score_col: Optional[str] = typer.Option(None, "--score-col", help="Column of the --test file with the LLM's score (or labels): the evidence a stack hand-back needs, as in `silr predict --score-col` (binary runs)."),
+    score_col: Optional[str] = typer.Option(None, "--score-col", help="Column of the --test file with the LLM's score (or labels): the evidence a stack hand-back needs, as in `silr predict --score-col` (K classes: a column of LLM labels or the per-class prefix PREFIX<class>)."),
 ) -> None:
     """Score a finished run against held-out gold labels (never used by the run itself)."""
     from silr.multiclass.files import is_kclass_run
@@ -210,10 +210,9 @@ def evaluate(
     if is_kclass_run(run_dir):  # K > 2 classes: accuracy per round and the confusion matrix (evaluation.json)
         from silr.cli.kclass import run_kclass_evaluate
 
-        if score_col is not None:
-            raise Failure("--score-col is for binary runs; this run folder holds a K-class run")
-
-        run_kclass_evaluate(run_dir, gold, label_col=label_col, test=test, text_col=text_col)
+        if score_col is not None and test is None:
+            raise typer.BadParameter("--score-col is a column (or K-class prefix) of the --test file; give --test FILE")
+        run_kclass_evaluate(run_dir, gold, label_col=label_col, test=test, text_col=text_col, test_score_col=score_col)
         return
 
     if score_col is not None and test is None:

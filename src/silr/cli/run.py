@@ -83,6 +83,9 @@ def _print_kclass_table(summary: dict, ev: dict, gold: dict) -> None:
                     f"{summary['n_labeled']} labeled rows; gold = held-out)")
     for col in ("round", "est. accuracy", "cond(T)", "changed", "gold accuracy"):
         t.add_column(col, justify="right")
+    llm_acc = gold.get(0, float("nan"))
+    if "round0_calibrated_accuracy" in ev:  # round 0 is the LLM's scores calibrated on the labeled rows, not its labels
+        gold = {**gold, 0: ev["round0_calibrated_accuracy"]}
     for rec in summary["rounds"]:
         if "T" not in rec:
             continue
@@ -96,8 +99,11 @@ def _print_kclass_table(summary: dict, ev: dict, gold: dict) -> None:
     console.print(t)
     _print_selection(console, summary)
     if ev:
-        console.print(f"LLM labels (round 0): {gold.get(0, float('nan')):.3f}   silr final labels: "
-                      f"{ev['final_accuracy']:.3f}   gain: {(ev['final_accuracy'] - gold.get(0, 0.0)) * 100:+.1f} points")
+        cal = (f"   round 0 (the LLM's scores calibrated on the labeled rows): {gold[0]:.3f}"
+               if "round0_calibrated_accuracy" in ev else "")
+        console.print(f"LLM labels{'' if cal else ' (round 0)'}: {llm_acc:.3f}{cal}   silr final labels: "
+                      f"{ev['final_accuracy']:.3f}   gain: "
+                      f"{(ev['final_accuracy'] - llm_acc) * 100:+.1f} points")
 
 
 def run(

@@ -53,6 +53,9 @@ class KHandBack:
         #: round 0's reading of the LLM's scores (a shared scale and per-class offsets fitted on the labeled rows),
         #: or None when round 0 is the LLM's own argmax
         self.calibrator = calibrator
+        #: what fit read as the LLM's evidence: "scores" (per-class scores) or "labels" (its labels alone); None
+        #: when unknown (a model saved before this was recorded). predict's llm_score must be the same kind
+        self.llm_input = None
 
     @classmethod
     def from_fit(cls, fit: KClassFit, K: int) -> "KHandBack":
@@ -73,11 +76,25 @@ class KHandBack:
         out[:, model.classes_] = P
         return out
 
+    def _check_llm_score(self, llm_score, n: int) -> np.ndarray:
+        """``llm_score`` as ``(n, K)`` finite floats, or a ValueError naming it (a NaN or a wrong shape would
+        otherwise be read silently: the argmax of a NaN row is the first class)."""
+        L = np.asarray(llm_score, dtype=np.float64)
+        if L.shape != (n, self.K):
+            raise ValueError(f"llm_score has shape {L.shape}; with K={self.K} classes expected ({n}, {self.K}): one "
+                             "score per class for each row of X")
+        if not np.isfinite(L).all():
+            raise ValueError(f"llm_score must be finite (row {int(np.flatnonzero(~np.isfinite(L).all(1))[0])} is "
+                             "not): drop abstained rows first")
+        return L
+
     def proba(self, X, llm_score=None) -> np.ndarray:
         """K columns in ``classes_`` order. The LLM's labels and the stack need the inputs' ``llm_score`` (the
         LLM's per-class scores, or a one-hot of its labels when ``fit`` got no scores); without it the refined
         classifier (or, when no round was kept, the probe) scores them."""
         src = self.source
+        if llm_score is not None and src in ("llm", "stack"):
+            llm_score = self._check_llm_score(llm_score, X.shape[0])
         if src == "llm" and llm_score is not None:
             if self.calibrator is not None:  # round 0 read the scores through the labeled rows: so do new rows
                 from silr.multiclass.stack import llm_evidence
@@ -148,5 +165,6 @@ def fit_refiner_kclass(est, d, on_round=None):
     est.round0_labeled_ = "as given" if f.calibrator is None else "calibrated on the labeled rows (out of fold)"
     est.stack_probe_ = stack_probe
     est.handback_ = KHandBack.from_fit(f, K)
+    est.handback_.llm_input = "scores" if d.llm is not None else "labels"
     est.transduction_ = d.classes[f.transduction]
     return est

@@ -111,29 +111,50 @@ def kclass_prompt(prompt: str | Path | None, label_words: str | None, instructio
 
 def annotate_kclass(df: pd.DataFrame, text_col: str, spec, *, model: str, what: str, cache_dir=None,
                     batch_size: int = 8, max_text_tokens: int = 256, center: bool = False,
-                    on_batch: Callable | None = None) -> tuple[pd.DataFrame, dict]:
+                    on_batch: Callable | None = None, server: dict | None = None) -> tuple[pd.DataFrame, dict]:
     """``df`` plus ``llm_label`` (the argmax word; also ``pseudo_label``) and ``llm_logp_<word>`` per class
-    (log-probabilities normalised over the K words), and a record of the run."""
-    from silr.annotate.local import LocalLMScorer
+    (log-probabilities normalised over the K words), and a record of the run. ``model`` ``openai:NAME`` scores with
+    an OpenAI-compatible server (``server``: base_url, api_key, api, concurrency, timeout; scores cached in
+    ``cache_dir``); a text the server's answer gives no label word gets an empty label and NaN scores."""
     from silr.io import clean_texts
-    from silr.multiclass.annotate import center_scores, kclass_scores
+    from silr.multiclass.annotate import center_scores
 
-    if str(model).startswith("openai:"):
-        raise InputError("K-class annotation reads K label words' log-probabilities from one forward pass of a local "
-                         f"model; '{model}' is a server (use gemma-3-270m or a local model folder)")
     texts = clean_texts(df[text_col], what=what, column=text_col)
-    kw = {"cache_dir": cache_dir} if cache_dir is not None else {}
-    scorer = LocalLMScorer(model, batch_size=batch_size, max_text_tokens=max_text_tokens, **kw)
-    lp, cut = kclass_scores(scorer, texts, spec, on_batch=on_batch)
+    kinds = None
+    if str(model).startswith("openai:"):
+        from silr.annotate.cache import CACHE_FILE, ScoreCache
+        from silr.annotate.factory import make_annotator
+        from silr.multiclass.server import server_kclass_scores
+
+        annotator = make_annotator(str(model), **(server or {}))
+        cache = ScoreCache(Path(cache_dir) / CACHE_FILE) if cache_dir is not None else None
+        try:
+            lp, cut, kinds = server_kclass_scores(annotator, texts, spec, cache=cache, on_batch=on_batch)
+        finally:
+            annotator.close()
+            if cache is not None:
+                cache.close()
+    else:
+        from silr.annotate.local import LocalLMScorer
+        from silr.multiclass.annotate import kclass_scores
+
+        kw = {"cache_dir": cache_dir} if cache_dir is not None else {}
+        scorer = LocalLMScorer(model, batch_size=batch_size, max_text_tokens=max_text_tokens, **kw)
+        lp, cut = kclass_scores(scorer, texts, spec, on_batch=on_batch)
     words = list(spec.label_words)
     out = df.copy()
-    lab = [words[i] for i in (center_scores(lp) if center else lp).argmax(1)]
+    ok = ~np.isnan(lp).any(1)
+    ref = center_scores(lp[ok]) if center else lp[ok]
+    lab = np.full(len(texts), "", dtype=object)
+    lab[ok] = [words[i] for i in ref.argmax(1)]
     out["llm_label"] = lab
     for j, w in enumerate(words):
         out[f"{LOGP_PREFIX}{w}"] = lp[:, j]
     record = {"kind": "kclass", "model": str(model), "prompt": spec.to_dict(), "centered": bool(center),
-              "counts": {"rows": len(texts), "truncated": int(cut.sum()),
+              "counts": {"rows": len(texts), "truncated": int(cut.sum()), "abstained": int((~ok).sum()),
                          "per_class": {w: int(sum(x == w for x in lab)) for w in words}}}
+    if kinds is not None:
+        record["counts"]["by_kind"] = kinds
     return out, record
 
 
@@ -263,10 +284,13 @@ def is_kclass_run(run_dir: str | Path) -> bool:
 
 
 def evaluate_kclass(run_dir: str | Path, gold: str | Path, *, label_col: str = "label", test: str | Path | None = None,
-                    text_col: str = "text") -> dict:
+                    text_col: str = "text", test_score_col: str | None = None) -> dict:
     """The evaluation step: the run's labels per round against held-out gold (corpus order) and, with ``test``
-    (a file of texts and gold labels), the saved model's predictions on it (the refined classifier or probe: the
-    test rows' LLM evidence is not read); writes ``evaluation.json`` into the run folder and returns it."""
+    (a file of texts and gold labels), the saved model's predictions on it; writes ``evaluation.json`` into the run
+    folder and returns it. A hand-back that reads the LLM's evidence (its calibrated labels, the stack) needs the
+    test rows' evidence, ``test_score_col`` (as ``silr predict --score-col``: a column of LLM labels or the prefix
+    of per-class score columns); without it the refined classifier (or the probe) scores them, and
+    ``test.scored_by`` says which model was scored."""
     from silr.io import atomic_write_text, read_table
     from silr.multiclass.report import evaluation
 
@@ -295,10 +319,26 @@ def evaluate_kclass(run_dir: str | Path, gold: str | Path, *, label_col: str = "
 
         if not (run_dir / "model" / "config.json").exists():
             raise InputError(f"--test needs the run's saved model; '{run_dir}' has no model/ (a run from an older silr)")
+        from silr.multiclass.persist import evidence_mismatch, kclass_evidence
+
         t = read_table(test, required=[text_col, label_col], what="test")
+        config = json.loads((run_dir / "model" / "config.json").read_text())
+        tllm = None
+        if test_score_col:
+            tllm = kclass_evidence(t, test_score_col, classes, what=f"test file '{test}'")
+            bad = evidence_mismatch(config, labels_given=test_score_col in t.columns, column=test_score_col)
+            if bad:
+                raise InputError(bad)
         pred = predict_texts(run_dir, clean_texts(t[text_col], what=f"test file '{test}'", column=text_col),
-                             progress=False)
+                             progress=False, llm_score=tllm)
         truth = t[label_col].astype(str).str.strip().to_numpy()
-        ev["test"] = {"accuracy": float(np.mean(pred["label"].astype(str).to_numpy() == truth)), "n": int(len(t))}
+        src, k = config.get("final_source"), int(config.get("predict_round", 0))
+        if src in ("llm", "stack") and tllm is None:  # the hand-back reads the LLM's evidence the test rows lack
+            by = f"the refined classifier (round {k}), not the handed-back {src}" if k else \
+                f"the probe (logistic regression on the labeled rows), not the handed-back {src}"
+        else:
+            by = f"the handed-back {src}"
+        ev["test"] = {"accuracy": float(np.mean(pred["label"].astype(str).to_numpy() == truth)), "n": int(len(t)),
+                      "scored_by": by, "score_col": test_score_col}
     atomic_write_text(run_dir / "evaluation.json", json.dumps(ev, indent=1))
     return ev

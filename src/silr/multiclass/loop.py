@@ -242,7 +242,9 @@ def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_
                       llm=llm, default=default, confidence=confidence, probe=probe, n_bootstrap=n_bootstrap,
                       seed=seed, stop=stop, detail=detail, stack_bias=stack_bias, stack_probe=stack_probe,
                       inner=inner, anchor=anchor, anchor_l2=anchor_l2, evidence=evidence,
-                      probe_challenge=probe_challenge, stack_llm=stack_llm)
+                      probe_challenge=probe_challenge, stack_llm=stack_llm,
+                      llm_note="the LLM's labels (round 0)" if calibrator is None else
+                      "round 0: the LLM's scores calibrated on the labeled rows (out of fold there)")
     fit.calibrator = calibrator
     return fit
 
@@ -250,8 +252,8 @@ def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_
 def _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs, y_lab, lab, X_lab, K, *, llm,
                default, confidence, probe, n_bootstrap, seed, stop, detail, stack_bias=None,
                stack_probe=False, inner=True, anchor=None, anchor_l2=None, evidence="onehot",
-               probe_challenge=False, stack_llm=None) -> KClassFit:
-    cands = [Candidate("llm", labels[0], lab_labels[0] == y_lab, "the LLM's labels (round 0)")]
+               probe_challenge=False, stack_llm=None, llm_note="the LLM's labels (round 0)") -> KClassFit:
+    cands = [Candidate("llm", labels[0], lab_labels[0] == y_lab, llm_note)]
     best_r = 0
     if len(labels) > 1:
         best_r = 1 + int(np.argmax([e.accuracy for e in estimates[1:]]))

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["FORMAT_K", "save_kclass", "load_kclass"]
+__all__ = ["FORMAT_K", "save_kclass", "load_kclass", "llm_input", "evidence_mismatch"]
 
 FORMAT_K = "silr-refiner-kclass/1"
 
@@ -80,6 +80,7 @@ def save_kclass(refiner, path) -> None:
             "coef": [float(c) for c in hb.calibrator.coef_], "bias": [float(b) for b in hb.calibrator.bias_],
             "bias_l2": hb.calibrator.bias_l2},
         "selection": hb.reason,
+        "llm_input": getattr(hb, "llm_input", None),
         "n_features": int(getattr(refiner, "n_features_in_", heads[0]["n_features"] if heads else 0)),
     }
     if state:
@@ -113,6 +114,8 @@ def load_kclass(refiner, config: dict, state: dict, path: Path):
     stack = None
     if config.get("stack"):
         sc = config["stack"]
+        if not isinstance(sc, dict) or "coef" not in sc:
+            raise ValueError(f"{path}: the stack has no coefficients ('coef'); the folder is damaged")
         stack = SharedStack(l2=float(sc.get("l2", 1e-2)), bias_l2=sc.get("bias_l2"), K=K, llm_l2=sc.get("llm_l2"),
                             llm_mode=sc.get("llm_mode", "diag"))
         stack.coef_ = np.asarray(sc["coef"], dtype=np.float64)
@@ -128,9 +131,12 @@ def load_kclass(refiner, config: dict, state: dict, path: Path):
     calibrator = None
     if config.get("calibrator"):
         cc = config["calibrator"]
+        if not isinstance(cc, dict) or not {"coef", "bias"} <= set(cc):
+            raise ValueError(f"{path}: round 0's calibrator needs its scale ('coef') and {K} offsets ('bias'); the "
+                             "folder is damaged")
         calibrator = SharedStack(bias_l2=cc.get("bias_l2", 0.1), K=K)
-        calibrator.coef_ = np.asarray(cc["coef"], dtype=np.float64)
-        calibrator.bias_ = np.asarray(cc["bias"], dtype=np.float64)
+        calibrator.coef_ = np.asarray(cc["coef"], dtype=np.float64).ravel()
+        calibrator.bias_ = np.asarray(cc["bias"], dtype=np.float64).ravel()
         calibrator.K_, calibrator.classes_ = K, np.arange(K)
         if calibrator.coef_.size != 1 or calibrator.bias_.size != K:
             raise ValueError(f"{path}: round 0's calibrator needs 1 scale and {K} offsets; the folder is damaged")
@@ -145,6 +151,7 @@ def load_kclass(refiner, config: dict, state: dict, path: Path):
     refiner.handback_ = KHandBack(K=K, source=config["final_source"], final_round=int(config["final_round"]),
                                   predict_round=k, learners=learners, scales=config["scales"], stack=stack,
                                   probe=probe, reason=config.get("selection", ""), calibrator=calibrator)
+    refiner.handback_.llm_input = llm_input(config)
     refiner.classes_ = classes
     refiner.n_classes_ = K
     refiner.takes_texts_ = False
@@ -163,6 +170,34 @@ def is_kclass_model(run_dir) -> bool:
         return json.loads(cfile.read_text()).get("format") == FORMAT_K
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def llm_input(config: dict) -> str | None:
+    """What a saved K-class model's fit read as the LLM's evidence: "scores" (per-class scores), "labels" (its
+    labels alone) or None (unknown: a model saved before this was recorded, and nothing in it tells)."""
+    if config.get("llm_input") in ("scores", "labels"):
+        return config["llm_input"]
+    if config.get("calibrator") or (config.get("stack") or {}).get("llm_l2") is not None:
+        return "scores"  # round 0's calibrator and the stack's K x K reading exist only with scores
+    return None
+
+
+def evidence_mismatch(config: dict, *, labels_given: bool, column: str) -> str | None:
+    """The error when ``silr predict --score-col column`` gives a saved K-class model evidence of another kind
+    than its fit read, where the hand-back reads it (the LLM's calibrated labels, the stack); else None. A one-hot
+    of labels read by a calibrator or stack fitted on scores (or the reverse) gives wrong labels silently."""
+    kind, src = llm_input(config), config.get("final_source")
+    if src not in ("llm", "stack") or kind is None:
+        return None
+    what = "the LLM's calibrated labels" if src == "llm" else "the stack"
+    if kind == "scores" and labels_given:
+        return (f"--score-col '{column}' is a column of labels, but this run was refined with the LLM's per-class "
+                f"scores and hands back {what}, which reads them: give the prefix of the new rows' per-class score "
+                "columns (PREFIX<class>, e.g. llm_logp_)")
+    if kind == "labels" and not labels_given and src == "stack":
+        return (f"--score-col '{column}' names per-class score columns, but this run was refined with the LLM's "
+                "labels alone and its stack reads a one-hot of them: give a column of the new rows' LLM labels")
+    return None
 
 
 def kclass_evidence(df, column: str, classes, *, what: str) -> np.ndarray:

@@ -52,8 +52,12 @@ def _matrix_md(M, rows, cols, fmt) -> list[str]:
 
 def report_markdown(summary: dict) -> str:
     cls = summary["classes"]
+    what = ""
+    if summary["final_source"] == "llm" and str(summary.get("round0", "")).startswith("calibrated"):
+        what = ": the LLM's scores calibrated on the labeled rows, not the LLM's own labels"
     lines = [f"# silr K-class run ({len(cls)} classes)", "",
-             f"Handed back: **{summary['final_source']}** (round {summary['final_round']}). {summary['selection']}",
+             f"Handed back: **{summary['final_source']}** (round {summary['final_round']}{what}). "
+             f"{summary['selection']}",
              "", f"Stop: {summary['stop_reason']}", ""]
     for rec in summary["rounds"]:
         if "T" not in rec:
