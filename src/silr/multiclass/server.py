@@ -3,13 +3,13 @@ per text, the K label words' log-probabilities read from the answer's first posi
 
 The request is the binary annotator's (:class:`silr.annotate.server.OpenAICompatibleAnnotator`: retries,
 back-off, time-outs, redirects refused, the key never logged), with the K words named in the system message and
-``top_logprobs`` raised to cover them. At the first answer position that names a label word (a returned token is a
-prefix of exactly one word; case variants pooled) each word gets its log-probability; a word missing from the
-returned list gets the smallest returned one minus ``missing_margin``; the K values are normalised over the
-words. A server that returns no log-probabilities gives the parsed answer instead (the chosen word +1, the others
--1, normalised: a label without confidence); an answer that names no word abstains (NaN scores, no label).
-Scores are cached per text and word (``silr.annotate.cache``), so an interrupted run resumes where it stopped.
-"""
+``top_logprobs`` raised to 20 (OpenAI's limit; zero-shot, a word is often off the top 5 at the first position).
+At the first answer position that names a label word (a returned token is a prefix of exactly one word; case
+variants pooled) each word gets its log-probability; a word missing from the returned list gets the smallest
+returned one minus ``missing_margin``; the K values are normalised over the words. A server that returns no
+log-probabilities gives the parsed answer instead (the chosen word +1, the others -1, normalised: a label without
+confidence); an answer that names no word abstains (NaN scores, no label). Scores are cached per text and word
+(``silr.annotate.cache``), so an interrupted run resumes where it stopped."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def server_kclass_scores(annotator, texts: Sequence[str], prompt, *, cache=None,
 
     words = list(prompt.label_words)
     K = len(words)
-    annotator.top_logprobs = max(annotator.top_logprobs, min(20, K + 3))
+    annotator.top_logprobs = max(annotator.top_logprobs, 20)
     phash = hashlib.sha256(json.dumps({"kclass": prompt.to_dict(), "settings": annotator.settings_id},
                                       sort_keys=True).encode()).hexdigest()[:16]
     jobs = []
