@@ -188,3 +188,28 @@ def test_cli_predict_and_evaluate_read_the_llm_evidence_the_run_was_refined_with
     assert ev["test"]["accuracy"] == pytest.approx(np.mean(pd.read_csv(tmp_path / "p.csv")["label"][:60] == y[:60]))
     r = inv(app, base + ["--score-col", "llm_label"])
     assert r.exit_code != 0 and "per-class score" in str(r.exception)
+
+
+def test_a_score_cell_that_is_not_a_finite_number_is_named_by_column_row_and_option():
+    """An abstained row's NaN score (or -inf, or text) in the per-class score columns: the error named neither the
+    row nor the column (refine) or did not say which cell (predict); now file, column, row and option."""
+    from silr.io import InputError
+    from silr.multiclass.files import kclass_frames
+    from silr.multiclass.persist import kclass_evidence
+
+    df = pd.DataFrame({"text": ["a b", "c d", "e f", "g h"], "llm_label": ["x", "y", "z", "x"],
+                       "s_x": [0.1, 0.2, 0.3, 0.4], "s_y": [0.0, np.nan, 0.0, 0.0], "s_z": [0.0, 0.0, -np.inf, 0.0]})
+    ldf = pd.DataFrame({"text": ["a b", "e f"], "label": ["x", "z"]})
+    with pytest.raises(InputError, match=r"corpus file 'c.csv': column 's_y' row 3 is nan.*--score-col s_"):
+        kclass_frames(df, ldf, pseudo_col="llm_label", text_col="text", label_col="label", score_prefix="s_",
+                      corpus="c.csv", labeled="l.csv")
+    df.loc[1, "s_y"] = 0.5
+    with pytest.raises(InputError, match=r"column 's_z' row 4 is -inf"):
+        kclass_frames(df, ldf, pseudo_col="llm_label", text_col="text", label_col="label", score_prefix="s_",
+                      corpus="c.csv", labeled="l.csv")
+    df["s_z"] = df["s_z"].astype(object)
+    df.loc[2, "s_z"] = "n/a"
+    with pytest.raises(InputError, match=r"input file 'new.csv': column 's_z' row 4 is 'n/a'.*--score-col s_"):
+        kclass_evidence(df, "s_", ["x", "y", "z"], what="input file 'new.csv'")
+    df.loc[2, "s_z"] = -1.0
+    assert kclass_evidence(df, "s_", ["x", "y", "z"], what="w").shape == (4, 3)

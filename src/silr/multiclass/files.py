@@ -185,9 +185,9 @@ def kclass_frames(df: pd.DataFrame, ldf: pd.DataFrame, *, pseudo_col: str, text_
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise InputError(f"corpus file '{corpus}' has no column '{missing[0]}' (score prefix {score_prefix}: one column per class)")
-        llm = df[cols].to_numpy(dtype=np.float64)
-        if not np.isfinite(llm).all():
-            raise InputError(f"corpus file '{corpus}': the {score_prefix}* columns must be finite numbers")
+        from silr.multiclass.persist import score_matrix
+
+        llm = score_matrix(df, cols, what=f"corpus file '{corpus}'", option=f"--score-col {score_prefix}")
     # the labeled rows: the corpus row with the same text (its LLM label)
     where: dict = {}
     for i, t in enumerate(texts):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["FORMAT_K", "save_kclass", "load_kclass", "llm_input", "evidence_mismatch"]
+__all__ = ["FORMAT_K", "save_kclass", "load_kclass", "llm_input", "evidence_mismatch", "score_matrix"]
 
 FORMAT_K = "silr-refiner-kclass/1"
 
@@ -220,10 +220,22 @@ def kclass_evidence(df, column: str, classes, *, what: str) -> np.ndarray:
     if missing:
         raise InputError(f"{what} has no column '{column}' (LLM labels) nor '{missing[0]}' (per-class scores "
                          f"{column}<class>)")
-    try:
-        E = df[cols].astype(np.float64).to_numpy()
-    except (TypeError, ValueError):
-        E = np.array([np.nan])
-    if not np.isfinite(E).all():
-        raise InputError(f"{what}: the {column}* columns must be finite numbers")
+    return score_matrix(df, cols, what=what, option=f"--score-col {column}")
+
+
+def score_matrix(df, cols, *, what: str, option: str) -> np.ndarray:
+    """The per-class score columns ``cols`` of ``df`` as an ``(n, K)`` float matrix; a cell that is not a finite
+    number (empty, NaN, -inf, text: an abstained row) is an InputError naming the file, column, row and option."""
+    import pandas as pd
+
+    from silr.io import InputError
+
+    E = np.column_stack([pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64) for c in cols])
+    bad = ~np.isfinite(E)
+    if bad.any():
+        i, j = (int(v[0]) for v in np.nonzero(bad))
+        v = df[cols[j]].iloc[i]
+        v = repr(v) if isinstance(v, str) else v
+        raise InputError(f"{what}: column '{cols[j]}' row {i + 2} is {v}, not a finite number "
+                         f"({option}: every row needs a finite score per class; drop or re-score abstained rows)")
     return E
