@@ -97,6 +97,9 @@ def test_llm_input_is_saved_and_a_mismatched_evidence_kind_is_named(fitted, tmp_
         assert msg and "per-class" in msg and "llm_label" in msg
         assert evidence_mismatch({**old, "final_source": src}, labels_given=False, column="llm_logp_") is None
     assert evidence_mismatch({**old, "final_source": "refined"}, labels_given=True, column="llm_label") is None
+    # the LLM's labels without a calibrator (labeled rows of one class): the argmax of scores or labels alike
+    assert evidence_mismatch({**config, "final_source": "llm", "calibrator": None}, labels_given=True,
+                             column="llm_label") is None
     plain = {"final_source": "stack", "llm_input": "labels", "stack": {"llm_l2": None}, "calibrator": None}
     assert "labels alone" in evidence_mismatch(plain, labels_given=False, column="llm_logp_")
     assert evidence_mismatch(plain, labels_given=True, column="llm_label") is None

@@ -187,8 +187,8 @@ def evidence_mismatch(config: dict, *, labels_given: bool, column: str) -> str |
     than its fit read, where the hand-back reads it (the LLM's calibrated labels, the stack); else None. A one-hot
     of labels read by a calibrator or stack fitted on scores (or the reverse) gives wrong labels silently."""
     kind, src = llm_input(config), config.get("final_source")
-    if src not in ("llm", "stack") or kind is None:
-        return None
+    if src not in ("llm", "stack") or kind is None or (src == "llm" and not config.get("calibrator")):
+        return None  # without a calibrator the LLM's labels are the argmax of either kind
     what = "the LLM's calibrated labels" if src == "llm" else "the stack"
     if kind == "scores" and labels_given:
         return (f"--score-col '{column}' is a column of labels, but this run was refined with the LLM's per-class "
