@@ -185,3 +185,32 @@ def test_cli_kclass_scores_calibrate_round0_in_the_run_folder(files, tmp_path):
     assert r.exit_code == 0, (r.output, r.exception)
     ev = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     assert ev["per_round"][0]["accuracy"] == pytest.approx(raw) and ev["round0_calibrated_accuracy"] == pytest.approx(cal)
+
+
+def test_silr_run_kclass_reads_per_class_scores_from_the_corpus(files, tmp_path):
+    """`silr run` with [data] pseudo_col (3 classes) and score_col (the per-class score prefix): round 0 is the
+    scores calibrated on the labeled rows, as with `silr refine --score-col`; a binary job refuses score_col."""
+    from silr.cli import app
+
+    d, gold, llm = files
+    c = pd.read_csv(d / "corpus.csv")
+    rng = np.random.default_rng(4)
+    for n in ["cars", "graphics", "medicine"]:
+        c[f"s_{n}"] = (llm == n) * 1.5 + (1.8 if n == "medicine" else 0.0) + rng.normal(0, 0.4, len(c))
+    c["gold"] = gold
+    c.to_csv(tmp_path / "corpus.csv", index=False)
+    (tmp_path / "job.toml").write_text(
+        f'[data]\ncorpus = "corpus.csv"\npseudo_col = "llm_label"\nscore_col = "s_"\ngold_col = "gold"\n'
+        f'[labeled]\nfile = "{d / "labeled.csv"}"\n[refine]\nrounds = 2\n')
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "job.toml"), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    s = json.loads((tmp_path / "run" / "rounds.json").read_text())
+    assert s["round0"].startswith("calibrated")
+    assert "round0_calibrated" in pd.read_csv(tmp_path / "run" / "labels.csv").columns
+    b = pd.DataFrame({"text": [f"t{i}" for i in range(20)], "y": [i % 2 for i in range(20)]})
+    b.to_csv(tmp_path / "b.csv", index=False)
+    b.iloc[:6].rename(columns={"y": "label"}).to_csv(tmp_path / "bl.csv", index=False)
+    (tmp_path / "b.toml").write_text('[data]\ncorpus = "b.csv"\npseudo_col = "y"\nscore_col = "s_"\n'
+                                     '[labeled]\nfile = "bl.csv"\n')
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "b.toml"), "--out", str(tmp_path / "brun")])
+    assert r.exit_code != 0 and "score_col is the per-class score prefix of a K-class job" in (r.output + str(r.exception))

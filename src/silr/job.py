@@ -6,6 +6,8 @@ A config is TOML or YAML::
     corpus = "reviews.csv"        # CSV, JSONL or Parquet
     text_col = "text"
     pseudo_col = ""               # set to use pseudo-labels already in the corpus instead of annotating
+    score_col = ""                # K classes with pseudo_col: the prefix of the per-class LLM score columns
+                                  # (PREFIX<class>), as `silr refine --score-col`
     gold_col = ""                 # optional corpus column of gold labels: used ONLY by the evaluation step
     test = ""                     # optional held-out test file (text, label) for the evaluation step; with an
                                   # [annotator] its texts are scored too (cached), so a stack hand-back is tested whole
@@ -67,6 +69,7 @@ class DataSection:
     corpus: str = ""
     text_col: str = "text"
     pseudo_col: str = ""
+    score_col: str = ""
     gold_col: str = ""
     test: str = ""
 
@@ -263,6 +266,9 @@ def run_job(
             raise InputError("config: the K-class path runs on the local engine ([engine] kind = \"local\")")
         return run_kclass_job(cfg, out, corpus, labeled, kspec, corpus_path=corpus_path, progress=progress, echo=echo,
                               on_round=on_round, labeled_what=str(lab_cfg.file or f"{lab_cfg.sample_from_gold} corpus rows"))
+    if d.score_col:
+        raise InputError("config: [data] score_col is the per-class score prefix of a K-class job (3+ classes in "
+                         "pseudo_col); for two classes give the score column to `silr refine --score-col`")
     labeled["label"] = parse_binary_labels(labeled["label"], what="labeled sample", column="label")
 
     staging = out.parent / f".{out.name}.staging"

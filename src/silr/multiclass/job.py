@@ -45,6 +45,9 @@ def run_kclass_job(cfg, out: Path, corpus: pd.DataFrame, labeled: pd.DataFrame, 
                      (r.backbone == "llm" or None, "[refine] backbone = \"llm\"")):
         if bad is not None:
             raise InputError(f"config: {key} is for two classes; this job has K > 2 classes (K-class path)")
+    if spec is not None and d.score_col:
+        raise InputError("config: [data] score_col goes with pseudo_col (scores already in the corpus); this job "
+                         "annotates, and its annotation writes the per-class scores itself")
     t0 = time.perf_counter()
     annotation = None
     if spec is not None:
@@ -59,7 +62,7 @@ def run_kclass_job(cfg, out: Path, corpus: pd.DataFrame, labeled: pd.DataFrame, 
         write_table(annotated, out / "annotated.csv")
         atomic_write_text(out / "annotation.json", json.dumps(annotation, indent=2, default=str))
     else:
-        annotated, pseudo_col, prefix = corpus, d.pseudo_col, None
+        annotated, pseudo_col, prefix = corpus, d.pseudo_col, (d.score_col or None)
     ldf = labeled.rename(columns={"text": d.text_col}) if d.text_col != "text" else labeled
     summary = refine_kclass(annotated, ldf, out, pseudo_col=pseudo_col, text_col=d.text_col, label_col="label",
                             score_prefix=prefix, rounds=r.rounds, seed=r.seed, backbone=r.backbone,
