@@ -115,6 +115,10 @@ def test_kclass_alias_and_binary_spellings_stay_binary(files, tmp_path):
                                  "--out", str(tmp_path / "a"), "--rounds", "1", "-q"])
     assert r.exit_code == 0, (r.output, r.exception)
     assert json.loads((tmp_path / "a" / "rounds.json").read_text())["classes"] == ["cars", "graphics", "medicine"]
+    r = CliRunner().invoke(app, ["kclass", "evaluate", str(tmp_path / "a"), "--gold", str(d / "gold.csv"), "--test",
+                                 str(d / "labeled.csv")])  # the alias takes --test as `silr evaluate` does
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert json.loads((tmp_path / "a" / "evaluation.json").read_text())["test"]["n"] == 45
     assert kclass_classes(["yes", "1", "no", "0", "Negative", True]) is None
     assert kclass_classes([0.1, 0.7, 0.93]) is None  # scores: binary path with --threshold
     assert kclass_classes([0, 1, 1]) is None

@@ -151,9 +151,12 @@ def evaluate(
     run_dir: Path = typer.Argument(..., help="A finished K-class run folder."),
     gold: Path = typer.Option(..., "--gold", help="Held-out gold labels of the corpus rows, in corpus order (column --label-col)."),
     label_col: str = typer.Option("label", "--label-col"),
+    test: Optional[Path] = typer.Option(None, "--test", help="Held-out test file (text + gold label): the saved model's accuracy on it."),
+    text_col: str = typer.Option("text", "--text-col", help="Text column of --test."),
+    score_col: Optional[str] = typer.Option(None, "--score-col", help="With --test: the test rows' LLM evidence (a label column or the per-class score prefix), as silr evaluate."),
 ) -> None:
     """Evaluation step: score the run's labels per round against held-out gold (never used by the run)."""
-    run_kclass_evaluate(run_dir, gold, label_col=label_col)
+    run_kclass_evaluate(run_dir, gold, label_col=label_col, test=test, text_col=text_col, test_score_col=score_col)
 
 
 def _column(path: Path, col: str, what: str):
