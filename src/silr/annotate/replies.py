@@ -7,7 +7,7 @@ import math
 import time
 from email.utils import parsedate_to_datetime
 
-__all__ = ["parse_answer", "reply_positions", "logprob_score", "parse_retry_after"]
+__all__ = ["parse_answer", "reply_positions", "words_logprobs", "logprob_score", "parse_retry_after"]
 
 _PUNCT = " \t\r\n.,;:!?\"'`*()[]{}<>"
 
@@ -68,29 +68,38 @@ def reply_positions(choice: dict) -> list[tuple[str, list[tuple[str, float]]]]:
     return out
 
 
-def logprob_score(positions: list, positive: str, negative: str, missing_margin: float = 1.0) -> float | None:
-    """logp(positive word) - logp(negative word) at the first answer position that names either (case variants
-    pooled); a word missing from the returned top list gets the smallest returned log-probability minus
-    ``missing_margin``. None when the answer names neither word."""
-    p, n = _norm(positive), _norm(negative)
+def words_logprobs(positions: list, words, missing_margin: float = 1.0) -> list[float] | None:
+    """Each label word's log-probability at the first answer position that names one of them (a returned token is
+    a prefix of exactly one word; case variants pooled), not normalised; a word missing from the returned top list
+    gets the smallest returned log-probability minus ``missing_margin``. None when the answer names no word."""
+    ws = [_norm(w) for w in words]
 
-    def matches(tok: str, word: str, other: str) -> bool:
+    def which(tok: str) -> int | None:
         t = _norm(tok)
-        return bool(t) and word.startswith(t) and not other.startswith(t)
+        hit = [j for j, w in enumerate(ws) if t and w.startswith(t)]
+        return hit[0] if len(hit) == 1 else None
 
     for gen, tops in positions:
         if not tops:
             continue
-        lp_p = [v for t, v in tops if matches(t, p, n) and math.isfinite(v)]
-        lp_n = [v for t, v in tops if matches(t, n, p) and math.isfinite(v)]
-        if lp_p or lp_n:
+        per: list[list[float]] = [[] for _ in ws]
+        for t, v in tops:
+            j = which(t)
+            if j is not None and math.isfinite(v):
+                per[j].append(v)
+        if any(per):
             floor = min(v for _, v in tops if math.isfinite(v)) - missing_margin
-            a = logsumexp(lp_p) if lp_p else floor
-            b = logsumexp(lp_n) if lp_n else floor
-            return a - b
-        if _norm(gen):  # a real (non-blank) token that is neither word: no label at this answer
+            return [logsumexp(p) if p else floor for p in per]
+        if _norm(gen):  # a real (non-blank) token that names no word: no label at this answer
             return None
     return None
+
+
+def logprob_score(positions: list, positive: str, negative: str, missing_margin: float = 1.0) -> float | None:
+    """logp(positive word) - logp(negative word) at the first answer position that names either
+    (:func:`words_logprobs` with the two words). None when the answer names neither word."""
+    lp = words_logprobs(positions, (positive, negative), missing_margin)
+    return None if lp is None else lp[0] - lp[1]
 
 
 def logsumexp(v: list[float]) -> float:

@@ -261,6 +261,11 @@ class OpenAICompatibleAnnotator:
         msg = " ".join(str(msg).split())[:200]
         return f": {self._safe(msg)}" if msg else ""
 
+    def request_words(self, prompt_text: str, words) -> dict:
+        """One request (with :meth:`_request`'s retries) whose system message names two or more ``words``
+        ("a, b or c"); the decoded reply. The K-class annotation's (silr.multiclass.server) way in."""
+        return self._request(prompt_text, ", ".join(words[:-1]), words[-1])
+
     def _request(self, prompt_text: str, positive: str, negative: str) -> dict:
         attempt = 0
         while True:

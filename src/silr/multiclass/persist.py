@@ -121,11 +121,10 @@ def load_kclass(refiner, config: dict, state: dict, path: Path):
         stack.coef_ = np.asarray(sc["coef"], dtype=np.float64)
         stack.bias_ = np.asarray(sc.get("bias") or np.zeros(K), dtype=np.float64)
         stack.llm_dev_ = np.asarray(sc.get("llm_dev") or [], dtype=np.float64)
-        stack.K_ = K
+        stack.K_, stack.classes_ = K, np.arange(K)
         if stack.llm_dev_.size != stack._n_dev():
             raise ValueError(f"{path}: the stack's per-class reading of the LLM evidence has {stack.llm_dev_.size} "
                              f"values where {stack._n_dev()} are expected; the folder is damaged")
-        stack.K_, stack.classes_ = K, np.arange(K)
         if stack.coef_.size > 2 and not config.get("probe"):
             raise ValueError(f"{path}: the stack takes the probe's scores but no probe is saved; the folder is damaged")
     calibrator = None

@@ -15,45 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
 import numpy as np
 
-from silr.annotate.replies import _norm, logsumexp, reply_positions
+from silr.annotate.replies import _norm, logsumexp, reply_positions, words_logprobs
 from silr.annotate.types import ScoreResult
 
-__all__ = ["kword_logprobs", "parse_kanswer", "server_kclass_scores"]
-
-
-def _matches(tok: str, words: list[str]) -> int | None:
-    """The one label word the (normalised, non-empty) token starts, or None (none or several)."""
-    t = _norm(tok)
-    if not t:
-        return None
-    hit = [j for j, w in enumerate(words) if w.startswith(t)]
-    return hit[0] if len(hit) == 1 else None
-
-
-def kword_logprobs(positions: list, words: Sequence[str], missing_margin: float = 1.0) -> list[float] | None:
-    """The K label words' log-probabilities at the first answer position that names one of them (see the module
-    docstring), not yet normalised; None when the answer names none."""
-    ws = [_norm(w) for w in words]
-    for gen, tops in positions:
-        if not tops:
-            continue
-        per: list[list[float]] = [[] for _ in ws]
-        for t, v in tops:
-            j = _matches(t, ws)
-            if j is not None and math.isfinite(v):
-                per[j].append(v)
-        if any(per):
-            floor = min(v for _, v in tops if math.isfinite(v)) - missing_margin
-            return [logsumexp(p) if p else floor for p in per]
-        if _norm(gen):  # a real token that names no word: no label at this answer
-            return None
-    return None
+__all__ = ["parse_kanswer", "server_kclass_scores"]
 
 
 def parse_kanswer(text: str | None, words: Sequence[str]) -> int | None:
@@ -67,8 +37,7 @@ def parse_kanswer(text: str | None, words: Sequence[str]) -> int | None:
 
 
 def _normalise(v: Sequence[float]) -> list[float]:
-    m = max(v)
-    z = math.log(sum(math.exp(x - m) for x in v)) + m
+    z = logsumexp(list(v))
     return [x - z for x in v]
 
 
@@ -103,10 +72,10 @@ def server_kclass_scores(annotator, texts: Sequence[str], prompt, *, cache=None,
             todo.append(i)
 
     def one(i: int):
-        data = annotator._request(jobs[i][0], ", ".join(words[:-1]), words[-1])
+        data = annotator.request_words(jobs[i][0], words)
         choice = data["choices"][0] if isinstance(data.get("choices"), list) and data["choices"] else {}
         choice = choice if isinstance(choice, dict) else {}
-        lp = kword_logprobs(reply_positions(choice), words, annotator.missing_margin)
+        lp = words_logprobs(reply_positions(choice), words, annotator.missing_margin)
         if lp is not None:
             return "logprob_scores", _normalise(lp)
         text = choice.get("text")
