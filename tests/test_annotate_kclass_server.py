@@ -140,3 +140,54 @@ def test_silr_run_with_k_label_words_and_a_server(server, tmp_path, monkeypatch)
     assert s["round0"].startswith("calibrated")  # scores came with the labels: round 0 read them on the 24 rows
     ev = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     assert ev["n"] == 90 and ev["per_round"][0]["accuracy"] == pytest.approx(0.7, abs=0.1)
+
+
+def test_silr_run_leaves_out_rows_the_server_abstained_on(server, tmp_path, monkeypatch):
+    """A K-class `silr run` against a server that answers no label word for some texts: those rows have no LLM label
+    (abstained); the run leaves them out with a note, as the binary job does (it failed on the first empty label),
+    and the evaluation and `silr evaluate` with every corpus row's gold skip them. An abstained labeled row is an
+    error naming both rows."""
+    from silr.cli import app
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("SILR_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(1)
+    filler = {"cars": "engine wheels road driver", "space": "orbit rocket planet launch", "food": "recipe dinner taste cook"}
+    rows = []
+    for i in range(90):
+        gold = WORDS[i % 3]
+        shown = gold if rng.random() < 0.7 else WORDS[(i + 1) % 3]
+        noise = " noise" if i in (40, 41, 77) else ""  # the server answers " banana": abstained
+        rows.append({"text": f"item {i} {filler[gold]} {' '.join(rng.permutation(filler[gold].split()))} {shown}{noise}",
+                     "gold": gold})
+    c = pd.DataFrame(rows)
+    c.to_csv(tmp_path / "corpus.csv", index=False)
+    c.iloc[:24][["text", "gold"]].rename(columns={"gold": "label"}).to_csv(tmp_path / "lab.csv", index=False)
+    c[["gold"]].rename(columns={"gold": "label"}).to_csv(tmp_path / "gold_all.csv", index=False)
+    job = (f'[data]\ncorpus = "corpus.csv"\ngold_col = "gold"\n[labeled]\nfile = "lab.csv"\n'
+           f'[annotator]\nmodel = "openai:fake"\nbase_url = "{server.url}"\nlabel_words = "cars,space,food"\n'
+           f'instruction = "Topic?"\n[refine]\nrounds = 2\n')
+    (tmp_path / "job.toml").write_text(job)
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "job.toml"), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "3 rows with no LLM label (abstained) are left out" in r.output
+    ann = pd.read_csv(tmp_path / "run" / "annotated.csv")
+    assert int(ann["llm_label"].isna().sum()) == 3
+    labels = pd.read_csv(tmp_path / "run" / "labels.csv")
+    assert len(labels) == 87 and not labels["text"].str.contains("noise").any()
+    s = json.loads((tmp_path / "run" / "rounds.json").read_text())
+    assert s["rows_left_out"]["count"] == 3 and s["rows_left_out"]["rows"] == [42, 43, 79]
+    assert "Left out: 3 corpus rows with no LLM label" in (tmp_path / "run" / "report.md").read_text()
+    ev = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert ev["n"] == 87
+    # silr evaluate with the gold of every corpus row (90): the 3 left-out rows are skipped, same figures
+    r = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--gold", str(tmp_path / "gold_all.csv")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    ev2 = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert ev2["n"] == 87 and ev2["per_round"] == ev["per_round"]
+    # an abstained row in the labeled sample: the error names the labeled row and the corpus row
+    c.iloc[[0, 1, 41]][["text", "gold"]].rename(columns={"gold": "label"}).to_csv(tmp_path / "lab2.csv", index=False)
+    (tmp_path / "job2.toml").write_text(job.replace('"lab.csv"', '"lab2.csv"'))
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "job2.toml"), "--out", str(tmp_path / "run2")])
+    assert r.exit_code != 0
+    assert "lab2.csv': row 4 is corpus row 43, which has no LLM label" in r.output + str(r.exception)

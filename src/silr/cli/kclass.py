@@ -94,6 +94,11 @@ def run_kclass_refine(corpus: Path, labeled: Path, out: Path, *, pseudo_col: str
                             score_prefix=score_prefix, rounds=rounds, seed=seed, backbone=backbone,
                             cache_dir=cache_dir, progress=not quiet, report=report, corpus=str(corpus),
                             labeled=str(labeled), on_round=None if quiet else print_kround)
+    left = summary.get("rows_left_out") or {}
+    if left.get("count"):
+        typer.echo(f"note: {left['count']} rows with no LLM label (abstained) are left out of the refinement "
+                   f"and of labels.csv (file rows {', '.join(map(str, left['rows'][:10]))}"
+                   + (", ..." if left["count"] > 10 else "") + ")", err=True)
     if not quiet:
         typer.echo(f"final labels: {summary['final_source']} ({summary['selection']})", err=True)
     typer.echo(str(out))

@@ -160,8 +160,11 @@ def annotate_kclass(df: pd.DataFrame, text_col: str, spec, *, model: str, what: 
 
 def kclass_frames(df: pd.DataFrame, ldf: pd.DataFrame, *, pseudo_col: str, text_col: str, label_col: str,
                   score_prefix: str | None, corpus: str, labeled: str):
-    """``(texts, y, gold, llm, classes)``: corpus texts, LLM labels, gold (None off the labeled rows), the LLM's
-    per-class scores (or None) and the sorted class names. Every problem names the file, column and row."""
+    """``(texts, y, gold, llm, classes, keep)``: corpus texts, LLM labels, gold (None off the labeled rows), the
+    LLM's per-class scores (or None) and the sorted class names, of the corpus rows ``keep`` (a boolean mask over
+    ``df``'s rows). A row with no LLM label (the LLM abstained: ``silr annotate`` leaves it empty, with NaN scores)
+    is left out, as the binary path leaves out abstained rows; a labeled text among them is an error. Every problem
+    names the file, column and row."""
     from silr.io import clean_texts
 
     for frame, cols, name in ((df, [text_col, pseudo_col], f"corpus file '{corpus}'"),
@@ -169,12 +172,20 @@ def kclass_frames(df: pd.DataFrame, ldf: pd.DataFrame, *, pseudo_col: str, text_
         for c in cols:
             if c not in frame.columns:
                 raise InputError(f"{name} has no column '{c}'")
-    texts = clean_texts(df[text_col], what=f"corpus file '{corpus}'", column=text_col)
+    texts_all = clean_texts(df[text_col], what=f"corpus file '{corpus}'", column=text_col)
     ltexts = clean_texts(ldf[text_col], what=f"labeled file '{labeled}'", column=text_col)
-    y = df[pseudo_col].astype(str).str.strip().to_numpy(dtype=object)
-    if (y == "").any() or df[pseudo_col].isna().any():
-        bad = int(np.flatnonzero((y == "") | df[pseudo_col].isna().to_numpy())[0])
-        raise InputError(f"corpus file '{corpus}': column '{pseudo_col}' is empty on row {bad + 2} (every row needs an LLM label)")
+    y_all = df[pseudo_col].astype(str).str.strip().to_numpy(dtype=object)
+    keep = ~((y_all == "") | df[pseudo_col].isna().to_numpy())
+    if not keep.any():
+        raise InputError(f"corpus file '{corpus}': column '{pseudo_col}' is empty on every row (no LLM label to refine)")
+    missing_texts = {t: i for i, t in enumerate(texts_all) if not keep[i]}
+    kept_texts = {t for t, k in zip(texts_all, keep) if k}
+    for j, t in enumerate(ltexts):
+        if t in missing_texts and t not in kept_texts:
+            raise InputError(f"labeled file '{labeled}': row {j + 2} is corpus row {missing_texts[t] + 2}, which has no "
+                             f"LLM label in column '{pseudo_col}' (the LLM abstained on it): re-score it or drop it "
+                             "from the labeled file")
+    texts, y = [t for t, k in zip(texts_all, keep) if k], y_all[keep]
     if ldf[label_col].isna().any():
         raise InputError(f"labeled file '{labeled}': column '{label_col}' is empty on row {int(np.flatnonzero(ldf[label_col].isna())[0]) + 2}")
     gold_lab = ldf[label_col].astype(str).str.strip().to_numpy(dtype=object)
@@ -187,7 +198,9 @@ def kclass_frames(df: pd.DataFrame, ldf: pd.DataFrame, *, pseudo_col: str, text_
             raise InputError(f"corpus file '{corpus}' has no column '{missing[0]}' (score prefix {score_prefix}: one column per class)")
         from silr.multiclass.persist import score_matrix
 
-        llm = score_matrix(df, cols, what=f"corpus file '{corpus}'", option=f"--score-col {score_prefix}")
+        # an abstained row's scores are NaN: it is left out, so its cells are not checked (rows keep their numbers)
+        sdf = df[cols].astype(object).where(np.repeat(keep[:, None], len(cols), axis=1), 0.0)
+        llm = score_matrix(sdf, cols, what=f"corpus file '{corpus}'", option=f"--score-col {score_prefix}")[keep]
     # the labeled rows: the corpus row with the same text (its LLM label)
     where: dict = {}
     for i, t in enumerate(texts):
@@ -202,7 +215,7 @@ def kclass_frames(df: pd.DataFrame, ldf: pd.DataFrame, *, pseudo_col: str, text_
         if gold[i] is not None and gold[i] != gold_lab[j]:
             raise InputError(f"labeled file '{labeled}': row {j + 2} gives text already labeled {gold[i]!r} another label {gold_lab[j]!r}")
         gold[i] = gold_lab[j]
-    return texts, y, gold, llm, classes
+    return texts, y, gold, llm, classes, keep
 
 
 def print_kround(rec: dict) -> None:
@@ -228,9 +241,9 @@ def refine_kclass(df: pd.DataFrame, ldf: pd.DataFrame, out: Path, *, pseudo_col:
     from silr.multiclass.report import report_html, report_markdown, run_summary
     from silr.refine import SelfIterativeRefiner
 
-    texts, y, gold, llm, classes = kclass_frames(df, ldf, pseudo_col=pseudo_col, text_col=text_col,
-                                                 label_col=label_col, score_prefix=score_prefix,
-                                                 corpus=corpus, labeled=labeled)
+    texts, y, gold, llm, classes, keep = kclass_frames(df, ldf, pseudo_col=pseudo_col, text_col=text_col,
+                                                       label_col=label_col, score_prefix=score_prefix,
+                                                       corpus=corpus, labeled=labeled)
     if len(classes) < 3:
         raise InputError(f"{len(classes)} classes ({', '.join(classes)}): two classes take the binary path")
     kw = {"progress": progress}
@@ -243,8 +256,11 @@ def refine_kclass(df: pd.DataFrame, ldf: pd.DataFrame, out: Path, *, pseudo_col:
     lab = np.flatnonzero(np.array([g is not None for g in gold]))
     y_lab = np.searchsorted(model.classes_, gold[lab].astype(str))
     summary = run_summary(model, lab, y_lab)
+    # rows without an LLM label (abstained) are not in the run: labels.csv and the evaluation cover the others
+    summary["rows_left_out"] = {"count": int((~keep).sum()), "rows": [int(i) + 2 for i in np.flatnonzero(~keep)],
+                                "why": f"no LLM label in column '{pseudo_col}' (the LLM abstained)"}
     out.mkdir(parents=True, exist_ok=True)
-    res = df[[text_col]].copy()
+    res = df.loc[keep, [text_col]].copy()
     res["llm_label"] = y
     res["label"] = model.transduction_
     if str(model.round0_labeled_).startswith("calibrated"):  # round 0 is the LLM's scores read through the labeled rows
@@ -301,8 +317,14 @@ def evaluate_kclass(run_dir: str | Path, gold: str | Path, *, label_col: str = "
         raise InputError(f"'{run_dir}' is not a finished K-class run folder (rounds.json: {e})") from e
     res = read_table(run_dir / "labels.csv", required=["label", "llm_label"], what="run labels")
     g = read_table(gold, required=[label_col], what="gold")
+    left = (summary.get("rows_left_out") or {}).get("rows") or []
+    if left and len(g) == len(res) + len(left):  # gold of every corpus row: drop the rows the run left out
+        keep = np.ones(len(g), dtype=bool)
+        keep[np.asarray(left, dtype=np.int64) - 2] = False
+        g = g[keep].reset_index(drop=True)
     if len(g) != len(res):
-        raise InputError(f"gold file '{gold}' has {len(g)} rows; the run has {len(res)} corpus rows (same order expected)")
+        raise InputError(f"gold file '{gold}' has {len(g)} rows; the run has {len(res)} corpus rows (same order expected"
+                         + (f"; {len(left)} corpus rows with no LLM label were left out" if left else "") + ")")
     classes = summary["classes"]
     code = {c: i for i, c in enumerate(classes)}
     gc = np.array([code.get(str(v).strip(), -1) if v == v else -1 for v in g[label_col]])

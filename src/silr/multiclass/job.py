@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from silr.io import InputError
@@ -69,13 +70,18 @@ def run_kclass_job(cfg, out: Path, corpus: pd.DataFrame, labeled: pd.DataFrame, 
                             progress=progress, corpus=str(corpus_path), labeled=labeled_what,
                             on_round=print_kround if on_round is not None else None)  # K-class round lines
     summary["config"] = cfg.to_dict()
+    left = summary.get("rows_left_out") or {}
+    if left.get("count"):
+        echo(f"note: {left['count']} rows with no LLM label (abstained) are left out of the refinement")
     if annotation is not None:
         summary["annotation"] = annotation
     atomic_write_text(out / "rounds.json", json.dumps(summary, indent=1, default=json_default))
     # --- evaluation: a separate step that reads gold only now, after the run is written ---
     if d.gold_col:
         gold_file = out / "gold.csv"
-        write_table(pd.DataFrame({"label": corpus[d.gold_col].to_numpy()}), gold_file)
+        keep = np.ones(len(corpus), dtype=bool)
+        keep[np.asarray(left.get("rows") or [], dtype=np.int64) - 2] = False  # file rows (header + 1-based)
+        write_table(pd.DataFrame({"label": corpus[d.gold_col].to_numpy()[keep]}), gold_file)
         summary["evaluation"] = evaluate_kclass(out, gold_file)
     summary["total_seconds"] = time.perf_counter() - t0
     return summary

@@ -59,6 +59,9 @@ def report_markdown(summary: dict) -> str:
              f"Handed back: **{summary['final_source']}** (round {summary['final_round']}{what}). "
              f"{summary['selection']}",
              "", f"Stop: {summary['stop_reason']}", ""]
+    left = summary.get("rows_left_out") or {}
+    if left.get("count"):
+        lines += [f"Left out: {left['count']} corpus rows with {left['why']}; they are not in labels.csv.", ""]
     for rec in summary["rounds"]:
         if "T" not in rec:
             continue
