@@ -189,6 +189,8 @@ def test_cli_kclass_scores_calibrate_round0_in_the_run_folder(files, tmp_path):
     assert r.exit_code == 0, (r.output, r.exception)
     ev = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     assert ev["per_round"][0]["accuracy"] == pytest.approx(raw) and ev["round0_calibrated_accuracy"] == pytest.approx(cal)
+    # each per-round figure names the labels.csv column it scored (round 0 there: the LLM's own labels)
+    assert [p["labels"] for p in ev["per_round"]] == ["llm_label"] + [f"round_{r}" for r in range(1, len(ev["per_round"]))]
 
 
 def test_silr_run_kclass_reads_per_class_scores_from_the_corpus(files, tmp_path):

@@ -101,7 +101,10 @@ def evaluation(classes, labels_per_round, final_codes, gold_codes) -> dict:
     K = len(classes)
     return {
         "n": int(m.sum()),
-        "per_round": [{"round": r, "accuracy": float(np.mean(np.asarray(L)[m] == g[m]))} for r, L in enumerate(labels_per_round)],
+        # round 0 here is the LLM's own labels (labels.csv llm_label); a run whose round 0 was calibrated on the
+        # labeled rows scores that one as round0_calibrated_accuracy (evaluate_kclass)
+        "per_round": [{"round": r, "labels": "llm_label" if r == 0 else f"round_{r}",
+                       "accuracy": float(np.mean(np.asarray(L)[m] == g[m]))} for r, L in enumerate(labels_per_round)],
         "final_accuracy": float(np.mean(np.asarray(final_codes)[m] == g[m])),
         "confusion_final": confusion(g[m], np.asarray(final_codes)[m], K).tolist(),
         "classes": [str(c) for c in classes],
