@@ -107,6 +107,11 @@ def test_kclass_server_options_are_checked(tmp_path):
                                  "--base-url", "http://127.0.0.1:9/v1", "--labeled", str(tmp_path / "c.csv"),
                                  "--out", str(tmp_path / "o.csv"), "-q"])
     assert r.exit_code != 0 and "--labeled is for two label words" in r.output
+    for words in ("a,b,c", "yes,no"):  # one check of --api for both paths
+        r = CliRunner().invoke(app, ["annotate", str(tmp_path / "c.csv"), "--label-words", words, "--instruction", "Q?",
+                                     "--model", "openai:m", "--base-url", "http://127.0.0.1:9/v1", "--api", "rest",
+                                     "--out", str(tmp_path / "o.csv"), "-q"])
+        assert r.exit_code == 2 and "--api must be chat or completions" in r.output
 
 
 def test_silr_run_with_k_label_words_and_a_server(server, tmp_path, monkeypatch):

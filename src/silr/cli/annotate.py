@@ -77,6 +77,8 @@ def annotate(
 ) -> None:
     """Round 0: label every text with an LLM (few-shot), calibrate the threshold on the labeled sample.
     With 3+ label words (--label-words a,b,c or a prompt file) every text gets one of K labels (zero-shot)."""
+    if api not in ("chat", "completions"):  # both paths (two or K label words) take a server's API
+        raise typer.BadParameter("--api must be chat or completions")
     with reported():
         from silr.multiclass.files import kclass_prompt
 
@@ -91,8 +93,6 @@ def annotate(
         raise typer.BadParameter("--instruction and --label-words go together (or give --prompt)")
     if prompt is None and instruction is None:
         raise typer.BadParameter("give --prompt FILE|sentiment|spam|generic, or --instruction TEXT --label-words POS,NEG")
-    if api not in ("chat", "completions"):
-        raise typer.BadParameter("--api must be chat or completions")
     if dtype not in ("float32", "bfloat16"):
         raise typer.BadParameter(f"--dtype must be float32 or bfloat16, got {dtype!r}")
     with _command_logging(quiet), reported(redact=api_key):
@@ -122,8 +122,6 @@ def _annotate_kclass(spec, *, input, out, text_col, model, labeled, threshold, s
                 raise ValueError(f"{opt} is for two label words; K-class annotation ({spec.K} label words) is "
                                  "zero-shot in this process (a local model, or a server with --model openai:NAME)")
         if on_server:
-            if api not in ("chat", "completions"):
-                raise ValueError("--api must be chat or completions")
             server = {"base_url": base_url, "api_key": api_key, "api": api, "concurrency": concurrency,
                       "timeout": timeout}
             if not no_cache:
