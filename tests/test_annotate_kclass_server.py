@@ -114,6 +114,28 @@ def test_kclass_server_options_are_checked(tmp_path):
         assert r.exit_code == 2 and "--api must be chat or completions" in r.output
 
 
+def _topic_job(tmp_path, url, seed, noise_rows=()) -> tuple[pd.DataFrame, str]:
+    """A 90-row topic corpus (the server's word right on ~70% of rows; rows ``noise_rows`` get a non-word answer:
+    abstained), its first 24 rows as the labeled file, and a `silr run` config against the server at ``url``."""
+    rng = np.random.default_rng(seed)
+    filler = {"cars": "engine wheels road driver", "space": "orbit rocket planet launch", "food": "recipe dinner taste cook"}
+    rows = []
+    for i in range(90):
+        gold = WORDS[i % 3]
+        shown = gold if rng.random() < 0.7 else WORDS[(i + 1) % 3]  # the server's topic word: 70% right
+        noise = " noise" if i in noise_rows else ""
+        rows.append({"text": f"item {i} {filler[gold]} {' '.join(rng.permutation(filler[gold].split()))} {shown}{noise}",
+                     "gold": gold})
+    c = pd.DataFrame(rows)
+    c.to_csv(tmp_path / "corpus.csv", index=False)
+    c.iloc[:24][["text", "gold"]].rename(columns={"gold": "label"}).to_csv(tmp_path / "lab.csv", index=False)
+    job = (f'[data]\ncorpus = "corpus.csv"\ngold_col = "gold"\n[labeled]\nfile = "lab.csv"\n'
+           f'[annotator]\nmodel = "openai:fake"\nbase_url = "{url}"\nlabel_words = "cars,space,food"\n'
+           f'instruction = "Topic?"\n[refine]\nrounds = 2\n')
+    (tmp_path / "job.toml").write_text(job)
+    return c, job
+
+
 def test_silr_run_with_k_label_words_and_a_server(server, tmp_path, monkeypatch):
     """`silr run` with [annotator] model = "openai:NAME" and three label words: the server labels the corpus (K
     scores per row), the K-class refinement runs on them, the evaluation step reads the gold column."""
@@ -121,21 +143,7 @@ def test_silr_run_with_k_label_words_and_a_server(server, tmp_path, monkeypatch)
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setenv("SILR_CACHE_DIR", str(tmp_path / "cache"))
-    rng = np.random.default_rng(0)
-    filler = {"cars": "engine wheels road driver", "space": "orbit rocket planet launch", "food": "recipe dinner taste cook"}
-    rows = []
-    for i in range(90):
-        gold = WORDS[i % 3]
-        shown = gold if rng.random() < 0.7 else WORDS[(i + 1) % 3]  # the server's topic word: 70% right
-        rows.append({"text": f"item {i} {filler[gold]} {' '.join(rng.permutation(filler[gold].split()))} {shown}",
-                     "gold": gold})
-    c = pd.DataFrame(rows)
-    c.to_csv(tmp_path / "corpus.csv", index=False)
-    c.iloc[:24][["text", "gold"]].rename(columns={"gold": "label"}).to_csv(tmp_path / "lab.csv", index=False)
-    (tmp_path / "job.toml").write_text(
-        f'[data]\ncorpus = "corpus.csv"\ngold_col = "gold"\n[labeled]\nfile = "lab.csv"\n'
-        f'[annotator]\nmodel = "openai:fake"\nbase_url = "{server.url}"\nlabel_words = "cars,space,food"\n'
-        f'instruction = "Topic?"\n[refine]\nrounds = 2\n')
+    _topic_job(tmp_path, server.url, 0)
     r = CliRunner().invoke(app, ["run", str(tmp_path / "job.toml"), "--out", str(tmp_path / "run")])
     assert r.exit_code == 0, (r.output, r.exception)
     ann = pd.read_csv(tmp_path / "run" / "annotated.csv")
@@ -156,23 +164,8 @@ def test_silr_run_leaves_out_rows_the_server_abstained_on(server, tmp_path, monk
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setenv("SILR_CACHE_DIR", str(tmp_path / "cache"))
-    rng = np.random.default_rng(1)
-    filler = {"cars": "engine wheels road driver", "space": "orbit rocket planet launch", "food": "recipe dinner taste cook"}
-    rows = []
-    for i in range(90):
-        gold = WORDS[i % 3]
-        shown = gold if rng.random() < 0.7 else WORDS[(i + 1) % 3]
-        noise = " noise" if i in (40, 41, 77) else ""  # the server answers " banana": abstained
-        rows.append({"text": f"item {i} {filler[gold]} {' '.join(rng.permutation(filler[gold].split()))} {shown}{noise}",
-                     "gold": gold})
-    c = pd.DataFrame(rows)
-    c.to_csv(tmp_path / "corpus.csv", index=False)
-    c.iloc[:24][["text", "gold"]].rename(columns={"gold": "label"}).to_csv(tmp_path / "lab.csv", index=False)
+    c, job = _topic_job(tmp_path, server.url, 1, noise_rows=(40, 41, 77))  # the server answers " banana" there
     c[["gold"]].rename(columns={"gold": "label"}).to_csv(tmp_path / "gold_all.csv", index=False)
-    job = (f'[data]\ncorpus = "corpus.csv"\ngold_col = "gold"\n[labeled]\nfile = "lab.csv"\n'
-           f'[annotator]\nmodel = "openai:fake"\nbase_url = "{server.url}"\nlabel_words = "cars,space,food"\n'
-           f'instruction = "Topic?"\n[refine]\nrounds = 2\n')
-    (tmp_path / "job.toml").write_text(job)
     r = CliRunner().invoke(app, ["run", str(tmp_path / "job.toml"), "--out", str(tmp_path / "run")])
     assert r.exit_code == 0, (r.output, r.exception)
     assert "3 rows with no LLM label (abstained) are left out" in r.output
