@@ -36,6 +36,10 @@ INSTRUCTIONS = {
     # fixed with the trecnum and reuters6y definitions, before any run on them
     "trecnum": "What kind of number does this question ask for: a count, a date, a duration or an amount of money?",
     "reuters6y": "What is the topic of this Reuters news text: cocoa, jobs, reserves, industry, aluminium or copper?",
+    # fixed with the trecenty and trecdesc definitions, before any run on them
+    "trecenty": ("What kind of thing does this question ask for: a creative work, an animal, a food, a disease "
+                 "or a term?"),
+    "trecdesc": "What does this question ask for: a definition, a manner, a description or a reason?",
 }
 
 
