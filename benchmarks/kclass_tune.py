@@ -77,7 +77,21 @@ VARIANTS: dict[str, dict] = {
     # the calibrated round 0 only where it leaves no class without a corpus row (on reuters_r8 gemma_c the
     # calibrated labels dropped a small class in some seeds, so the rounds did not start and the probe came back)
     "calk_full01": {**_D6, "calibrate": (0.1, "keep_classes"), "stack_llm": (0.1, "full")},
+    # eighth round (seventh version; scored outside the labeled budget): the LLM's per-class scores centred by their
+    # corpus means (label-free, as `silr kclass annotate --center`) before the calibration and the stack read them,
+    # so the calibration's penalised class offsets shrink towards the centred scores instead of the raw ones (under
+    # gemma_c one-vs-rest's binary splits use the centred labels and lead on the sentiment sets)
+    "ctr_cal01_full01": {**_D6, "calibrate": 0.1, "stack_llm": (0.1, "full"), "center_llm": True},
+    # and the anchor's confidence on the sixth version's default (v7: calibration and the K x K reading only with
+    # scores, as the refiner applies them): on Gemma's sentiment cells the anchor kept the calibrated LLM's labels
+    # (0.46-0.57 right) in some seeds where the stack was ~10 points ahead
+    "v7": {**_D6, "scores_only": True, "calibrate": 0.1, "stack_llm": (0.1, "full")},
+    "v7_a60": {**_D6, "scores_only": True, "calibrate": 0.1, "stack_llm": (0.1, "full"), "anchor": 0.6},
+    "v7_a50": {**_D6, "scores_only": True, "calibrate": 0.1, "stack_llm": (0.1, "full"), "anchor": 0.5},
 }
+
+#: options the refiner applies only when the LLM's per-class scores are given (silr.multiclass.estimator)
+SCORES_ONLY = ("calibrate", "stack_llm", "center_llm")
 
 
 def fit_variant(Fc, s, lab, y_lab, K, kw, seed, llm=None):
@@ -87,6 +101,12 @@ def fit_variant(Fc, s, lab, y_lab, K, kw, seed, llm=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         risk = kw.pop("risk", "robust_uu")
+        if llm is None and kw.pop("scores_only", False):
+            for k in SCORES_ONLY:
+                kw.pop(k, None)
+        kw.pop("scores_only", None)
+        if kw.pop("center_llm", False) and llm is not None:
+            llm = llm - llm.mean(0, keepdims=True)
         return fit_kclass(Fc, s, y_lab, lab, Fc[lab], K, llm=llm, rounds=5, risk=risk, later_risk=risk,
                           learner=SoftmaxHeadLearner(epochs=20), default=kw.pop("default", "stack"), confidence=0.9,
                           n_bootstrap=1000, seed=seed, **kw)
@@ -121,7 +141,8 @@ def fit_shared(Fc, s, lab, y_lab, K, kws: dict, seed, llm=None) -> dict:
         kw = dict(captured["kw"])
         for k in HANDBACK_KW:
             kw.pop(k, None)
-        kw.update({k: x for k, x in kws[v].items() if k in HANDBACK_KW})
+        drop = SCORES_ONLY if llm is None and kws[v].get("scores_only") else ()
+        kw.update({k: x for k, x in kws[v].items() if k in HANDBACK_KW and k not in drop})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out[v] = real(*captured["args"], **kw)
@@ -165,6 +186,7 @@ def run(tasks, settings, seeds, budgets, variants):
                             p = OUT / f"{v}__{tname}__{setting}__s{seed}__b{b}.json"
                             rec = {"variant": v, "task": tname, "setting": setting, "seed": seed, "budget": b,
                                    "llm": float(np.mean(s == y)), "final": float(np.mean(f.transduction == y)),
+                                   "final_unlabeled": float(np.mean(np.delete(f.transduction == y, lab))),
                                    "source": f.source, "best_round": f.final_round,
                                    "rounds": [float(np.mean(L == y)) for L in f.labels],
                                    "est_acc": [float(e.accuracy) for e in f.estimates],
@@ -178,7 +200,7 @@ def run(tasks, settings, seeds, budgets, variants):
                                   + f" rounds {[round(a, 3) for a in rec['rounds']]} [{rec['seconds']}s]", flush=True)
 
 
-def show(variants, settings=None):
+def show(variants, settings=None, metric="corpus_acc"):
     import glob
 
     rows = {}
@@ -191,7 +213,7 @@ def show(variants, settings=None):
     for p in glob.glob(str(ROOT / "results" / "kclass" / "*.json")):
         r = json.loads(Path(p).read_text())
         base.setdefault((r["task"], r["setting"], r["budget"]), {})[r["seed"]] = {
-            m: r[m]["corpus_acc"] for m in ("llm", "lr_labeled", "lr_balanced", "cleanlab", "ovr_binary")}
+            m: r[m][metric] for m in ("llm", "lr_labeled", "lr_balanced", "cleanlab", "ovr_binary")}
     summ, inr = {}, {}
     for key in sorted(rows):
         rs = rows[key]
@@ -199,7 +221,10 @@ def show(variants, settings=None):
         b = base.get(key[:3], {})
         # the best baseline of the cell: the highest mean over the same seeds (as in KCLASS.md)
         bb = max(np.mean([b[s][m] for s in seeds if s in b]) for m in next(iter(b.values()))) if b else float("nan")
-        fin = np.mean([r["final"] for r in rs])
+        fkey = "final_unlabeled" if metric == "unlabeled_acc" else "final"
+        if any(fkey not in r for r in rs):
+            continue
+        fin = np.mean([r[fkey] for r in rs])
         cands = {}
         for r in rs:
             for k, a in r["candidates"].items():
@@ -225,12 +250,18 @@ if __name__ == "__main__":
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     ap.add_argument("--budgets", nargs="*", type=int, default=[50, 100])
     ap.add_argument("--variants", nargs="*", default=["base"])
+    ap.add_argument("--runs", default="kclass_tuning_v3",
+                    help="folder under benchmarks/results/ (kclass_tuning_v4: the seventh version's runs, which also "
+                         "store the accuracy outside the labeled budget)")
     ap.add_argument("--show", action="store_true")
+    ap.add_argument("--metric", default="corpus_acc", choices=["corpus_acc", "unlabeled_acc"],
+                    help="--show: all corpus rows, or the rows outside the labeled budget (runs that store it)")
     a = ap.parse_args()
     a.settings_given = "--settings" in sys.argv
+    OUT = ROOT / "results" / a.runs
     if any(t not in TUNING for t in a.tasks):
         raise SystemExit(f"tuning runs only on the tuning sets {TUNING}")
     if a.show:
-        show(a.variants, a.settings if a.settings_given else None)
+        show(a.variants, a.settings if a.settings_given else None, a.metric)
     else:
         run(a.tasks, a.settings, a.seeds, a.budgets, a.variants)
