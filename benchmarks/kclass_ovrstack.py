@@ -18,21 +18,31 @@ candidates are built and scored on the corpus rows outside the labeled budget:
 ``python benchmarks/kclass_ovrstack.py amazon3:gemma_c movies3:sim60 ...`` appends one JSON line per cell and
 seed to benchmarks/results/kclass_ovrstack/runs.jsonl (run once on engine 1cc5c47, 138 lines).
 """
-import sys, json, warnings, time
+import json
+import sys
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import kclass_bench as kb, kclass_tune as kt
-import torch; torch.set_num_threads(1)
-import silr.multiclass.loop as loop
-from silr.multiclass.stack import SharedStack, llm_evidence, probe_logp, oof, dense
-from silr.selection.candidates import probe_scores
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kclass_bench as kb  # noqa: E402
+import kclass_tune as kt  # noqa: E402
+
+import silr.multiclass.loop as loop  # noqa: E402
+from silr.multiclass.stack import SharedStack, llm_evidence, oof  # noqa: E402
+from silr.selection.candidates import probe_scores  # noqa: E402
+
+torch.set_num_threads(1)
 warnings.simplefilter("ignore")
-out = open(Path(__file__).resolve().parent / 'results' / 'kclass_ovrstack' / 'runs.jsonl', 'a')
+RUNS = Path(__file__).resolve().parent / "results" / "kclass_ovrstack" / "runs.jsonl"
+out = open(RUNS, "a")
+
+
 def ovr_stack(cols_fn, y_lab, lab, K, n):
     """per class LR(C=1) of (y==c) on standardised columns; argmax of probabilities. returns corpus pred, oof pred"""
     P = np.zeros((n, K)); Pl = np.zeros((lab.size, K))
