@@ -74,7 +74,7 @@ def run_kclass_annotate(corpus: Path, out: Path, spec, *, text_col: str, model: 
     n_abst = record["counts"].get("abstained", 0)
     if n_abst and not quiet:
         typer.echo(f"note: the server's answer named no label word for {n_abst} texts: their llm_label is empty "
-                   "(silr refine needs a label on every row: drop or relabel them)", err=True)
+                   "(silr refine and silr run leave those rows out; a labeled text among them is an error)", err=True)
     if not quiet:
         per = ", ".join(f"{w} {n}" for w, n in record["counts"]["per_class"].items())
         typer.echo(f"annotated {record['counts']['rows']} rows with {spec.K} label words ({per}) -> {out}", err=True)

@@ -25,6 +25,20 @@ __all__ = ["LOGP_PREFIX", "kclass_classes", "is_binary_labels", "kclass_pseudo_c
 LOGP_PREFIX = "llm_logp_"
 
 
+def class_names(values) -> np.ndarray:
+    """Class names as stripped strings, '' where missing; a numeric column of whole numbers gives '1', not '1.0'
+    (integer class codes with empty cells, e.g. abstained rows, are read as floats from JSONL/Parquet)."""
+    s = pd.Series(values).reset_index(drop=True)
+    miss = s.isna().to_numpy()
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        v = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        if np.all(np.isfinite(v[~miss])) and np.all(v[~miss] == np.round(v[~miss])):
+            return np.array(["" if m else str(int(x)) for x, m in zip(v, miss)], dtype=object)
+    out = s.astype(str).str.strip().to_numpy(dtype=object)
+    out[miss] = ""
+    return out
+
+
 def kclass_classes(values) -> list[str] | None:
     """The sorted class names when ``values`` hold K > 2 classes, else None (binary labels in any spelling that
     :func:`silr.io.parse_binary_labels` reads, or real-valued scores, stay on the binary path)."""
@@ -174,11 +188,13 @@ def kclass_frames(df: pd.DataFrame, ldf: pd.DataFrame, *, pseudo_col: str, text_
                 raise InputError(f"{name} has no column '{c}'")
     texts_all = clean_texts(df[text_col], what=f"corpus file '{corpus}'", column=text_col)
     ltexts = clean_texts(ldf[text_col], what=f"labeled file '{labeled}'", column=text_col)
-    y_all = df[pseudo_col].astype(str).str.strip().to_numpy(dtype=object)
-    keep = ~((y_all == "") | df[pseudo_col].isna().to_numpy())
+    y_all = class_names(df[pseudo_col])
+    keep = y_all != ""
     if not keep.any():
         raise InputError(f"corpus file '{corpus}': column '{pseudo_col}' is empty on every row (no LLM label to refine)")
-    missing_texts = {t: i for i, t in enumerate(texts_all) if not keep[i]}
+    missing_texts: dict = {}
+    for i in np.flatnonzero(~keep):
+        missing_texts.setdefault(texts_all[i], int(i))  # the first corpus row of the text
     kept_texts = {t for t, k in zip(texts_all, keep) if k}
     for j, t in enumerate(ltexts):
         if t in missing_texts and t not in kept_texts:
@@ -186,9 +202,9 @@ def kclass_frames(df: pd.DataFrame, ldf: pd.DataFrame, *, pseudo_col: str, text_
                              f"LLM label in column '{pseudo_col}' (the LLM abstained on it): re-score it or drop it "
                              "from the labeled file")
     texts, y = [t for t, k in zip(texts_all, keep) if k], y_all[keep]
-    if ldf[label_col].isna().any():
-        raise InputError(f"labeled file '{labeled}': column '{label_col}' is empty on row {int(np.flatnonzero(ldf[label_col].isna())[0]) + 2}")
-    gold_lab = ldf[label_col].astype(str).str.strip().to_numpy(dtype=object)
+    gold_lab = class_names(ldf[label_col])
+    if (gold_lab == "").any():  # NaN, or an empty cell of a CSV (read as '')
+        raise InputError(f"labeled file '{labeled}': column '{label_col}' is empty on row {int(np.flatnonzero(gold_lab == '')[0]) + 2}")
     classes = sorted(set(y) | set(gold_lab))
     llm = None
     if score_prefix:
@@ -327,7 +343,7 @@ def evaluate_kclass(run_dir: str | Path, gold: str | Path, *, label_col: str = "
                          + (f"; {len(left)} corpus rows with no LLM label were left out" if left else "") + ")")
     classes = summary["classes"]
     code = {c: i for i, c in enumerate(classes)}
-    gc = np.array([code.get(str(v).strip(), -1) if v == v else -1 for v in g[label_col]])
+    gc = np.array([code.get(v, -1) for v in class_names(g[label_col])])
     per = [res["llm_label"]] + [res[c] for c in res.columns if c.startswith("round_")]
     ev = evaluation(classes, [[code.get(str(v), -1) for v in L] for L in per],
                     [code.get(str(v), -1) for v in res["label"]], gc)

@@ -38,7 +38,8 @@ def run_kclass_job(cfg, out: Path, corpus: pd.DataFrame, labeled: pd.DataFrame, 
     ``labeled`` has columns ``text`` and ``label``; gold (``[data] gold_col``) is read only by the evaluation."""
     from silr.cache_keys import default_cache_dir
     from silr.io import atomic_write_text, json_default, write_table
-    from silr.multiclass.files import LOGP_PREFIX, annotate_kclass, evaluate_kclass, print_kround, refine_kclass
+    from silr.multiclass.files import (LOGP_PREFIX, annotate_kclass, class_names, evaluate_kclass, print_kround,
+                                       refine_kclass)
 
     d, a, r = cfg.data, cfg.annotator, cfg.refine
     for bad, key in ((r.finetune or None, "[refine] finetune"), (r.risk != "robust_uu" or None, "[refine] risk"),
@@ -81,7 +82,8 @@ def run_kclass_job(cfg, out: Path, corpus: pd.DataFrame, labeled: pd.DataFrame, 
         gold_file = out / "gold.csv"
         keep = np.ones(len(corpus), dtype=bool)
         keep[np.asarray(left.get("rows") or [], dtype=np.int64) - 2] = False  # file rows (header + 1-based)
-        write_table(pd.DataFrame({"label": corpus[d.gold_col].to_numpy()[keep]}), gold_file)
+        # class names as the run reads them (integer codes with empty cells: '1', not the float read's '1.0')
+        write_table(pd.DataFrame({"label": class_names(corpus[d.gold_col])[keep]}), gold_file)
         summary["evaluation"] = evaluate_kclass(out, gold_file)
     summary["total_seconds"] = time.perf_counter() - t0
     return summary
