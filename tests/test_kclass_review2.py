@@ -122,3 +122,23 @@ def test_silr_run_gold_with_integer_codes_and_empty_cells(tmp_path):
     assert r.exit_code == 0, (r.output, r.exception)
     ev = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     assert ev["n"] == 85 and ev["per_round"][0]["accuracy"] > 0.5  # 90 rows, 3 left out, 2 without gold
+
+
+def test_silr_run_sample_from_gold_leaves_out_abstained_draws(tmp_path):
+    """`[labeled] sample_from_gold` draws its rows before the LLM labels them: a drawn row the LLM abstained on
+    failed the run ('drop it from the labeled file', a file there is not); it leaves the sample, with a note."""
+    from silr.cli import app
+
+    df, ldf, y = _coded(abstained=tuple(range(0, 90, 4)))  # 23 of 90 rows abstained: the 30 drawn rows hit some
+    df["llm_label"] = df["llm_label"].map(lambda v: "" if v != v else f"c{int(v)}")
+    df["gold"] = [f"c{k}" for k in y]
+    df.to_csv(tmp_path / "c.csv", index=False)
+    (tmp_path / "job.toml").write_text('[data]\ncorpus = "c.csv"\npseudo_col = "llm_label"\ngold_col = "gold"\n'
+                                       '[labeled]\nsample_from_gold = 30\n[refine]\nrounds = 1\nbackbone = "ngram"\n')
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "job.toml"), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    s = json.loads((tmp_path / "run" / "rounds.json").read_text())
+    n_out = s["labeled_rows_left_out"]
+    assert n_out > 0 and s["n_labeled"] == 30 - n_out
+    assert f"{n_out} of the 30 rows drawn from gold for the labeled sample have no LLM label" in r.output
+    assert json.loads((tmp_path / "run" / "evaluation.json").read_text())["n"] == 90 - 23

@@ -65,12 +65,26 @@ def run_kclass_job(cfg, out: Path, corpus: pd.DataFrame, labeled: pd.DataFrame, 
         atomic_write_text(out / "annotation.json", json.dumps(annotation, indent=2, default=str))
     else:
         annotated, pseudo_col, prefix = corpus, d.pseudo_col, (d.score_col or None)
+    n_lab_out = 0
+    if not cfg.labeled.file and {pseudo_col, d.text_col} <= set(annotated.columns):
+        # sample_from_gold drew its rows before the LLM labeled them: a drawn row it abstained on (no kept duplicate)
+        # leaves the sample, as the run leaves it out (there is no labeled file to drop it from)
+        named = class_names(annotated[pseudo_col]) != ""
+        kept = set(annotated[d.text_col].astype(str).str.strip().to_numpy()[named])
+        lab_out = ~labeled["text"].astype(str).str.strip().isin(kept).to_numpy()
+        if lab_out.any() and not lab_out.all():
+            n_lab_out = int(lab_out.sum())
+            echo(f"note: {n_lab_out} of the {len(labeled)} rows drawn from gold for the labeled sample have no LLM "
+                 "label (abstained): left out of the labeled sample")
+            labeled = labeled[~lab_out].reset_index(drop=True)
     ldf = labeled.rename(columns={"text": d.text_col}) if d.text_col != "text" else labeled
     summary = refine_kclass(annotated, ldf, out, pseudo_col=pseudo_col, text_col=d.text_col, label_col="label",
                             score_prefix=prefix, rounds=r.rounds, seed=r.seed, backbone=r.backbone,
                             progress=progress, corpus=str(corpus_path), labeled=labeled_what,
                             on_round=print_kround if on_round is not None else None)  # K-class round lines
     summary["config"] = cfg.to_dict()
+    if n_lab_out:
+        summary["labeled_rows_left_out"] = n_lab_out
     left = summary.get("rows_left_out") or {}
     if left.get("count"):
         echo(f"note: {left['count']} rows with no LLM label (abstained) are left out of the refinement")
