@@ -19,7 +19,7 @@ import pandas as pd
 
 from silr.io import InputError
 
-__all__ = ["LOGP_PREFIX", "kclass_classes", "is_binary_labels", "kclass_pseudo_classes", "is_kclass_words", "kclass_prompt", "annotate_kclass", "kclass_frames",
+__all__ = ["LOGP_PREFIX", "class_names", "kclass_classes", "is_binary_labels", "kclass_pseudo_classes", "is_kclass_words", "kclass_prompt", "annotate_kclass", "kclass_frames",
            "refine_kclass", "save_model", "is_kclass_run", "evaluate_kclass", "print_kround"]
 
 LOGP_PREFIX = "llm_logp_"
