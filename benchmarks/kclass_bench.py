@@ -259,7 +259,7 @@ def _rerun(tasks, settings, seeds, budgets, key: str, recompute) -> None:
                     gold = np.full(task.corpus_y.size, -1)
                     gold[lab] = task.corpus_y[lab]
                     if rec.get(key):  # a record run with --skip-silr has no figures to keep
-                        keep = ("corpus_acc", "test_acc", "source", "sources")
+                        keep = ("corpus_acc", "unlabeled_acc", "test_acc", "source", "sources")
                         rec.setdefault(f"{key}_before", {k: rec[key].get(k) for k in keep if k in rec[key]}
                                        | {"commit": rec[key].get("commit") or rec.get("commit")})
                     rec[key] = recompute(task, seed, gold, Fc, Ft, llm)
