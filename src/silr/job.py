@@ -226,7 +226,7 @@ def run_job(
     Returns the run's summary (``rounds.json``), with ``evaluation`` when gold was given. Gold labels are
     read only for the labeled sample (``sample_from_gold`` rows) and, after the run, by the evaluation.
     """
-    from silr.inputs import inputs_from_annotation
+    from silr.inputs import drop_unlabeled_draws, inputs_from_annotation
     from silr.run_folder import evaluate_run, prepare_out_dir, write_run
     from silr.finetune import refine_learner_params
     from silr.texts import refine_texts
@@ -353,6 +353,11 @@ def run_job(
             echo(f"note: {n_abst} texts abstained; they take the label of the calibrated threshold on their score or are dropped")
         write_table(annotated, staging / "annotated.csv")
         (staging / "annotation.json").write_text(json.dumps(annotation, indent=2, default=str))
+    if not lab_cfg.file:  # sample_from_gold drew its rows before the LLM labeled them
+        labeled, n_out = drop_unlabeled_draws(annotated, labeled, text_col=d.text_col, pseudo_col=pseudo_col)
+        if n_out:
+            echo(f"note: {n_out} rows drawn from gold for the labeled sample have no pseudo-label (abstained): "
+                 "left out of the labeled sample")
     inputs, keep = inputs_from_annotation(
         annotated, labeled, text_col=d.text_col, pseudo_col=pseudo_col,
         use_llm_score="llm_score" in annotated.columns and pseudo_col == "pseudo_label" and not d.pseudo_col,
