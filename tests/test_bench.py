@@ -368,3 +368,31 @@ def test_compare_old_best_of_definition_is_a_choice():
     assert "| 0.600 (pseudo-labels) | 0.800 (self-training (50)) | +0.200 |" in default
     assert "| 0.800 (self-training (50)) | 0.800 (self-training (50)) | +0.000 |" in same
     assert "| 0.700 | 0.750 | +0.050 |" in same
+
+
+def test_run_one_scores_the_corpus_outside_the_labeled_budget():
+    """Each method's record has its corpus accuracy on the rows outside the labeled budget beside the all-rows one:
+    LR on the 50 labeled rows memorises them, so the two differ by exactly its labeled rows' share."""
+    from silr.bench.data import Task, TaskSpec
+    from silr.bench.runner import RunConfig, run_one, sample_labeled
+
+    rng = np.random.default_rng(0)
+    n, nt = 400, 100
+    y = rng.integers(0, 2, n + nt)
+    X = rng.normal(size=(n + nt, 20)) + 0.6 * y[:, None] * (np.arange(20) < 3)
+    s = np.where(rng.random(n + nt) < 0.75, y, 1 - y)
+    frame = lambda a, b: pd.DataFrame({"row": np.arange(a, b), "text": [f"t{i}" for i in range(a, b)],  # noqa: E731
+                                       "label": y[a:b], "hash": ["0" * 16] * (b - a)})
+    # synthetic rows under a real data set's name (the record places every data set in a group)
+    task = Task(TaskSpec("rotten_tomatoes", "embedded", "minilm", "test", "generic"), frame(0, n),
+                frame(n, n + nt), frame(0, 0))
+    cfg = RunConfig(datasets=["rotten_tomatoes"], methods=["llm", "lr_50"])
+    rec = run_one(task, X[:n], X[n:], s[:n], s[n:], seed=0, cfg=cfg, setting="cc75", track="noise",
+                  backbone="minilm")
+    lab = sample_labeled(n, cfg.n_labeled, 0)
+    unl = np.setdiff1d(np.arange(n), lab)
+    llm = rec["methods"]["llm"]
+    assert llm["unlabeled_acc"] == pytest.approx(np.mean(s[unl] == y[unl]))
+    lr = rec["methods"]["lr_50"]
+    right_on_labeled = lr["corpus_acc"] * n - lr["unlabeled_acc"] * unl.size
+    assert right_on_labeled == pytest.approx(round(right_on_labeled)) and round(right_on_labeled) >= 0.9 * lab.size

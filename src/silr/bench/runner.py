@@ -149,10 +149,15 @@ def run_one(task: Task, Xc, Xt, s, s_test, *, seed: int, cfg: RunConfig, setting
         rec["methods"] = dict(previous["methods"])
         rec["seconds_previous"] = previous.get("seconds")
     inp = Inputs(Xc, Xt, s, s_test, lab, y, yt, ev, ev_test, track == "llm", seed, dict(cfg.silr_params))
+    # the corpus rows outside the labeled budget: a method fitted on the labeled rows is right there by construction
+    unl = np.ones(y.size, dtype=bool)
+    unl[lab] = False
     for m in cfg.methods:
         r = run_method(m, inp)
         rec["methods"][m] = {
-            "corpus_acc": _acc(r.corpus_pred, y), "test_acc": _acc(r.test_pred, yt), "rounds": r.rounds,
+            "corpus_acc": _acc(r.corpus_pred, y),
+            "unlabeled_acc": None if r.corpus_pred is None else _acc(np.asarray(r.corpus_pred)[unl], y[unl]),
+            "test_acc": _acc(r.test_pred, yt), "rounds": r.rounds,
             "info": r.info, "error": r.error, "seconds": round(r.seconds, 3),
         }
     rec["methods"] = {k: rec["methods"][k] for k in METHODS if k in rec["methods"]}
