@@ -136,13 +136,16 @@ def test_load_small_bounded_concurrency_every_text_once(tmp_path):
     finally:
         srv.close()
     assert len(out) == N and not out["abstained"].any()
-    assert set(srv.scored) == set(texts) and set(srv.scored.values()) == {1}
+    assert set(srv.scored) == set(texts)  # every text answered
     n_fail = sum(srv.failed.values())
     assert 150 <= n_fail <= 250 and all(srv.failed[f] > 0 for f in FAULTS), srv.failed
     # every scripted failure is retried; on a loaded machine a slow answer can also hit the client's 0.3 s
-    # time-out and be retried once more (the server then stores nothing for it, so "scored once" still holds)
+    # time-out and be retried once more: the server answered that text twice (the client stored one answer), so
+    # each text is answered once, or twice for such a late answer, and every second answer is one of those retries
     retries = rec["server_stats"]["retries"]
     assert n_fail <= retries <= n_fail + 20, (retries, n_fail)
+    extra = sum(v - 1 for v in srv.scored.values())
+    assert max(srv.scored.values()) <= 2 and extra <= retries - n_fail, (extra, retries, n_fail)
     assert rec["server_stats"]["requests"] == N + retries
     assert srv.max_inflight <= 8, srv.max_inflight
     assert srv.max_inflight >= 2, srv.max_inflight  # requests really overlapped
