@@ -202,16 +202,14 @@ def inputs_from_annotation(
 
 
 def drop_unlabeled_draws(annotated: pd.DataFrame, labeled: pd.DataFrame, *, text_col: str,
-                         pseudo_col: str) -> tuple[pd.DataFrame, int]:
+                         has_label: np.ndarray) -> tuple[pd.DataFrame, int]:
     """A labeled sample drawn from the corpus before the LLM labeled it (``silr run`` with ``[labeled]
-    sample_from_gold``) without the drawn rows the LLM gave no pseudo-label (abstained) and whose text no labeled
-    corpus row has: the run leaves those corpus rows out, and there is no labeled file to drop them from. Returns
-    the sample and the number of rows left out (all of them left in when none has a pseudo-label: the usual error
-    then says so)."""
-    what = "annotated corpus"
-    pseudo = parse_binary_labels(annotated[pseudo_col], what=what, column=pseudo_col, allow_missing=True)
-    texts = clean_texts(annotated[text_col], what=what, column=text_col)
-    kept = {t for t, p in zip(texts, pseudo.astype(float)) if not np.isnan(p)}
+    sample_from_gold``) without the drawn rows whose text no corpus row with a pseudo-label has (``has_label``: a
+    mask over ``annotated``'s rows; the LLM abstained on the others): the run leaves those corpus rows out, and
+    there is no labeled file to drop them from. Both the binary and the K-class job call it. Returns the sample and
+    the number of rows left out (all of them left in when none has a pseudo-label: the usual error then says so)."""
+    texts = clean_texts(annotated[text_col], what="annotated corpus", column=text_col)
+    kept = {t for t, k in zip(texts, has_label) if k}
     out = np.array([t not in kept for t in clean_texts(labeled["text"], what="labeled sample", column="text")])
     if not out.any() or out.all():
         return labeled, 0

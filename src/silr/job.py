@@ -354,7 +354,9 @@ def run_job(
         write_table(annotated, staging / "annotated.csv")
         (staging / "annotation.json").write_text(json.dumps(annotation, indent=2, default=str))
     if not lab_cfg.file:  # sample_from_gold drew its rows before the LLM labeled them
-        labeled, n_out = drop_unlabeled_draws(annotated, labeled, text_col=d.text_col, pseudo_col=pseudo_col)
+        has = ~np.isnan(parse_binary_labels(annotated[pseudo_col], what="annotated corpus", column=pseudo_col,
+                                            allow_missing=True).astype(float))
+        labeled, n_out = drop_unlabeled_draws(annotated, labeled, text_col=d.text_col, has_label=has)
         if n_out:
             echo(f"note: {n_out} rows drawn from gold for the labeled sample have no pseudo-label (abstained): "
                  "left out of the labeled sample")

@@ -86,7 +86,7 @@ def run_kclass_refine(corpus: Path, labeled: Path, out: Path, *, pseudo_col: str
                       report: bool = True) -> dict:
     """The K-class refinement of files (``silr refine`` on K > 2 classes, ``silr kclass refine``)."""
     from silr.io import read_table
-    from silr.multiclass.files import print_kround, refine_kclass
+    from silr.multiclass.files import left_out_note, print_kround, refine_kclass
 
     df = read_table(corpus, required=[text_col, pseudo_col], what="corpus")
     ldf = read_table(labeled, required=[text_col, label_col], what="labeled")
@@ -94,11 +94,9 @@ def run_kclass_refine(corpus: Path, labeled: Path, out: Path, *, pseudo_col: str
                             score_prefix=score_prefix, rounds=rounds, seed=seed, backbone=backbone,
                             cache_dir=cache_dir, progress=not quiet, report=report, corpus=str(corpus),
                             labeled=str(labeled), on_round=None if quiet else print_kround)
-    left = summary.get("rows_left_out") or {}
-    if left.get("count"):
-        typer.echo(f"note: {left['count']} rows with no LLM label (abstained) are left out of the refinement "
-                   f"and of labels.csv (file rows {', '.join(map(str, left['rows'][:10]))}"
-                   + (", ..." if left["count"] > 10 else "") + ")", err=True)
+    note = left_out_note(summary)
+    if note:
+        typer.echo(note, err=True)
     if not quiet:
         typer.echo(f"final labels: {summary['final_source']} ({summary['selection']})", err=True)
     typer.echo(str(out))

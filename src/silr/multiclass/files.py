@@ -19,7 +19,7 @@ import pandas as pd
 
 from silr.io import InputError
 
-__all__ = ["LOGP_PREFIX", "class_names", "kclass_classes", "is_binary_labels", "kclass_pseudo_classes", "is_kclass_words", "kclass_prompt", "annotate_kclass", "kclass_frames",
+__all__ = ["LOGP_PREFIX", "class_names", "kept_rows", "left_out_note", "kclass_classes", "is_binary_labels", "kclass_pseudo_classes", "is_kclass_words", "kclass_prompt", "annotate_kclass", "kclass_frames",
            "refine_kclass", "save_model", "is_kclass_run", "evaluate_kclass", "print_kround"]
 
 LOGP_PREFIX = "llm_logp_"
@@ -306,6 +306,24 @@ def save_model(model, backbone, folder: Path) -> None:
     tmp.rename(folder)
 
 
+def kept_rows(summary: dict, n: int) -> np.ndarray:
+    """The mask of a run's ``n`` corpus rows that it kept (``rounds.json`` ``rows_left_out`` lists the others as
+    file rows: header = row 1)."""
+    keep = np.ones(n, dtype=bool)
+    keep[np.asarray((summary.get("rows_left_out") or {}).get("rows") or [], dtype=np.int64) - 2] = False
+    return keep
+
+
+def left_out_note(summary: dict) -> str | None:
+    """The note for the rows a run left out (no LLM label), or None when it kept every row."""
+    left = summary.get("rows_left_out") or {}
+    if not left.get("count"):
+        return None
+    return (f"note: {left['count']} rows with no LLM label (abstained) are left out of the refinement and of "
+            f"labels.csv (file rows {', '.join(map(str, left['rows'][:10]))}" + (", ..." if left["count"] > 10 else "")
+            + ")")
+
+
 def is_kclass_run(run_dir: str | Path) -> bool:
     """A run folder written by :func:`refine_kclass` (its rounds.json has K > 2 classes and T per round)."""
     try:
@@ -335,9 +353,7 @@ def evaluate_kclass(run_dir: str | Path, gold: str | Path, *, label_col: str = "
     g = read_table(gold, required=[label_col], what="gold")
     left = (summary.get("rows_left_out") or {}).get("rows") or []
     if left and len(g) == len(res) + len(left):  # gold of every corpus row: drop the rows the run left out
-        keep = np.ones(len(g), dtype=bool)
-        keep[np.asarray(left, dtype=np.int64) - 2] = False
-        g = g[keep].reset_index(drop=True)
+        g = g[kept_rows(summary, len(g))].reset_index(drop=True)
     if len(g) != len(res):
         raise InputError(f"gold file '{gold}' has {len(g)} rows; the run has {len(res)} corpus rows (same order expected"
                          + (f"; {len(left)} corpus rows with no LLM label were left out" if left else "") + ")")

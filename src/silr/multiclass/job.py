@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from silr.io import InputError
@@ -38,8 +37,9 @@ def run_kclass_job(cfg, out: Path, corpus: pd.DataFrame, labeled: pd.DataFrame, 
     ``labeled`` has columns ``text`` and ``label``; gold (``[data] gold_col``) is read only by the evaluation."""
     from silr.cache_keys import default_cache_dir
     from silr.io import atomic_write_text, json_default, write_table
-    from silr.multiclass.files import (LOGP_PREFIX, annotate_kclass, class_names, evaluate_kclass, print_kround,
-                                       refine_kclass)
+    from silr.inputs import drop_unlabeled_draws
+    from silr.multiclass.files import (LOGP_PREFIX, annotate_kclass, class_names, evaluate_kclass, kept_rows,
+                                       left_out_note, print_kround, refine_kclass)
 
     d, a, r = cfg.data, cfg.annotator, cfg.refine
     for bad, key in ((r.finetune or None, "[refine] finetune"), (r.risk != "robust_uu" or None, "[refine] risk"),
@@ -69,14 +69,12 @@ def run_kclass_job(cfg, out: Path, corpus: pd.DataFrame, labeled: pd.DataFrame, 
     if not cfg.labeled.file and {pseudo_col, d.text_col} <= set(annotated.columns):
         # sample_from_gold drew its rows before the LLM labeled them: a drawn row it abstained on (no kept duplicate)
         # leaves the sample, as the run leaves it out (there is no labeled file to drop it from)
-        named = class_names(annotated[pseudo_col]) != ""
-        kept = set(annotated[d.text_col].astype(str).str.strip().to_numpy()[named])
-        lab_out = ~labeled["text"].astype(str).str.strip().isin(kept).to_numpy()
-        if lab_out.any() and not lab_out.all():
-            n_lab_out = int(lab_out.sum())
-            echo(f"note: {n_lab_out} of the {len(labeled)} rows drawn from gold for the labeled sample have no LLM "
+        n_drawn = len(labeled)
+        labeled, n_lab_out = drop_unlabeled_draws(annotated, labeled, text_col=d.text_col,
+                                                  has_label=class_names(annotated[pseudo_col]) != "")
+        if n_lab_out:
+            echo(f"note: {n_lab_out} of the {n_drawn} rows drawn from gold for the labeled sample have no LLM "
                  "label (abstained): left out of the labeled sample")
-            labeled = labeled[~lab_out].reset_index(drop=True)
     ldf = labeled.rename(columns={"text": d.text_col}) if d.text_col != "text" else labeled
     summary = refine_kclass(annotated, ldf, out, pseudo_col=pseudo_col, text_col=d.text_col, label_col="label",
                             score_prefix=prefix, rounds=r.rounds, seed=r.seed, backbone=r.backbone,
@@ -85,17 +83,16 @@ def run_kclass_job(cfg, out: Path, corpus: pd.DataFrame, labeled: pd.DataFrame, 
     summary["config"] = cfg.to_dict()
     if n_lab_out:
         summary["labeled_rows_left_out"] = n_lab_out
-    left = summary.get("rows_left_out") or {}
-    if left.get("count"):
-        echo(f"note: {left['count']} rows with no LLM label (abstained) are left out of the refinement")
+    note = left_out_note(summary)
+    if note:
+        echo(note)
     if annotation is not None:
         summary["annotation"] = annotation
     atomic_write_text(out / "rounds.json", json.dumps(summary, indent=1, default=json_default))
     # --- evaluation: a separate step that reads gold only now, after the run is written ---
     if d.gold_col:
         gold_file = out / "gold.csv"
-        keep = np.ones(len(corpus), dtype=bool)
-        keep[np.asarray(left.get("rows") or [], dtype=np.int64) - 2] = False  # file rows (header + 1-based)
+        keep = kept_rows(summary, len(corpus))
         # class names as the run reads them (integer codes with empty cells: '1', not the float read's '1.0')
         write_table(pd.DataFrame({"label": class_names(corpus[d.gold_col])[keep]}), gold_file)
         summary["evaluation"] = evaluate_kclass(out, gold_file)
