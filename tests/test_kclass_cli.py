@@ -127,18 +127,24 @@ def test_kclass_alias_and_binary_spellings_stay_binary(files, tmp_path):
     assert kclass_classes(["cars", "medicine", " graphics "]) == ["cars", "graphics", "medicine"]
 
 
-def test_silr_run_kclass_from_pseudo_col(files, tmp_path):
-    """`silr run` with [data] pseudo_col holding 3 classes: refine -> evaluate (gold column) -> report, one folder."""
+def _run_pseudo_col_job(tmp_path, d, c, data_extra=""):
+    """`silr run` (two rounds) on the corpus ``c`` written to tmp_path, pseudo-labels in llm_label, gold in gold, the
+    fixture's labeled file; ``data_extra``: more ``[data]`` lines. Returns the CLI result."""
     from silr.cli import app
 
+    c.to_csv(tmp_path / "corpus.csv", index=False)
+    (tmp_path / "job.toml").write_text(
+        f'[data]\ncorpus = "corpus.csv"\npseudo_col = "llm_label"\n{data_extra}gold_col = "gold"\n'
+        f'[labeled]\nfile = "{d / "labeled.csv"}"\n[refine]\nrounds = 2\n')
+    return CliRunner().invoke(app, ["run", str(tmp_path / "job.toml"), "--out", str(tmp_path / "run")])
+
+
+def test_silr_run_kclass_from_pseudo_col(files, tmp_path):
+    """`silr run` with [data] pseudo_col holding 3 classes: refine -> evaluate (gold column) -> report, one folder."""
     d, gold, llm = files
     c = pd.read_csv(d / "corpus.csv")
     c["gold"] = gold
-    c.to_csv(tmp_path / "corpus.csv", index=False)
-    (tmp_path / "job.toml").write_text(
-        f'[data]\ncorpus = "corpus.csv"\npseudo_col = "llm_label"\ngold_col = "gold"\n'
-        f'[labeled]\nfile = "{d / "labeled.csv"}"\n[refine]\nrounds = 2\n')
-    r = CliRunner().invoke(app, ["run", str(tmp_path / "job.toml"), "--out", str(tmp_path / "run")])
+    r = _run_pseudo_col_job(tmp_path, d, c)
     assert r.exit_code == 0, (r.output, r.exception)
     run = tmp_path / "run"
     s = json.loads((run / "rounds.json").read_text())
@@ -204,11 +210,7 @@ def test_silr_run_kclass_reads_per_class_scores_from_the_corpus(files, tmp_path)
     for n in ["cars", "graphics", "medicine"]:
         c[f"s_{n}"] = (llm == n) * 1.5 + (1.8 if n == "medicine" else 0.0) + rng.normal(0, 0.4, len(c))
     c["gold"] = gold
-    c.to_csv(tmp_path / "corpus.csv", index=False)
-    (tmp_path / "job.toml").write_text(
-        f'[data]\ncorpus = "corpus.csv"\npseudo_col = "llm_label"\nscore_col = "s_"\ngold_col = "gold"\n'
-        f'[labeled]\nfile = "{d / "labeled.csv"}"\n[refine]\nrounds = 2\n')
-    r = CliRunner().invoke(app, ["run", str(tmp_path / "job.toml"), "--out", str(tmp_path / "run")])
+    r = _run_pseudo_col_job(tmp_path, d, c, 'score_col = "s_"\n')
     assert r.exit_code == 0, (r.output, r.exception)
     s = json.loads((tmp_path / "run" / "rounds.json").read_text())
     assert s["round0"].startswith("calibrated")

@@ -106,19 +106,25 @@ def test_empty_gold_cell_in_a_csv_labeled_file_is_an_error(tmp_path):
                       label_col="label", score_prefix=None, corpus="c", labeled="l.csv")
 
 
+def _run_job(tmp_path, corpus: str, labeled: str):
+    """`silr run` on the corpus file ``corpus`` (pseudo-labels in llm_label, gold in gold) with the ``[labeled]``
+    line ``labeled``, one ngram round; returns the CLI result."""
+    from silr.cli import app
+
+    (tmp_path / "job.toml").write_text(f'[data]\ncorpus = "{corpus}"\npseudo_col = "llm_label"\ngold_col = "gold"\n'
+                                       f'[labeled]\n{labeled}\n[refine]\nrounds = 1\nbackbone = "ngram"\n')
+    return CliRunner().invoke(app, ["run", str(tmp_path / "job.toml"), "--out", str(tmp_path / "run")])
+
+
 def test_silr_run_gold_with_integer_codes_and_empty_cells(tmp_path):
     """`silr run` (K-class, pseudo-labels in the corpus) on a JSONL corpus whose gold column has integer codes and
     empty cells: gold.csv held '1.0' (the float read), which no class matched: the evaluation scored 0 rows."""
-    from silr.cli import app
-
     df, ldf, y = _coded()
     df["gold"] = y.astype(float)
     df.loc[[0, 1], "gold"] = np.nan
     df.to_json(tmp_path / "c.jsonl", orient="records", lines=True)
     ldf.to_csv(tmp_path / "l.csv", index=False)
-    (tmp_path / "job.toml").write_text('[data]\ncorpus = "c.jsonl"\npseudo_col = "llm_label"\ngold_col = "gold"\n'
-                                       '[labeled]\nfile = "l.csv"\n[refine]\nrounds = 1\nbackbone = "ngram"\n')
-    r = CliRunner().invoke(app, ["run", str(tmp_path / "job.toml"), "--out", str(tmp_path / "run")])
+    r = _run_job(tmp_path, "c.jsonl", 'file = "l.csv"')
     assert r.exit_code == 0, (r.output, r.exception)
     ev = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     assert ev["n"] == 85 and ev["per_round"][0]["accuracy"] > 0.5  # 90 rows, 3 left out, 2 without gold
@@ -127,15 +133,11 @@ def test_silr_run_gold_with_integer_codes_and_empty_cells(tmp_path):
 def test_silr_run_sample_from_gold_leaves_out_abstained_draws(tmp_path):
     """`[labeled] sample_from_gold` draws its rows before the LLM labels them: a drawn row the LLM abstained on
     failed the run ('drop it from the labeled file', a file there is not); it leaves the sample, with a note."""
-    from silr.cli import app
-
     df, ldf, y = _coded(abstained=tuple(range(0, 90, 4)))  # 23 of 90 rows abstained: the 30 drawn rows hit some
     df["llm_label"] = df["llm_label"].map(lambda v: "" if v != v else f"c{int(v)}")
     df["gold"] = [f"c{k}" for k in y]
     df.to_csv(tmp_path / "c.csv", index=False)
-    (tmp_path / "job.toml").write_text('[data]\ncorpus = "c.csv"\npseudo_col = "llm_label"\ngold_col = "gold"\n'
-                                       '[labeled]\nsample_from_gold = 30\n[refine]\nrounds = 1\nbackbone = "ngram"\n')
-    r = CliRunner().invoke(app, ["run", str(tmp_path / "job.toml"), "--out", str(tmp_path / "run")])
+    r = _run_job(tmp_path, "c.csv", "sample_from_gold = 30")
     assert r.exit_code == 0, (r.output, r.exception)
     s = json.loads((tmp_path / "run" / "rounds.json").read_text())
     n_out = s["labeled_rows_left_out"]
