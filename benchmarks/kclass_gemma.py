@@ -40,6 +40,9 @@ INSTRUCTIONS = {
     "trecenty": ("What kind of thing does this question ask for: a creative work, an animal, a food, a disease "
                  "or a term?"),
     "trecdesc": "What does this question ask for: a definition, a manner, a description or a reason?",
+    # fixed with the trecloc and reuters6z definitions, before any run on them
+    "trecloc": "What kind of place does this question ask for: a country, a city or a state?",
+    "reuters6z": "What is the topic of this Reuters news text: rubber, steel, gas, payments, retail or vegetable?",
 }
 
 
