@@ -66,3 +66,19 @@ def test_the_default_stack_fits_a_per_class_bias():
     st = m.handback_.fit_stack
     assert st.bias_l2 == STACK_BIAS_L2 == 0.1 and "per-class bias" in m.candidates_["stack"]["note"]
     assert np.abs(st.bias_).max() > 1e-3, st.bias_
+
+
+def test_stack_extra_is_one_more_shared_input_of_the_stack():
+    # the tried (not default) option of tuning item 10: an (n, K) block of per-class scores read by the stack with one
+    # shared coefficient. A block that is the gold class's one-hot plus noise must get a large positive weight and
+    # lift the stack; a block of shape other than (n, K) cannot be stacked
+    X, y, s, gold, lab = _task(informative=False, seed=4)
+    rng = np.random.default_rng(4)
+    block = np.eye(3)[y] * 2.0 + rng.normal(size=(y.size, 3))
+    kw = dict(rounds=2, default="stack", n_bootstrap=300, seed=4, inner=False, anchor=ANCHOR_CONFIDENCE)
+    plain = fit_kclass(X, s, y[lab], lab, X[lab], 3, **kw)
+    extra = fit_kclass(X, s, y[lab], lab, X[lab], 3, stack_extra=block, **kw)
+    assert extra.source == "stack", extra.reason
+    acc = lambda f: (f.extra["candidate_labels"]["stack"] == y).mean()  # noqa: E731
+    assert acc(extra) > acc(plain) + 0.1
+    assert extra.stack is not None and extra.stack.coef_.size == 3 and extra.stack.coef_[-1] > 0.5

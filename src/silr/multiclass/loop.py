@@ -168,14 +168,17 @@ def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_
                learner=None, val_fraction=0.125, default="refined", confidence=0.9, probe=True,
                n_bootstrap=1000, seed=0, max_condition=DEFAULT_MAX_CONDITION, on_round=None, stack_bias=None,
                stack_probe=False, inner=True, anchor=None, anchor_l2=None, evidence="onehot",
-               probe_challenge=False, stack_llm=None, calibrate=None) -> KClassFit:
+               probe_challenge=False, stack_llm=None, calibrate=None, stack_extra=None) -> KClassFit:
     """Run the K-class rounds and choose the hand-back. ``s0``: round-0 codes of the corpus; ``y_lab``: gold
     codes of the labeled rows ``lab``; ``llm``: optional ``(n, K)`` LLM scores (log-probabilities).
     ``inner=False``: the stack's inputs (refined, and the probe with ``stack_probe``) are not candidates of their
     own; ``anchor``: the LLM's labels are the default and the stack must beat them in ``anchor`` of the paired
     draws (``None``: ``default`` with ``confidence``); ``anchor_l2``: the stack's L2 on every input but the LLM's
     evidence (a stack shrunk towards the LLM; tried, not the default); ``probe_challenge``: with ``inner=False``
-    the probe stays a challenger of the anchor beside the stack (tried, not the default)."""
+    the probe stays a challenger of the anchor beside the stack (tried, not the default); ``stack_extra``: an
+    ``(n, K)`` block of per-class scores of the corpus rows (not fitted on the labeled rows' gold labels) that the
+    stack reads as one more input, centred per row, with a coefficient shared by all classes (tried: the binary
+    refiners' scores of one-vs-rest)."""
     template = learner or SoftmaxHeadLearner()
     n = s0.size
     rng = np.random.default_rng(seed)
@@ -242,7 +245,7 @@ def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_
                       llm=llm, default=default, confidence=confidence, probe=probe, n_bootstrap=n_bootstrap,
                       seed=seed, stop=stop, detail=detail, stack_bias=stack_bias, stack_probe=stack_probe,
                       inner=inner, anchor=anchor, anchor_l2=anchor_l2, evidence=evidence,
-                      probe_challenge=probe_challenge, stack_llm=stack_llm,
+                      probe_challenge=probe_challenge, stack_llm=stack_llm, stack_extra=stack_extra,
                       llm_note="the LLM's labels (round 0)" if calibrator is None else
                       "round 0: the LLM's scores calibrated on the labeled rows (out of fold there)")
     fit.calibrator = calibrator
@@ -252,7 +255,8 @@ def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_
 def _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs, y_lab, lab, X_lab, K, *, llm,
                default, confidence, probe, n_bootstrap, seed, stop, detail, stack_bias=None,
                stack_probe=False, inner=True, anchor=None, anchor_l2=None, evidence="onehot",
-               probe_challenge=False, stack_llm=None, llm_note="the LLM's labels (round 0)") -> KClassFit:
+               probe_challenge=False, stack_llm=None, stack_extra=None,
+               llm_note="the LLM's labels (round 0)") -> KClassFit:
     cands = [Candidate("llm", labels[0], lab_labels[0] == y_lab, llm_note)]
     best_r = 0
     if len(labels) > 1:
@@ -285,12 +289,16 @@ def _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs
                                 1e-4, None))
             P[lab] = Pl - Pl.mean(1, keepdims=True)
             F = np.hstack([F, P])
+        if stack_extra is not None:
+            B = np.asarray(stack_extra, dtype=np.float64)
+            F = np.hstack([F, B - B.mean(1, keepdims=True)])
         llm_l2, llm_mode = stack_llm if stack_llm is not None else (None, "diag")
         make_stack = lambda: SharedStack(bias_l2=stack_bias, K=K, anchor_l2=anchor_l2, llm_l2=llm_l2,  # noqa: E731
                                          llm_mode=llm_mode)
         stack_m = make_stack().fit(F[lab], y_lab)
         oof = _oof(F[lab], y_lab, make_stack, K, seed)
         what = "a * LLM evidence + b * refined score" + (" + g * probe log-probability" if with_probe else "") + \
+            (" + h * extra score" if stack_extra is not None else "") + \
             (" + a per-class bias" if stack_bias is not None else "") + \
             (f" + a per-class ({llm_mode}) reading of the LLM evidence" if llm_l2 is not None else "")
         cands.append(Candidate("stack", stack_m.predict(F), oof == y_lab,
