@@ -2,6 +2,7 @@
 stack as the only challenger. Weak features must give the LLM's labels back; informative ones the stack."""
 
 import numpy as np
+import pytest
 
 from silr.multiclass.loop import ANCHOR_CONFIDENCE, fit_kclass
 from silr.refine import SelfIterativeRefiner
@@ -82,3 +83,37 @@ def test_stack_extra_is_one_more_shared_input_of_the_stack():
     acc = lambda f: (f.extra["candidate_labels"]["stack"] == y).mean()  # noqa: E731
     assert acc(extra) > acc(plain) + 0.1
     assert extra.stack is not None and extra.stack.coef_.size == 3 and extra.stack.coef_[-1] > 0.5
+
+
+def test_confident_flips_relabel_only_rows_the_stack_confidently_contradicts():
+    from silr.multiclass.stack import class_thresholds, confident_flips
+
+    base = np.array([0, 0, 1, 1, 2, 2])
+    P = np.array([[0.9, 0.05, 0.05],   # agrees
+                  [0.05, 0.92, 0.03],  # contradicts, confident: flipped to 1 by ("conf", 0.9)
+                  [0.6, 0.3, 0.1],     # contradicts, not confident at 0.9; flipped at 0.5
+                  [0.1, 0.8, 0.1],     # agrees
+                  [0.2, 0.1, 0.7],     # agrees
+                  [0.1, 0.5, 0.4]])    # contradicts weakly
+    assert confident_flips(base, P, ("conf", 0.9)).tolist() == [0, 1, 1, 1, 2, 2]
+    assert confident_flips(base, P, ("conf", 0.5)).tolist() == [0, 1, 0, 1, 2, 1]
+    t = class_thresholds(base, P)  # per-class mean self-confidence: 0.475, 0.55, 0.55
+    assert np.allclose(t, [0.475, 0.55, 0.55])
+    # confident joint: row 1 (P[1,0]=.05 < .475, P[1,1]=.92 >= .55) and row 2 (P[2,1]=.3 < .55, P[2,0]=.6 >= .475)
+    # flip; row 5 does not (P[5,1]=.5 < t_1=.55)
+    assert confident_flips(base, P, ("cj",)).tolist() == [0, 1, 0, 1, 2, 2]
+    with pytest.raises(ValueError, match="unknown flip rule"):
+        confident_flips(base, P, ("nope",))
+
+
+def test_flip_is_a_second_challenger_of_the_anchor():
+    X, y, s, gold, lab = _task(informative=True, seed=6)
+    kw = dict(rounds=2, default="stack", n_bootstrap=300, seed=6, inner=False, anchor=ANCHOR_CONFIDENCE,
+              stack_probe=True)
+    f = fit_kclass(X, s, y[lab], lab, X[lab], 3, flip=("cj",), **kw)
+    assert set(f.candidates) == {"llm", "stack", "flip"}
+    fl = f.extra["candidate_labels"]["flip"]
+    # the flipped labels differ from the LLM's only where the stack says otherwise, and are better than the LLM's
+    stack = f.extra["candidate_labels"]["stack"]
+    assert np.all((fl == s) | (fl == stack)) and (fl != s).any()
+    assert (fl == y).mean() > (s == y).mean()

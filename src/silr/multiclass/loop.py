@@ -33,7 +33,7 @@ from sklearn.linear_model import LogisticRegression
 
 from silr.multiclass.learner import SoftmaxHeadLearner
 from silr.multiclass.risk import KWeights
-from silr.multiclass.stack import SharedStack, calibrated_labels, llm_evidence, probe_logp
+from silr.multiclass.stack import SharedStack, calibrated_labels, class_thresholds, confident_flips, llm_evidence, probe_logp
 from silr.multiclass.stack import dense as _dense
 from silr.multiclass.stack import oof as _oof
 from silr.multiclass.tmatrix import DEFAULT_MAX_CONDITION, condition_number, estimate_T, regularize_T
@@ -168,7 +168,7 @@ def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_
                learner=None, val_fraction=0.125, default="refined", confidence=0.9, probe=True,
                n_bootstrap=1000, seed=0, max_condition=DEFAULT_MAX_CONDITION, on_round=None, stack_bias=None,
                stack_probe=False, inner=True, anchor=None, anchor_l2=None, evidence="onehot",
-               probe_challenge=False, stack_llm=None, calibrate=None, stack_extra=None) -> KClassFit:
+               probe_challenge=False, stack_llm=None, calibrate=None, stack_extra=None, flip=None) -> KClassFit:
     """Run the K-class rounds and choose the hand-back. ``s0``: round-0 codes of the corpus; ``y_lab``: gold
     codes of the labeled rows ``lab``; ``llm``: optional ``(n, K)`` LLM scores (log-probabilities).
     ``inner=False``: the stack's inputs (refined, and the probe with ``stack_probe``) are not candidates of their
@@ -178,7 +178,9 @@ def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_
     the probe stays a challenger of the anchor beside the stack (tried, not the default); ``stack_extra``: an
     ``(n, K)`` block of per-class scores of the corpus rows (not fitted on the labeled rows' gold labels) that the
     stack reads as one more input, centred per row, with a coefficient shared by all classes (tried: the binary
-    refiners' scores of one-vs-rest)."""
+    refiners' scores of one-vs-rest); ``flip``: one more challenger of the anchor, the LLM's labels with the rows
+    the stack confidently contradicts set to the stack's label (:func:`~silr.multiclass.stack.confident_flips`;
+    judged with the stack's out-of-fold probabilities on the labeled rows; tried)."""
     template = learner or SoftmaxHeadLearner()
     n = s0.size
     rng = np.random.default_rng(seed)
@@ -245,7 +247,7 @@ def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_
                       llm=llm, default=default, confidence=confidence, probe=probe, n_bootstrap=n_bootstrap,
                       seed=seed, stop=stop, detail=detail, stack_bias=stack_bias, stack_probe=stack_probe,
                       inner=inner, anchor=anchor, anchor_l2=anchor_l2, evidence=evidence,
-                      probe_challenge=probe_challenge, stack_llm=stack_llm, stack_extra=stack_extra,
+                      probe_challenge=probe_challenge, stack_llm=stack_llm, stack_extra=stack_extra, flip=flip,
                       llm_note="the LLM's labels (round 0)" if calibrator is None else
                       "round 0: the LLM's scores calibrated on the labeled rows (out of fold there)")
     fit.calibrator = calibrator
@@ -255,7 +257,7 @@ def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_
 def _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs, y_lab, lab, X_lab, K, *, llm,
                default, confidence, probe, n_bootstrap, seed, stop, detail, stack_bias=None,
                stack_probe=False, inner=True, anchor=None, anchor_l2=None, evidence="onehot",
-               probe_challenge=False, stack_llm=None, stack_extra=None,
+               probe_challenge=False, stack_llm=None, stack_extra=None, flip=None,
                llm_note="the LLM's labels (round 0)") -> KClassFit:
     cands = [Candidate("llm", labels[0], lab_labels[0] == y_lab, llm_note)]
     best_r = 0
@@ -304,6 +306,15 @@ def _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs
         cands.append(Candidate("stack", stack_m.predict(F), oof == y_lab,
                                f"{what}, coefficients {' '.join(f'{c:.2f}' for c in stack_m.coef_)} "
                                "(fitted on the labeled rows; out of fold)"))
+        if flip is not None:
+            P_all = stack_m.predict_proba(F)
+            P_lab = _oof(F[lab], y_lab, make_stack, K, seed, proba=True)
+            thr = class_thresholds(labels[0], P_all) if flip[0] == "cj" else None
+            fixed = confident_flips(labels[0], P_all, flip, thr)
+            fixed_lab = confident_flips(lab_labels[0], P_lab, flip, thr)
+            cands.append(Candidate("flip", fixed, fixed_lab == y_lab,
+                                   f"the LLM's labels with {int(np.sum(fixed != labels[0]))} rows the stack "
+                                   f"confidently contradicts ({flip[0]}) set to the stack's label"))
     elif probe_cand is not None and probe_cand not in cands:
         cands.append(probe_cand)
     if y_lab.size == 0:  # nothing to select with: the last kept round (or the LLM's labels)
@@ -320,7 +331,7 @@ def _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs
         inside = {"refined"} | ({"probe"} if stack_probe and probe_m is not None and not probe_challenge else set())
         cands = [c for c in cands if c.name not in inside]
     names = [c.name for c in cands]
-    if anchor is not None and "stack" in names:
+    if anchor is not None and "stack" in names:  # (and "flip", a second challenger, when asked for)
         default, confidence = "llm", anchor
     base = default if default in names else ("refined" if "refined" in names else ("probe" if "probe" in names else "llm"))
     chosen, reason, table = select(cands, base, confidence=confidence, n_bootstrap=n_bootstrap, seed=seed)

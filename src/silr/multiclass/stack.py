@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import KFold
 
-__all__ = ["SharedStack", "llm_evidence", "probe_logp", "calibrated_labels", "oof"]
+__all__ = ["SharedStack", "llm_evidence", "probe_logp", "calibrated_labels", "oof", "confident_flips"]
 
 def llm_evidence(llm, s, K) -> np.ndarray:
     """The stack's LLM input: the per-class scores centred per row, or (no scores) the one-hot LLM label centred."""
@@ -124,6 +124,35 @@ def oof(F, y, make, K, seed=0, *, proba=False) -> np.ndarray:
         else:
             out[te] = m.predict(F[te])
     return out
+
+
+def confident_flips(base, P, rule, thresholds=None) -> np.ndarray:
+    """``base`` labels with the rows the stack's probabilities ``P`` confidently contradict set to its argmax.
+
+    ``rule``: ``("conf", t)`` flips a row where the argmax is not the base label and its probability is at least
+    ``t``; ``("cj",)`` is the confident-joint rule of confident learning (Northcutt et al.): with per-class
+    thresholds ``t_j`` = the mean of ``P[:, j]`` over the rows whose base label is ``j`` (``thresholds``, computed on
+    the corpus, when given), a row labelled ``j`` is flipped to the argmax ``k`` when ``P[i, j] < t_j`` and
+    ``P[i, k] >= t_k``. Returns the new labels (the base's elsewhere)."""
+    base = np.asarray(base, dtype=np.int64)
+    P = np.asarray(P, dtype=np.float64)
+    top = P.argmax(1)
+    rows = np.arange(base.size)
+    if rule[0] == "conf":
+        flip = (top != base) & (P[rows, top] >= rule[1])
+    elif rule[0] == "cj":
+        t = class_thresholds(base, P) if thresholds is None else thresholds
+        flip = (top != base) & (P[rows, base] < t[base]) & (P[rows, top] >= t[top])
+    else:
+        raise ValueError(f"unknown flip rule {rule!r}: ('conf', t) or ('cj',)")
+    return np.where(flip, top, base)
+
+
+def class_thresholds(base, P) -> np.ndarray:
+    """Per-class mean probability of the class over the rows labelled with it (1.0 for a class with none)."""
+    base = np.asarray(base, dtype=np.int64)
+    K = P.shape[1]
+    return np.array([P[base == j, j].mean() if np.any(base == j) else 1.0 for j in range(K)])
 
 
 def calibrated_labels(llm, s0, y_lab, lab, K, l2, seed=0):
