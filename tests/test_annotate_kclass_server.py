@@ -104,9 +104,9 @@ def test_kclass_server_options_are_checked(tmp_path):
                                  "http://127.0.0.1:9/v1", "--out", str(tmp_path / "o.csv"), "-q"])
     assert r.exit_code != 0 and "--base-url goes with --model openai:NAME" in r.output
     r = CliRunner().invoke(app, ["annotate", str(tmp_path / "c.csv"), "--label-words", "a,b,c", "--model", "openai:m",
-                                 "--base-url", "http://127.0.0.1:9/v1", "--labeled", str(tmp_path / "c.csv"),
+                                 "--base-url", "http://127.0.0.1:9/v1", "--sample", "1",
                                  "--out", str(tmp_path / "o.csv"), "-q"])
-    assert r.exit_code != 0 and "--labeled is for two label words" in r.output
+    assert r.exit_code != 0 and "--sample is for two label words" in r.output
     for words in ("a,b,c", "yes,no"):  # one check of --api for both paths
         r = CliRunner().invoke(app, ["annotate", str(tmp_path / "c.csv"), "--label-words", words, "--instruction", "Q?",
                                      "--model", "openai:m", "--base-url", "http://127.0.0.1:9/v1", "--api", "rest",
@@ -189,3 +189,29 @@ def test_silr_run_leaves_out_rows_the_server_abstained_on(server, tmp_path, monk
     r = CliRunner().invoke(app, ["run", str(tmp_path / "job2.toml"), "--out", str(tmp_path / "run2")])
     assert r.exit_code != 0
     assert "lab2.csv': row 4 is corpus row 43, which has no LLM label" in r.output + str(r.exception)
+
+
+def test_few_shot_examples_reach_the_server_and_an_example_never_labels_itself(server, tmp_path, monkeypatch):
+    from silr.cli import app
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("SILR_OPENAI_API_KEY", raising=False)
+    texts = ["cars on a road", "space probes", "food at noon", "more cars", "deep space", "hot food"]
+    pd.DataFrame({"text": texts}).to_csv(tmp_path / "c.csv", index=False)
+    pd.DataFrame({"text": texts[:3] + texts[3:], "label": ["cars", "space", "food", "cars", "space", "food"]}).to_csv(
+        tmp_path / "l.csv", index=False)
+    r = CliRunner().invoke(app, ["annotate", str(tmp_path / "c.csv"), "--label-words", ",".join(WORDS),
+                                 "--instruction", "Topic?", "--model", "openai:fake", "--base-url", server.url,
+                                 "--labeled", str(tmp_path / "l.csv"), "--shots", "3", "--no-cache",
+                                 "--out", str(tmp_path / "o.csv"), "-q"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert pd.read_csv(tmp_path / "o.csv")["llm_label"].tolist() == ["cars", "space", "food"] * 2
+    rec = json.loads((tmp_path / "o.csv.annotation.json").read_text())
+    examples = [e["text"] for e in rec["prompt"]["examples"]]
+    assert len(examples) == 3 and len(server.requests) == 6
+    for req in server.requests:
+        body = req["messages"][-1]["content"]
+        own = body.rsplit("Text: ", 1)[-1].split("\n")[0]
+        shown = re.findall(r"Text: (.*)\nAnswer: (\w+)", body)
+        assert len(shown) == 3 and own not in [x for x, _ in shown]  # the other rows of its class stand in
+        assert all(dict(zip(texts, ["cars", "space", "food"] * 2))[x] == w for x, w in shown)

@@ -161,8 +161,10 @@ def test_silr_annotate_with_three_label_words_is_kclass(tiny_lm, tmp_path):
     assert r.exit_code != 0 and "--threshold is for two label words" in (r.output + str(r.exception))
 
 
-def test_silr_run_kclass_annotates_refines_evaluates(tiny_lm, tmp_path):
-    """`silr run` with [annotator] label_words = 3 words: annotate -> refine -> evaluate -> report, one folder."""
+@pytest.mark.parametrize("shots", [0, 3])
+def test_silr_run_kclass_annotates_refines_evaluates(tiny_lm, tmp_path, shots):
+    """`silr run` with [annotator] label_words = 3 words: annotate -> refine -> evaluate -> report, one folder;
+    zero-shot, or with one example per class from the labeled sample (sample_from_gold's rows)."""
     import json
 
     import pandas as pd
@@ -178,7 +180,7 @@ def test_silr_run_kclass_annotates_refines_evaluates(tiny_lm, tmp_path):
     (tmp_path / "job.toml").write_text(
         f'[data]\ncorpus = "c.csv"\ngold_col = "gold"\n[labeled]\nsample_from_gold = 30\n'
         f'[annotator]\nmodel = "{tiny_lm}"\ninstruction = "topic of this text"\nlabel_words = "sports,politics,tech"\n'
-        f'[refine]\nbackbone = "ngram"\nrounds = 1\n')
+        f'shots = {shots}\n[refine]\nbackbone = "ngram"\nrounds = 1\n')
     r = CliRunner().invoke(app, ["run", str(tmp_path / "job.toml"), "--out", str(tmp_path / "run"), "-q"])
     assert r.exit_code == 0, (r.output, r.exception)
     run = tmp_path / "run"
@@ -191,3 +193,57 @@ def test_silr_run_kclass_annotates_refines_evaluates(tiny_lm, tmp_path):
     assert ev["n"] == 90
     assert ev["per_round"][0]["accuracy"] == pytest.approx((ann["llm_label"] == pd.Series(gold)).mean())
     assert (run / "report.html").exists() and (run / "gold.csv").exists()
+    ex = s["annotation"]["prompt"].get("examples", [])
+    if shots:  # one example per class, each a labeled row with its gold label
+        assert len(ex) == 3 and sorted(e["label"] for e in ex) == ["politics", "sports", "tech"]
+        assert all(gold[texts.index(e["text"])] == e["label"] for e in ex)
+        assert len(s["annotation"]["shots"]["labeled_rows"]) == 3
+    else:
+        assert ex == [] and "shots" not in s["annotation"]
+
+
+def test_kclass_few_shot_from_the_labeled_sample(tiny_lm, tmp_path):
+    """`silr annotate` with 3+ label words and --labeled: examples from the labeled sample in the prompt (one per
+    class by default), an example's own text scored without itself; the scores differ from zero-shot ones and equal
+    kclass_scores with the plan's prompts; --shots without --labeled and a label that is no label word are errors.
+    The default 4 examples are rounded up to 2 per class here."""
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from silr.cli import app
+    from silr.multiclass.shots import KShotPlan
+
+    texts = _texts(12, seed=5)
+    pd.DataFrame({"text": texts}).to_csv(tmp_path / "c.csv", index=False)
+    lab = pd.DataFrame({"text": texts[:6], "label": ["sports", "politics", "tech", "sports", "politics", "tech"]})
+    lab.to_csv(tmp_path / "l.csv", index=False)
+    words = "sports,politics,tech"
+    base = ["annotate", str(tmp_path / "c.csv"), "--model", str(tiny_lm), "-q", "--label-words", words,
+            "--instruction", "topic of this text"]
+    r = CliRunner().invoke(app, base + ["--out", str(tmp_path / "z.csv")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    r = CliRunner().invoke(app, base + ["--out", str(tmp_path / "f.csv"), "--labeled", str(tmp_path / "l.csv")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    cols = ["llm_logp_sports", "llm_logp_politics", "llm_logp_tech"]
+    zero, few = pd.read_csv(tmp_path / "z.csv")[cols].to_numpy(), pd.read_csv(tmp_path / "f.csv")[cols].to_numpy()
+    assert np.abs(zero - few).max() > 1e-3
+    rec = json.loads((tmp_path / "f.csv.annotation.json").read_text())
+    assert rec["shots"]["per_class"] == 2 and len(rec["prompt"]["examples"]) == 6
+    assert sorted(e["label"] for e in rec["prompt"]["examples"]) == ["politics"] * 2 + ["sports"] * 2 + ["tech"] * 2
+    # the same numbers as the plan's prompts: the main one, and for an example's own text the one without it
+    spec = kprompt_from_words(words, "topic of this text")
+    plan = KShotPlan(spec, lab["text"].tolist(), lab["label"].tolist(), shots=4, seed=0)
+    sc = LocalLMScorer(tiny_lm)
+    for i in (0, 1, 2, 6, 11):
+        p = plan.prompt_for(texts[i])
+        if texts[i] in [x for x, _ in plan.examples]:
+            assert texts[i] not in [x for x, _ in p.examples] and len(p.examples) == 5  # no spare of its class
+        np.testing.assert_allclose(few[i], kclass_scores(sc, [texts[i]], p)[0][0], atol=1e-4)
+    r = CliRunner().invoke(app, base + ["--out", str(tmp_path / "x.csv"), "--shots", "3"])
+    assert r.exit_code != 0 and "--shots 3 needs --labeled" in (r.output + str(r.exception))
+    lab.assign(label=["sports", "politics", "cooking", "sports", "politics", "tech"]).to_csv(tmp_path / "b.csv", index=False)
+    r = CliRunner().invoke(app, base + ["--out", str(tmp_path / "y.csv"), "--labeled", str(tmp_path / "b.csv")])
+    msg = r.output + str(r.exception)
+    assert r.exit_code != 0 and "row 3" in msg and "'cooking'" in msg and "b.csv" in msg

@@ -54,7 +54,7 @@ def annotate(
     label_words: Optional[str] = typer.Option(None, "--label-words", help="POS,NEG label words, positive first, e.g. satire,news; 3+ words (sports,politics,tech) label K classes."),
     labeled: Optional[Path] = typer.Option(None, "--labeled", help="Labeled sample (text + gold label): few-shot examples and threshold calibration."),
     label_col: str = typer.Option("label", "--label-col", help="Gold label column of the labeled sample."),
-    shots: int = typer.Option(4, "--shots", min=0, help="Few-shot examples (balanced, from the labeled sample)."),
+    shots: Optional[int] = typer.Option(None, "--shots", min=0, help="Few-shot examples from the labeled sample (balanced; default 4; with K label words rounded up to the same number per class, and only with --labeled)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Server URL ending in /v1 (or SILR_OPENAI_BASE_URL / OPENAI_BASE_URL)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", help="API key (better: SILR_OPENAI_API_KEY / OPENAI_API_KEY). Never written anywhere."),
     api: str = typer.Option("chat", "--api", help="Server API: chat or completions (completions suits base models on vLLM/llama.cpp)."),
@@ -76,7 +76,8 @@ def annotate(
     rows_per_shard: int = typer.Option(50000, "--rows-per-shard", min=1, help="With --engine ray: rows per shard."),
 ) -> None:
     """Round 0: label every text with an LLM (few-shot), calibrate the threshold on the labeled sample.
-    With 3+ label words (--label-words a,b,c or a prompt file) every text gets one of K labels (zero-shot)."""
+    With 3+ label words (--label-words a,b,c or a prompt file) every text gets one of K labels (zero-shot, or
+    few-shot with --labeled: examples from the labeled sample, whose labels are label words)."""
     if api not in ("chat", "completions"):  # both paths (two or K label words) take a server's API
         raise typer.BadParameter("--api must be chat or completions")
     with reported():
@@ -85,7 +86,7 @@ def annotate(
         kspec = kclass_prompt(prompt, label_words, instruction)
     if kspec is not None:  # K > 2 classes: silr.multiclass (one forward pass, argmax over the K words)
         _annotate_kclass(kspec, input=input, out=out, text_col=text_col, model=model, labeled=labeled,
-                         threshold=threshold, sample=sample, limit=limit, engine=engine, base_url=base_url,
+                         label_col=label_col, shots=shots, seed=seed, threshold=threshold, sample=sample, limit=limit, engine=engine, base_url=base_url,
                          batch_size=batch_size, max_text_tokens=max_text_tokens, cache_dir=cache_dir, quiet=quiet,
                          api_key=api_key, api=api, concurrency=concurrency, timeout=timeout, no_cache=no_cache)
         return
@@ -97,7 +98,8 @@ def annotate(
         raise typer.BadParameter(f"--dtype must be float32 or bfloat16, got {dtype!r}")
     with _command_logging(quiet), reported(redact=api_key):
         _run(input=input, out=out, text_col=text_col, model=model, prompt=prompt, instruction=instruction,
-             label_words=label_words, labeled=labeled, label_col=label_col, shots=shots, base_url=base_url,
+             label_words=label_words, labeled=labeled, label_col=label_col, shots=4 if shots is None else shots,
+             base_url=base_url,
              api_key=api_key, api=api, threshold=threshold, limit=limit, sample=sample, seed=seed,
              batch_size=batch_size, max_text_tokens=max_text_tokens, concurrency=concurrency, timeout=timeout,
              cache_dir=cache_dir, no_cache=no_cache, quiet=quiet, engine=engine, ray_address=ray_address,
@@ -106,9 +108,10 @@ def annotate(
 
 def _annotate_kclass(spec, *, input, out, text_col, model, labeled, threshold, sample, limit, engine, base_url,
                      batch_size, max_text_tokens, cache_dir, quiet, api_key=None, api="chat", concurrency=4,
-                     timeout=60.0, no_cache=False) -> None:
-    """`silr annotate` with K > 2 label words: zero-shot, the argmax of the K normalised log-probabilities, from a
-    local model (one forward pass per text) or an OpenAI-compatible server (``--model openai:NAME``)."""
+                     timeout=60.0, no_cache=False, label_col="label", shots=None, seed=0) -> None:
+    """`silr annotate` with K > 2 label words: the argmax of the K normalised log-probabilities, from a local model
+    (one forward pass per text) or an OpenAI-compatible server (``--model openai:NAME``); zero-shot, or with
+    ``--labeled`` few-shot (``--shots``, default 4, rounded up to the same number per class)."""
     from silr.cli.kclass import run_kclass_annotate
 
     server = None
@@ -116,11 +119,21 @@ def _annotate_kclass(spec, *, input, out, text_col, model, labeled, threshold, s
         on_server = str(model).startswith("openai:")
         if base_url is not None and not on_server:
             raise ValueError(f"--base-url goes with --model openai:NAME (a server); --model {model} is a local model")
-        for given, opt in ((labeled, "--labeled"), (threshold, "--threshold"), (sample, "--sample"),
-                           (engine != "local" or None, "--engine ray")):
+        for given, opt in ((threshold, "--threshold"), (sample, "--sample"), (engine != "local" or None, "--engine ray")):
             if given is not None:
-                raise ValueError(f"{opt} is for two label words; K-class annotation ({spec.K} label words) is "
-                                 "zero-shot in this process (a local model, or a server with --model openai:NAME)")
+                raise ValueError(f"{opt} is for two label words; K-class annotation ({spec.K} label words) takes "
+                                 "the argmax of the K words in this process (a local model, or a server with "
+                                 "--model openai:NAME)")
+        if shots and labeled is None:
+            raise ValueError(f"--shots {shots} needs --labeled (the examples come from the labeled sample)")
+        shots_from = None
+        if labeled is not None:
+            from silr.io import read_table
+
+            ldf = read_table(labeled, required=[text_col, label_col], what="labeled sample")
+            shots_from = (ldf[text_col].astype(str).tolist(), ldf[label_col].astype(str).tolist(),
+                          f"labeled file '{labeled}', column '{label_col}'")
+            shots = 4 if shots is None else shots
         if on_server:
             server = {"base_url": base_url, "api_key": api_key, "api": api, "concurrency": concurrency,
                       "timeout": timeout}
@@ -132,7 +145,7 @@ def _annotate_kclass(spec, *, input, out, text_col, model, labeled, threshold, s
                 cache_dir = None
         run_kclass_annotate(input, out, spec, text_col=text_col, model=model, batch_size=batch_size,
                             max_text_tokens=max_text_tokens, center=False, cache_dir=cache_dir, quiet=quiet,
-                            limit=limit, server=server)
+                            limit=limit, server=server, shots_from=shots_from, shots=shots or 0, seed=seed)
 
 
 def _run(*, input: Path, out: Path, text_col: str, model: str, prompt: str | None, instruction: str | None,

@@ -45,7 +45,7 @@ def annotate(
 
 def run_kclass_annotate(corpus: Path, out: Path, spec, *, text_col: str, model: str, batch_size: int,
                         max_text_tokens: int, center: bool, cache_dir, quiet: bool, limit: int | None = None,
-                        server: dict | None = None) -> None:
+                        server: dict | None = None, shots_from=None, shots: int = 0, seed: int = 0) -> None:
     """The K-class annotation of a file (``silr annotate`` with 3+ label words, ``silr kclass annotate``)."""
     import json
 
@@ -64,7 +64,8 @@ def run_kclass_annotate(corpus: Path, out: Path, spec, *, text_col: str, model: 
 
     df_out, record = annotate_kclass(df, text_col, spec, model=model, what=f"corpus file '{corpus}'",
                                      cache_dir=cache_dir, batch_size=batch_size, max_text_tokens=max_text_tokens,
-                                     center=center, on_batch=progress, server=server)
+                                     center=center, on_batch=progress, server=server, shots_from=shots_from,
+                                     shots=shots, seed=seed)
     write_table(df_out, out)
     record.update(input=str(corpus), output=str(out))
     atomic_write_text(Path(str(out) + ".annotation.json"), json.dumps(record, indent=2, ensure_ascii=False) + "\n")
@@ -75,6 +76,9 @@ def run_kclass_annotate(corpus: Path, out: Path, spec, *, text_col: str, model: 
     if n_abst and not quiet:
         typer.echo(f"note: the server's answer named no label word for {n_abst} texts: their llm_label is empty "
                    "(silr refine and silr run leave those rows out; a labeled text among them is an error)", err=True)
+    for note in record.get("shots", {}).get("notes", []):
+        if not quiet:
+            typer.echo(f"note: {note}", err=True)
     if not quiet:
         per = ", ".join(f"{w} {n}" for w, n in record["counts"]["per_class"].items())
         typer.echo(f"annotated {record['counts']['rows']} rows with {spec.K} label words ({per}) -> {out}", err=True)

@@ -11,6 +11,10 @@ A prompt file (TOML or JSON) for K classes::
     label_words = ["earnings", "acquisition", "oil"]     # K >= 2 words, in class order
     template = "Text: {text}\\nTopic:"                  # optional; must contain {text}
     max_text_chars = 1500                                # optional
+    examples = [{text = "Shares of X rose 5% after ...", label = "earnings"}]   # optional fixed examples
+
+Examples (fixed in the file, or drawn from the labeled sample: :mod:`silr.multiclass.shots`) follow the
+instruction in the shared prefix, each as the template filled with its text and followed by its label word.
 """
 
 from __future__ import annotations
@@ -27,13 +31,14 @@ from silr.annotate.types import AnnotationError
 __all__ = ["KPrompt", "load_kprompt", "kprompt_from_words", "kclass_scores", "center_scores", "DEFAULT_TEMPLATE"]
 
 DEFAULT_TEMPLATE = "Text: {text}\nAnswer:"
-_FIELDS = {"name", "instruction", "label_words", "template", "max_text_chars"}
+_FIELDS = {"name", "instruction", "label_words", "template", "max_text_chars", "examples"}
 
 
 @dataclass(frozen=True)
 class KPrompt:
-    """A zero-shot K-class prompt: ``prefix`` (instruction and the label words, shared by every text, cached)
-    then ``suffix`` (the template with the text)."""
+    """A K-class prompt: ``prefix`` (instruction, the label words and the ``examples``, shared by every text,
+    cached) then ``suffix`` (the template with the text). ``examples``: ``(text, label word)`` pairs (none:
+    zero-shot)."""
 
     instruction: str
     label_words: tuple
@@ -42,6 +47,7 @@ class KPrompt:
     name: str = "kclass"
     source: str = "--label-words"
     notes: list = field(default_factory=list)
+    examples: tuple = ()
 
     def __post_init__(self):
         words = [str(w).strip() for w in self.label_words]
@@ -54,6 +60,17 @@ class KPrompt:
         if not self.instruction.strip():
             raise AnnotationError(f"{self.source}: instruction is empty")
         object.__setattr__(self, "label_words", tuple(words))
+        low = {w.lower(): w for w in words}
+        ex = []
+        for i, e in enumerate(self.examples):
+            if not (isinstance(e, (tuple, list)) and len(e) == 2 and str(e[0]).strip()):
+                raise AnnotationError(f"{self.source}: example {i + 1} must be a text and a label, got {e!r}")
+            lab = str(e[1]).strip().lower()
+            if lab not in low:
+                raise AnnotationError(f"{self.source}: example {i + 1} has label {e[1]!r}, not one of the label "
+                                      f"words {', '.join(words)}")
+            ex.append((str(e[0]), low[lab]))
+        object.__setattr__(self, "examples", tuple(ex))
 
     @property
     def K(self) -> int:
@@ -61,7 +78,8 @@ class KPrompt:
 
     @property
     def prefix(self) -> str:
-        return f"{self.instruction.strip()}\nAnswer with one word: {', '.join(self.label_words)}.\n\n"
+        shots = "".join(f"{self.suffix(self.clip(x)[0])} {w}\n\n" for x, w in self.examples)
+        return f"{self.instruction.strip()}\nAnswer with one word: {', '.join(self.label_words)}.\n\n{shots}"
 
     def clip(self, text: str) -> tuple[str, bool]:
         t = " ".join(str(text).split())
@@ -71,8 +89,11 @@ class KPrompt:
         return self.template.replace("{text}", clipped_text)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "instruction": self.instruction, "label_words": list(self.label_words),
-                "template": self.template, "max_text_chars": self.max_text_chars}
+        d = {"name": self.name, "instruction": self.instruction, "label_words": list(self.label_words),
+             "template": self.template, "max_text_chars": self.max_text_chars}
+        if self.examples:  # (a zero-shot prompt's record, and its cache key, stay as they were)
+            d["examples"] = [{"text": x, "label": w} for x, w in self.examples]
+        return d
 
 
 def kprompt_from_words(label_words: str | Sequence[str], instruction: str | None = None, **kw) -> KPrompt:
@@ -108,9 +129,13 @@ def load_kprompt(path: str | Path) -> KPrompt:
             raise AnnotationError(f"prompt file '{p}': missing required field '{req}'")
     if not isinstance(data["label_words"], list):
         raise AnnotationError(f"prompt file '{p}': label_words must be a list of words, e.g. [\"sports\", \"politics\", \"tech\"]")
+    ex = data.get("examples", [])
+    if not isinstance(ex, list) or not all(isinstance(e, dict) and set(e) == {"text", "label"} for e in ex):
+        raise AnnotationError(f"prompt file '{p}': examples must be a list of tables with a text and a label, e.g. "
+                              "[{text = \"...\", label = \"sports\"}]")
     return KPrompt(str(data["instruction"]), tuple(data["label_words"]), template=data.get("template", DEFAULT_TEMPLATE),
                    max_text_chars=int(data.get("max_text_chars", 1500)), name=str(data.get("name", p.stem)),
-                   source=f"prompt file '{p}'")
+                   source=f"prompt file '{p}'", examples=tuple((e["text"], e["label"]) for e in ex))
 
 
 def label_token_ids(scorer, words: Sequence[str]) -> list[int]:

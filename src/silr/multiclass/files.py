@@ -125,16 +125,24 @@ def kclass_prompt(prompt: str | Path | None, label_words: str | None, instructio
 
 def annotate_kclass(df: pd.DataFrame, text_col: str, spec, *, model: str, what: str, cache_dir=None,
                     batch_size: int = 8, max_text_tokens: int = 256, center: bool = False,
-                    on_batch: Callable | None = None, server: dict | None = None) -> tuple[pd.DataFrame, dict]:
+                    on_batch: Callable | None = None, server: dict | None = None,
+                    shots_from=None, shots: int = 0, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """``df`` plus ``llm_label`` (the argmax word; also ``pseudo_label``) and ``llm_logp_<word>`` per class
     (log-probabilities normalised over the K words), and a record of the run. ``model`` ``openai:NAME`` scores with
     an OpenAI-compatible server (``server``: base_url, api_key, api, concurrency, timeout; scores cached in
-    ``cache_dir``); a text the server's answer gives no label word gets an empty label and NaN scores."""
+    ``cache_dir``); a text the server's answer gives no label word gets an empty label and NaN scores.
+    ``shots_from``: ``(texts, labels, what)`` of the labeled sample; with ``shots`` > 0 the prompt gets that many
+    examples from it (rounded up to the same number per class; :class:`~silr.multiclass.shots.KShotPlan`), each
+    example's own text labelled without itself."""
     from silr.io import clean_texts
     from silr.multiclass.annotate import center_scores
+    from silr.multiclass.shots import KShotPlan, score_by_plan
 
     texts = clean_texts(df[text_col], what=what, column=text_col)
     kinds = None
+    plan = None
+    if shots and shots_from is not None:
+        plan = KShotPlan(spec, shots_from[0], shots_from[1], shots=shots, seed=seed, what=shots_from[2])
     if str(model).startswith("openai:"):
         from silr.annotate.cache import CACHE_FILE, ScoreCache
         from silr.annotate.factory import make_annotator
@@ -143,7 +151,9 @@ def annotate_kclass(df: pd.DataFrame, text_col: str, spec, *, model: str, what: 
         annotator = make_annotator(str(model), **(server or {}))
         cache = ScoreCache(Path(cache_dir) / CACHE_FILE) if cache_dir is not None else None
         try:
-            lp, cut, kinds = server_kclass_scores(annotator, texts, spec, cache=cache, on_batch=on_batch)
+            lp, cut, kinds = score_by_plan(lambda ts, p, cb: server_kclass_scores(annotator, ts, p, cache=cache,
+                                                                                  on_batch=cb),
+                                           texts, plan, spec, spec.K, on_batch)
         finally:
             annotator.close()
             if cache is not None:
@@ -154,7 +164,8 @@ def annotate_kclass(df: pd.DataFrame, text_col: str, spec, *, model: str, what: 
 
         kw = {"cache_dir": cache_dir} if cache_dir is not None else {}
         scorer = LocalLMScorer(model, batch_size=batch_size, max_text_tokens=max_text_tokens, **kw)
-        lp, cut = kclass_scores(scorer, texts, spec, on_batch=on_batch)
+        lp, cut = score_by_plan(lambda ts, p, cb: kclass_scores(scorer, ts, p, on_batch=cb), texts, plan, spec,
+                                spec.K, on_batch)
     words = list(spec.label_words)
     out = df.copy()
     ok = ~np.isnan(lp).any(1)
@@ -164,11 +175,15 @@ def annotate_kclass(df: pd.DataFrame, text_col: str, spec, *, model: str, what: 
     out["llm_label"] = lab
     for j, w in enumerate(words):
         out[f"{LOGP_PREFIX}{w}"] = lp[:, j]
-    record = {"kind": "kclass", "model": str(model), "prompt": spec.to_dict(), "centered": bool(center),
+    record = {"kind": "kclass", "model": str(model), "prompt": (plan.main if plan else spec).to_dict(),
+              "centered": bool(center),
               "counts": {"rows": len(texts), "truncated": int(cut.sum()), "abstained": int((~ok).sum()),
                          "per_class": {w: int(sum(x == w for x in lab)) for w in words}}}
     if kinds is not None:
         record["counts"]["by_kind"] = kinds
+    if plan is not None:
+        record["shots"] = {"requested": int(shots), "per_class": plan.per_class,
+                           "labeled_rows": [i + 1 for i in plan.example_rows], "notes": plan.notes}
     return out, record
 
 

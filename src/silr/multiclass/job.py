@@ -53,13 +53,20 @@ def run_kclass_job(cfg, out: Path, corpus: pd.DataFrame, labeled: pd.DataFrame, 
     t0 = time.perf_counter()
     annotation = None
     if spec is not None:
-        echo(f"annotating {len(corpus)} texts with {a.model} (zero-shot, {spec.K} label words: "
-             f"{', '.join(spec.label_words)}) ...")
+        from silr.multiclass.shots import shots_per_class
+
+        per = shots_per_class(a.shots, spec.K)
+        echo(f"annotating {len(corpus)} texts with {a.model} ({spec.K} label words: {', '.join(spec.label_words)}; "
+             + (f"{per} example(s) per class from the labeled sample" if per else "zero-shot") + ") ...")
         annotated, annotation = annotate_kclass(
             corpus.drop(columns=[c for c in (d.gold_col,) if c]), d.text_col, spec, model=a.model,
             what=f"corpus file '{corpus_path}'", cache_dir=default_cache_dir(), batch_size=a.batch_size,
             server={"base_url": a.base_url or None, "api": a.api, "concurrency": a.concurrency, "timeout": a.timeout}
-            if str(a.model).startswith("openai:") else None)
+            if str(a.model).startswith("openai:") else None,
+            shots_from=(labeled["text"].astype(str).tolist(), labeled["label"].astype(str).tolist(), labeled_what),
+            shots=a.shots, seed=0)
+        for note in annotation.get("shots", {}).get("notes", []):
+            echo(f"note: {note}")
         pseudo_col, prefix = "llm_label", LOGP_PREFIX
         write_table(annotated, out / "annotated.csv")
         atomic_write_text(out / "annotation.json", json.dumps(annotation, indent=2, default=str))
