@@ -95,7 +95,10 @@ def check_fit_inputs(est, X, y, y_gold, llm_score, *, texts: bool) -> FitInputs:
                "`silr annotate --threshold prior`, the labeled rows' positive rate) or check the label words"
                if llm_score is not None else ""))
     y_type = type_of_target(y, input_name="y")
-    if y_type == "multiclass" and not texts and getattr(est, "_accepts_kclass", False):
+    # per-class scores of K > 2 classes: K classes even where the LLM's labels name only two of them (the labeled
+    # rows name the others, and round 0 reads the scores)
+    k_scores = llm_score is not None and np.ndim(llm_score) == 2 and np.shape(llm_score)[1] > 2
+    if (y_type == "multiclass" or (y_type == "binary" and k_scores)) and not texts and getattr(est, "_accepts_kclass", False):
         return _check_kclass(X, y, classes, y_gold, llm_score)
     if y_type != "binary":
         raise ValueError(

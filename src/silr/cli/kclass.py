@@ -90,7 +90,7 @@ def run_kclass_refine(corpus: Path, labeled: Path, out: Path, *, pseudo_col: str
                       report: bool = True) -> dict:
     """The K-class refinement of files (``silr refine`` on K > 2 classes, ``silr kclass refine``)."""
     from silr.io import read_table
-    from silr.multiclass.files import left_out_note, print_kround, refine_kclass
+    from silr.multiclass.files import labeled_only_note, left_out_note, print_kround, refine_kclass
 
     df = read_table(corpus, required=[text_col, pseudo_col], what="corpus")
     ldf = read_table(labeled, required=[text_col, label_col], what="labeled")
@@ -98,9 +98,9 @@ def run_kclass_refine(corpus: Path, labeled: Path, out: Path, *, pseudo_col: str
                             score_prefix=score_prefix, rounds=rounds, seed=seed, backbone=backbone,
                             cache_dir=cache_dir, progress=not quiet, report=report, corpus=str(corpus),
                             labeled=str(labeled), on_round=None if quiet else print_kround)
-    note = left_out_note(summary)
-    if note:
-        typer.echo(note, err=True)
+    for note in (left_out_note(summary), labeled_only_note(summary)):
+        if note:
+            typer.echo(note, err=True)
     if not quiet:
         typer.echo(f"final labels: {summary['final_source']} ({summary['selection']})", err=True)
     typer.echo(str(out))
@@ -195,8 +195,11 @@ def kclass_refine_needed(corpus: Path, labeled: Path, *, pseudo_col: str, label_
     if threshold is not None:
         return None
     lab = _column(labeled, label_col, "labeled sample")
-    if lab is None:
-        return None
+    if lab is None:  # the labeled file is unreadable, empty or lacks --label-col: the path that reads it says so
+        if not corpus_failed:
+            return None
+        pseudo = _column(corpus, pseudo_col, "corpus")  # K > 2 LLM labels: the K-class path names the labeled file
+        return None if pseudo is None else kclass_classes(pseudo[pseudo.astype(str).str.strip() != ""])
     if not corpus_failed:
         found = kclass_classes(lab)
     else:

@@ -11,6 +11,7 @@ classes (the same functions serve the ``silr kclass`` aliases).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,10 +20,11 @@ import pandas as pd
 
 from silr.io import InputError
 
-__all__ = ["LOGP_PREFIX", "class_names", "kept_rows", "left_out_note", "kclass_classes", "is_binary_labels", "kclass_pseudo_classes", "is_kclass_words", "kclass_prompt", "annotate_kclass", "kclass_frames",
+__all__ = ["LOGP_PREFIX", "class_names", "kept_rows", "left_out_note", "labeled_only_note", "kclass_classes", "is_binary_labels", "kclass_pseudo_classes", "is_kclass_words", "kclass_prompt", "annotate_kclass", "kclass_frames",
            "refine_kclass", "save_model", "is_kclass_run", "evaluate_kclass", "print_kround"]
 
 LOGP_PREFIX = "llm_logp_"
+_WHOLE = re.compile(r"[+-]?\d+(\.0*)?")
 
 
 def class_names(values) -> np.ndarray:
@@ -36,6 +38,11 @@ def class_names(values) -> np.ndarray:
             return np.array(["" if m else str(int(x)) for x, m in zip(v, miss)], dtype=object)
     out = s.astype(str).str.strip().to_numpy(dtype=object)
     out[miss] = ""
+    # a CSV column of whole numbers written as floats ('1.0': pandas writes integer codes with empty cells so) names
+    # the same classes as a file that writes '1'
+    txt = [v for v in out if v != ""]
+    if txt and any("." in v for v in txt) and all(_WHOLE.fullmatch(v) for v in txt):
+        out = np.array(["" if v == "" else str(int(v.split(".")[0])) for v in out], dtype=object)
     return out
 
 
@@ -221,6 +228,19 @@ def kclass_frames(df: pd.DataFrame, ldf: pd.DataFrame, *, pseudo_col: str, text_
     if (gold_lab == "").any():  # NaN, or an empty cell of a CSV (read as '')
         raise InputError(f"labeled file '{labeled}': column '{label_col}' is empty on row {int(np.flatnonzero(gold_lab == '')[0]) + 2}")
     classes = sorted(set(y) | set(gold_lab))
+    only = sorted(set(gold_lab) - set(y))  # classes no LLM label names
+    if only:
+        llm_cls = ", ".join(sorted(set(y)))
+        row = int(np.flatnonzero(gold_lab == only[0])[0]) + 2
+        if not set(gold_lab) & set(y):
+            raise InputError(f"labeled file '{labeled}': its classes in column '{label_col}' ({', '.join(sorted(set(gold_lab)))}) "
+                             f"are none of the LLM's labels in column '{pseudo_col}' of corpus file '{corpus}' ({llm_cls}): "
+                             "the two files must name the classes alike")
+        if len(set(y)) < 3 and not score_prefix:
+            raise InputError(f"labeled file '{labeled}': class {only[0]!r} (row {row}) is none of the LLM's labels in column "
+                             f"'{pseudo_col}' of corpus file '{corpus}', which name only {len(set(y))} classes ({llm_cls}): "
+                             "check its spelling, or give the LLM's per-class scores (--score-col PREFIX; [data] score_col in "
+                             "silr run) so that round 0 can name it")
     llm = None
     if score_prefix:
         cols = [f"{score_prefix}{c}" for c in classes]
@@ -290,6 +310,10 @@ def refine_kclass(df: pd.DataFrame, ldf: pd.DataFrame, out: Path, *, pseudo_col:
     # rows without an LLM label (abstained) are not in the run: labels.csv and the evaluation cover the others
     summary["rows_left_out"] = {"count": int((~keep).sum()), "rows": [int(i) + 2 for i in np.flatnonzero(~keep)],
                                 "why": f"no LLM label in column '{pseudo_col}' (the LLM abstained)"}
+    gold_names = class_names(ldf[label_col])
+    only = sorted(set(gold_names) - set(y))
+    if only:  # a class no LLM label names (a misspelling?): the rounds start only if round 0 names it
+        summary["labeled_only_classes"] = {c: [int(j) + 2 for j in np.flatnonzero(gold_names == c)] for c in only}
     out.mkdir(parents=True, exist_ok=True)
     res = df.loc[keep, [text_col]].copy()
     res["llm_label"] = y
@@ -337,6 +361,17 @@ def left_out_note(summary: dict) -> str | None:
     return (f"note: {left['count']} rows with no LLM label (abstained) are left out of the refinement and of "
             f"labels.csv (file rows {', '.join(map(str, left['rows'][:10]))}" + (", ..." if left["count"] > 10 else "")
             + ")")
+
+
+def labeled_only_note(summary: dict) -> str | None:
+    """The note for the labeled file's classes that no LLM label names, or None."""
+    only = summary.get("labeled_only_classes") or {}
+    if not only:
+        return None
+    what = "; ".join(f"{c!r} (labeled file rows {', '.join(map(str, r[:5]))}{', ...' if len(r) > 5 else ''})"
+                     for c, r in only.items())
+    return (f"note: class(es) named by the labeled file but by no LLM label: {what}. Check the spelling: the "
+            "refinement starts only when round 0's labels name every class (rounds.json 'stop_reason')")
 
 
 def is_kclass_run(run_dir: str | Path) -> bool:
@@ -400,7 +435,7 @@ def evaluate_kclass(run_dir: str | Path, gold: str | Path, *, label_col: str = "
                 raise InputError(bad)
         pred = predict_texts(run_dir, clean_texts(t[text_col], what=f"test file '{test}'", column=text_col),
                              progress=False, llm_score=tllm)
-        truth = t[label_col].astype(str).str.strip().to_numpy()
+        truth = class_names(t[label_col])  # as the run names its classes ('1.0' is the class '1')
         src, k = config.get("final_source"), int(config.get("predict_round", 0))
         if src in ("llm", "stack") and tllm is None:  # the hand-back reads the LLM's evidence the test rows lack
             by = f"the refined classifier (round {k}), not the handed-back {src}" if k else \

@@ -39,7 +39,7 @@ def run_kclass_job(cfg, out: Path, corpus: pd.DataFrame, labeled: pd.DataFrame, 
     from silr.io import atomic_write_text, json_default, write_table
     from silr.inputs import drop_unlabeled_draws
     from silr.multiclass.files import (LOGP_PREFIX, annotate_kclass, class_names, evaluate_kclass, kept_rows,
-                                       left_out_note, print_kround, refine_kclass)
+                                       labeled_only_note, left_out_note, print_kround, refine_kclass)
 
     d, a, r = cfg.data, cfg.annotator, cfg.refine
     for bad, key in ((r.finetune or None, "[refine] finetune"), (r.risk != "robust_uu" or None, "[refine] risk"),
@@ -90,9 +90,9 @@ def run_kclass_job(cfg, out: Path, corpus: pd.DataFrame, labeled: pd.DataFrame, 
     summary["config"] = cfg.to_dict()
     if n_lab_out:
         summary["labeled_rows_left_out"] = n_lab_out
-    note = left_out_note(summary)
-    if note:
-        echo(note)
+    for note in (left_out_note(summary), labeled_only_note(summary)):
+        if note:
+            echo(note)
     if annotation is not None:
         summary["annotation"] = annotation
     atomic_write_text(out / "rounds.json", json.dumps(summary, indent=1, default=json_default))

@@ -207,8 +207,12 @@ def kclass_evidence(df, column: str, classes, *, what: str) -> np.ndarray:
 
     classes = [str(c) for c in classes]
     if column in df.columns:
-        v = df[column].astype(str).str.strip()
-        bad = ~v.isin(classes) | df[column].isna()
+        import pandas as pd
+
+        from silr.multiclass.files import class_names
+
+        v = pd.Series(class_names(df[column]))  # as the run names its classes ('1.0' is the class '1')
+        bad = ~v.isin(classes)
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputError(f"{what}: column '{column}' row {i + 2} is {df[column].iloc[i]!r}, not one of the "

@@ -1,0 +1,164 @@
+"""Third review of the K-class path (issue 18), as a user of `silr refine | evaluate | predict | run` on files.
+
+Found: an empty, header-only or missing labeled file (or one without --label-col) was reported as the corpus's
+labels not being binary; a labeled file whose integer codes a spreadsheet wrote as '1.0' made 2K classes; a labeled
+file that names the classes otherwise than the LLM's labels (codes vs names), or a misspelt class, ran silently
+with a class no LLM label names (the refinement never started); LLM labels naming two of three classes failed with
+the estimator's 'y_gold ... neither a class of y', also with the per-class scores that let round 0 name the third."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from silr.io import InputError
+
+WORDS = {0: "apple banana fruit pear", 1: "car engine road wheel", 2: "rain cloud storm wind"}
+NAMES = np.array(["fruit", "road", "storm"])
+
+
+def _files(tmp_path, n=90, seed=0, codes=False):
+    """corpus.csv (text, llm_label 75% right, llm_logp_<class>) and labeled.csv (24 corpus rows, gold); returns
+    the folder and the gold classes of the corpus rows."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    noisy = np.where(rng.random(n) < 0.75, y, (y + 1) % 3)
+    names = np.array(["0", "1", "2"]) if codes else NAMES
+    df = pd.DataFrame({"text": [f"{WORDS[k]} item {i}" for i, k in enumerate(y)], "llm_label": names[noisy]})
+    lp = np.log(np.eye(3)[noisy] * 0.7 + 0.1)
+    for j, c in enumerate(names):
+        df[f"llm_logp_{c}"] = lp[:, j]
+    df.to_csv(tmp_path / "corpus.csv", index=False)
+    pd.DataFrame({"text": df["text"].iloc[20:44], "label": names[y[20:44]]}).to_csv(tmp_path / "labeled.csv",
+                                                                                   index=False)
+    return tmp_path, y
+
+
+def _refine(d, labeled, out, *extra):
+    from silr.cli import app
+
+    return CliRunner().invoke(app, ["refine", str(d / "corpus.csv"), "--pseudo-col", "llm_label", "--labeled",
+                                    str(labeled), "--out", str(out), "--backbone", "ngram", "--rounds", "1", "-q",
+                                    *extra])
+
+
+@pytest.mark.parametrize("case", ["empty", "header", "missing", "no_label_col"])
+def test_a_bad_labeled_file_is_named_not_the_corpus(tmp_path, case):
+    """K-class LLM labels and a labeled file that cannot be read: the error named the corpus's labels as not
+    binary (the dispatch fell back to the binary path, which reads the corpus first)."""
+    d, _ = _files(tmp_path)
+    lab = d / "bad.csv"
+    if case == "empty":
+        lab.write_text("")
+    elif case == "header":
+        lab.write_text("text,label\n")
+    elif case == "no_label_col":
+        pd.read_csv(d / "labeled.csv").rename(columns={"label": "gold"}).to_csv(lab, index=False)
+    r = _refine(d, lab, d / "o")
+    assert r.exit_code != 0
+    msg = str(r.exception) + r.output
+    assert "labeled file 'bad.csv'" in msg or str(lab) in msg, msg
+    assert "not a binary label" not in msg
+    assert not (d / "o" / "rounds.json").exists()
+
+
+def test_labeled_codes_written_as_floats_are_the_llms_codes(tmp_path):
+    """A labeled file whose integer codes were written as '1.0' (pandas writes an integer column with empty cells
+    so) beside LLM labels '1': classes '0', '0.0', '1', '1.0', ... (6), and the refinement never started."""
+    d, y = _files(tmp_path, codes=True)
+    lab = pd.read_csv(d / "labeled.csv")
+    lab["label"] = lab["label"].astype(float)
+    lab.to_csv(d / "lab_float.csv", index=False)
+    assert "1.0" in (d / "lab_float.csv").read_text()
+    r = _refine(d, d / "lab_float.csv", d / "o")
+    assert r.exit_code == 0, (r.output, r.exception)
+    s = json.loads((d / "o" / "rounds.json").read_text())
+    assert s["classes"] == ["0", "1", "2"] and s["stop"] != "not_started"
+
+
+def test_evaluate_and_predict_read_codes_written_as_floats(tmp_path):
+    """`silr evaluate --test` compared '1.0' with the predicted '1' (test accuracy 0) and `silr predict
+    --score-col` refused a label column of '1.0' as no class of the model."""
+    d, y = _files(tmp_path, codes=True)
+    r = _refine(d, d / "labeled.csv", d / "o")
+    assert r.exit_code == 0, (r.output, r.exception)
+    test = pd.DataFrame({"text": pd.read_csv(d / "corpus.csv")["text"].iloc[:30], "label": y[:30].astype(float),
+                         "llm": y[:30].astype(float)})
+    test.to_csv(d / "test.csv", index=False)
+    from silr.multiclass.files import evaluate_kclass
+
+    pd.DataFrame({"label": y.astype(float)}).to_csv(d / "gold.csv", index=False)
+    ev = evaluate_kclass(d / "o", d / "gold.csv", test=d / "test.csv")
+    assert ev["per_round"][0]["accuracy"] > 0.6 and ev["test"]["accuracy"] > 0.6  # '1.0' was no class: 0
+    from silr.cli import app
+
+    r = CliRunner().invoke(app, ["predict", str(d / "o"), str(d / "test.csv"), "--out", str(d / "p.csv"),
+                                 "--score-col", "llm", "-q"])
+    assert r.exit_code == 0, (r.output, r.exception)
+
+
+def test_classes_spelt_otherwise_than_the_llms_are_an_error(tmp_path):
+    """LLM labels as codes 0/1/2, the labeled file's as names: a run of 6 classes, half of them named by no LLM
+    label, handed back the probe of the labeled rows with no word said."""
+    d, y = _files(tmp_path, codes=True)
+    pd.DataFrame({"text": pd.read_csv(d / "corpus.csv")["text"].iloc[20:44], "label": NAMES[y[20:44]]}).to_csv(
+        d / "lab_names.csv", index=False)
+    r = _refine(d, d / "lab_names.csv", d / "o")
+    assert r.exit_code != 0
+    assert ("labeled file" in str(r.exception) and "are none of the LLM's labels in column 'llm_label'"
+            in str(r.exception)), str(r.exception)
+    assert not (d / "o" / "rounds.json").exists()
+
+
+def test_a_misspelt_labeled_class_is_named_in_a_note(tmp_path):
+    """One labeled row 'Road' beside the LLM's 'road': a fourth class no LLM label names, so the refinement does
+    not start; the run now says which class and which labeled rows."""
+    d, _ = _files(tmp_path)
+    lab = pd.read_csv(d / "labeled.csv")
+    i = int(np.flatnonzero(lab["label"] == "road")[0])
+    lab.loc[i, "label"] = "Road"
+    lab.to_csv(d / "lab_typo.csv", index=False)
+    r = _refine(d, d / "lab_typo.csv", d / "o")
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert f"'Road' (labeled file rows {i + 2})" in r.output and "Check the spelling" in r.output
+    s = json.loads((d / "o" / "rounds.json").read_text())
+    assert s["labeled_only_classes"] == {"Road": [i + 2]}
+
+
+def test_llm_labels_naming_two_of_three_classes(tmp_path):
+    """The LLM's argmax never says 'storm'; the labeled file does. Without scores: an error naming the file, row
+    and remedy (was the estimator's 'y_gold has values ... neither a class of y'); with the per-class scores the
+    run is a K-class run (round 0, the scores calibrated on the labeled rows, may name the third class)."""
+    d, _ = _files(tmp_path)
+    c = pd.read_csv(d / "corpus.csv")
+    c.loc[c["llm_label"] == "storm", "llm_label"] = "road"
+    c.to_csv(d / "corpus.csv", index=False)
+    r = _refine(d, d / "labeled.csv", d / "o")
+    assert r.exit_code != 0
+    assert "class 'storm' (row" in str(r.exception) and "name only 2 classes" in str(r.exception)
+    assert "neither a class of y" not in str(r.exception)
+    r = _refine(d, d / "labeled.csv", d / "o2", "--score-col", "llm_logp_")
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert json.loads((d / "o2" / "rounds.json").read_text())["classes"] == ["fruit", "road", "storm"]
+
+
+def test_estimator_takes_k_per_class_scores_when_the_labels_name_two_classes():
+    """fit(X, y with two values, y_gold with a third, llm_score (n, 3)) went to the binary path and failed."""
+    from silr.refine import SelfIterativeRefiner
+
+    rng = np.random.default_rng(1)
+    n = 300
+    y = np.arange(n) % 3
+    X = np.eye(3)[y] * 3 + rng.normal(size=(n, 3))
+    s = np.where(y == 2, 1, y)  # the LLM's labels never say 2
+    lp = np.log(np.eye(3)[y] * 0.6 + 0.2)  # its scores do
+    gold = np.full(n, -1)
+    gold[:45] = y[:45]
+    m = SelfIterativeRefiner(rounds=1, n_bootstrap=100).fit(X, s, y_gold=gold, llm_score=lp)
+    assert m.classes_.tolist() == [0, 1, 2] and m.predict_proba(X[:4], llm_score=lp[:4]).shape == (4, 3)
+    with pytest.raises(ValueError, match="neither a class of y"):  # binary y, binary scores: a typo stays an error
+        SelfIterativeRefiner(rounds=1).fit(X, s, y_gold=gold, llm_score=lp[:, 0])
