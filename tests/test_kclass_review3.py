@@ -162,3 +162,47 @@ def test_estimator_takes_k_per_class_scores_when_the_labels_name_two_classes():
     assert m.classes_.tolist() == [0, 1, 2] and m.predict_proba(X[:4], llm_score=lp[:4]).shape == (4, 3)
     with pytest.raises(ValueError, match="neither a class of y"):  # binary y, binary scores: a typo stays an error
         SelfIterativeRefiner(rounds=1).fit(X, s, y_gold=gold, llm_score=lp[:, 0])
+
+
+def test_overwrite_replaces_an_earlier_run_whole(tmp_path):
+    """`silr refine --overwrite` on a K-class run folder wrote the new files into it: the earlier run's
+    evaluation.json (and report.html under --no-report) stayed beside them, scoring another run."""
+    from silr.cli import app
+
+    d, y = _files(tmp_path)
+    pd.DataFrame({"label": NAMES[y]}).to_csv(d / "gold.csv", index=False)
+    assert _refine(d, d / "labeled.csv", d / "o").exit_code == 0
+    r = CliRunner().invoke(app, ["evaluate", str(d / "o"), "--gold", str(d / "gold.csv")])
+    assert r.exit_code == 0 and (d / "o" / "evaluation.json").exists() and (d / "o" / "report.html").exists()
+    r = _refine(d, d / "labeled.csv", d / "o", "--overwrite", "--no-report")
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert sorted(p.name for p in (d / "o").iterdir()) == ["labels.csv", "model", "report.md", "rounds.json"]
+    assert not [p for p in d.iterdir() if p.name.startswith(".o.")]  # no partial folder left beside it
+
+
+def test_a_failed_write_leaves_the_earlier_folder_and_keeps_the_jobs_files(tmp_path, monkeypatch):
+    """The run folder is built beside ``out`` and moved in complete: a failure while writing it leaves the earlier
+    folder as it was; the job's own files written before (keep_files: its annotation) move into the new one."""
+    import silr.multiclass.files as kf
+    from silr.io import read_table
+
+    d, _ = _files(tmp_path)
+    c, lab = read_table(d / "corpus.csv"), read_table(d / "labeled.csv")
+    out = d / "run"
+    out.mkdir()
+    (out / "annotated.csv").write_text("text\nx\n")
+    (out / "evaluation.json").write_text("{}")  # an earlier run's
+    kw = dict(pseudo_col="llm_label", backbone="ngram", rounds=1, progress=False, report=False)
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(kf, "save_model", boom)
+        with pytest.raises(OSError, match="disk full"):
+            kf.refine_kclass(c, lab, out, keep_files=("annotated.csv",), **kw)
+    assert sorted(p.name for p in out.iterdir()) == ["annotated.csv", "evaluation.json"]
+    assert [p.name for p in d.iterdir() if p.name.startswith(".run")] == []
+    kf.refine_kclass(c, lab, out, keep_files=("annotated.csv",), **kw)
+    names = sorted(p.name for p in out.iterdir())
+    assert "annotated.csv" in names and "rounds.json" in names and "evaluation.json" not in names

@@ -31,7 +31,7 @@ from silr.refine import SelfIterativeRefiner
 if TYPE_CHECKING:
     from silr.texts import RefineResult
 
-__all__ = ["prepare_out_dir", "write_run", "load_model", "predict_texts", "evaluate_run"]
+__all__ = ["prepare_out_dir", "write_run", "replace_folder", "load_model", "predict_texts", "evaluate_run"]
 
 
 def prepare_out_dir(out_dir: str | os.PathLike, *, overwrite: bool) -> Path:
@@ -75,6 +75,23 @@ def write_run(result: RefineResult, out_dir: str | os.PathLike, *, report: bool 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def replace_folder(tmp: Path, out: Path, keep: Sequence[str] = ()) -> None:
+    """Move the complete folder ``tmp`` into place as ``out``: an earlier ``out`` (``--overwrite``) goes whole, so
+    none of its files (an evaluation, a report of the earlier run) is left beside the new run's, except the entries
+    named in ``keep`` (written into ``out`` by this same job before), which are moved into the new folder."""
+    if out.exists():
+        for name in keep:
+            if (out / name).exists():
+                os.replace(out / name, tmp / name)
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
 
 
 def _remove_stale_partials(out: Path) -> None:

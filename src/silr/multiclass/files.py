@@ -282,8 +282,10 @@ def print_kround(rec: dict) -> None:
 def refine_kclass(df: pd.DataFrame, ldf: pd.DataFrame, out: Path, *, pseudo_col: str, text_col: str = "text",
                   label_col: str = "label", score_prefix: str | None = None, rounds: int = 5, seed: int = 0,
                   backbone: str = "minilm", cache_dir=None, progress: bool = True, report: bool = True,
-                  corpus: str = "corpus", labeled: str = "labeled", on_round: Callable | None = None) -> dict:
-    """Refine K-class LLM labels and write the run folder ``out`` (which must exist and be empty): ``labels.csv``
+                  corpus: str = "corpus", labeled: str = "labeled", on_round: Callable | None = None,
+                  keep_files: Sequence[str] = ()) -> dict:
+    """Refine K-class LLM labels and write the run folder ``out`` (built beside it and moved into place; an earlier
+    folder there is replaced whole, but for its entries ``keep_files``, written by the same job): ``labels.csv``
     (text, llm_label, label, round_1..), ``rounds.json`` (T per round with intervals, confusion on the labeled
     rows), ``model/`` (the refiner and the backbone, for ``silr predict``) and ``report.md``/``report.html``.
     Returns the summary."""
@@ -314,7 +316,6 @@ def refine_kclass(df: pd.DataFrame, ldf: pd.DataFrame, out: Path, *, pseudo_col:
     only = sorted(set(gold_names) - set(y))
     if only:  # a class no LLM label names (a misspelling?): the rounds start only if round 0 names it
         summary["labeled_only_classes"] = {c: [int(j) + 2 for j in np.flatnonzero(gold_names == c)] for c in only}
-    out.mkdir(parents=True, exist_ok=True)
     res = df.loc[keep, [text_col]].copy()
     res["llm_label"] = y
     res["label"] = model.transduction_
@@ -322,12 +323,28 @@ def refine_kclass(df: pd.DataFrame, ldf: pd.DataFrame, out: Path, *, pseudo_col:
         res["round0_calibrated"] = model.classes_[model.labels_[0]]
     for r in range(1, model.n_rounds_ + 1):
         res[f"round_{r}"] = model.classes_[model.labels_[r]]
-    write_table(res, out / "labels.csv")
-    save_model(model, bb, out / "model")
-    atomic_write_text(out / "rounds.json", json.dumps(summary, indent=1, default=json_default))
-    atomic_write_text(out / "report.md", report_markdown(summary))
-    if report:
-        atomic_write_text(out / "report.html", report_html(summary))
+    # built beside ``out`` and moved into place complete: an earlier run's files (--overwrite) do not stay beside it
+    import os
+    import shutil
+
+    from silr.run_folder import _remove_stale_partials, replace_folder
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(out)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write_table(res, tmp / "labels.csv")
+        save_model(model, bb, tmp / "model")
+        atomic_write_text(tmp / "rounds.json", json.dumps(summary, indent=1, default=json_default))
+        atomic_write_text(tmp / "report.md", report_markdown(summary))
+        if report:
+            atomic_write_text(tmp / "report.html", report_html(summary))
+        replace_folder(tmp, out, keep_files)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return summary
 
 

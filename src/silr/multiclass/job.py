@@ -86,7 +86,8 @@ def run_kclass_job(cfg, out: Path, corpus: pd.DataFrame, labeled: pd.DataFrame, 
     summary = refine_kclass(annotated, ldf, out, pseudo_col=pseudo_col, text_col=d.text_col, label_col="label",
                             score_prefix=prefix, rounds=r.rounds, seed=r.seed, backbone=r.backbone,
                             progress=progress, corpus=str(corpus_path), labeled=labeled_what,
-                            on_round=print_kround if on_round is not None else None)  # K-class round lines
+                            on_round=print_kround if on_round is not None else None,  # K-class round lines
+                            keep_files=("annotated.csv", "annotation.json") if spec is not None else ())
     summary["config"] = cfg.to_dict()
     if n_lab_out:
         summary["labeled_rows_left_out"] = n_lab_out
