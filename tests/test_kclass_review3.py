@@ -206,3 +206,25 @@ def test_a_failed_write_leaves_the_earlier_folder_and_keeps_the_jobs_files(tmp_p
     kf.refine_kclass(c, lab, out, keep_files=("annotated.csv",), **kw)
     names = sorted(p.name for p in out.iterdir())
     assert "annotated.csv" in names and "rounds.json" in names and "evaluation.json" not in names
+
+
+def test_silr_run_sample_from_gold_leaves_out_draws_without_gold(tmp_path):
+    """`[labeled] sample_from_gold` on a corpus whose gold column is empty on some rows: the run failed with
+    "labeled file '30 corpus rows': column 'label' is empty on row 2" (no such file; a row of the draw). A drawn row
+    with no gold leaves the sample, with a note, as a drawn row the LLM abstained on does."""
+    from silr.cli import app
+
+    d, y = _files(tmp_path)
+    c = pd.read_csv(d / "corpus.csv")
+    c["gold"] = NAMES[y]
+    c.loc[::3, "gold"] = None
+    c.to_csv(d / "corpus.csv", index=False)
+    (d / "job.toml").write_text('[data]\ncorpus = "corpus.csv"\npseudo_col = "llm_label"\ngold_col = "gold"\n'
+                                '[labeled]\nsample_from_gold = 30\n[refine]\nrounds = 1\nbackbone = "ngram"\n')
+    r = CliRunner().invoke(app, ["run", str(d / "job.toml"), "--out", str(d / "run")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    s = json.loads((d / "run" / "rounds.json").read_text())
+    n_out = s["labeled_rows_without_gold"]
+    assert n_out > 0 and s["n_labeled"] == 30 - n_out
+    assert f"{n_out} of the 30 rows drawn from gold for the labeled sample have no gold label" in r.output
+    assert json.loads((d / "run" / "evaluation.json").read_text())["n"] == 90 - 30  # the rows with gold
