@@ -228,3 +228,19 @@ def test_silr_run_sample_from_gold_leaves_out_draws_without_gold(tmp_path):
     assert n_out > 0 and s["n_labeled"] == 30 - n_out
     assert f"{n_out} of the 30 rows drawn from gold for the labeled sample have no gold label" in r.output
     assert json.loads((d / "run" / "evaluation.json").read_text())["n"] == 90 - 30  # the rows with gold
+
+
+def test_evaluate_refuses_gold_texts_in_another_order(tmp_path):
+    """A gold file with a text column, sorted otherwise than the corpus: `silr evaluate` paired its labels with
+    the run's rows by position and reported wrong accuracies without a word."""
+    from silr.cli import app
+
+    d, y = _files(tmp_path)
+    assert _refine(d, d / "labeled.csv", d / "o").exit_code == 0
+    g = pd.DataFrame({"text": pd.read_csv(d / "corpus.csv")["text"], "label": NAMES[y]})
+    g.to_csv(d / "gold.csv", index=False)
+    r = CliRunner().invoke(app, ["evaluate", str(d / "o"), "--gold", str(d / "gold.csv")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    g.iloc[::-1].to_csv(d / "gold_rev.csv", index=False)
+    r = CliRunner().invoke(app, ["evaluate", str(d / "o"), "--gold", str(d / "gold_rev.csv")])
+    assert r.exit_code != 0 and "gold file" in str(r.exception) and "row 2 has the text" in str(r.exception)

@@ -424,6 +424,13 @@ def evaluate_kclass(run_dir: str | Path, gold: str | Path, *, label_col: str = "
     if len(g) != len(res):
         raise InputError(f"gold file '{gold}' has {len(g)} rows; the run has {len(res)} corpus rows (same order expected"
                          + (f"; {len(left)} corpus rows with no LLM label were left out" if left else "") + ")")
+    tcol = res.columns[0]  # labels.csv's first column: the corpus texts
+    if tcol in g.columns:  # a gold file with the texts: in another order, every figure would be silently wrong
+        a, b = res[tcol].astype(str).str.strip().to_numpy(), g[tcol].astype(str).str.strip().to_numpy()
+        if (a != b).any():
+            i = int(np.flatnonzero(a != b)[0])
+            raise InputError(f"gold file '{gold}': row {i + 2} has the text {b[i][:60]!r}, but the run's corpus row there "
+                             f"is {a[i][:60]!r}: give the gold labels in corpus order")
     classes = summary["classes"]
     code = {c: i for i, c in enumerate(classes)}
     gc = np.array([code.get(v, -1) for v in class_names(g[label_col])])
