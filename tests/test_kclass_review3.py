@@ -124,7 +124,7 @@ def test_a_misspelt_labeled_class_is_named_in_a_note(tmp_path):
     lab.to_csv(d / "lab_typo.csv", index=False)
     r = _refine(d, d / "lab_typo.csv", d / "o")
     assert r.exit_code == 0, (r.output, r.exception)
-    assert f"'Road' (labeled file rows {i + 2})" in r.output and "Check the spelling" in r.output
+    assert f"'Road' (labeled file rows {i + 2})" in r.output and "A misspelling?" in r.output
     s = json.loads((d / "o" / "rounds.json").read_text())
     assert s["labeled_only_classes"] == {"Road": [i + 2]}
 

@@ -387,8 +387,8 @@ def labeled_only_note(summary: dict) -> str | None:
         return None
     what = "; ".join(f"{c!r} (labeled file rows {', '.join(map(str, r[:5]))}{', ...' if len(r) > 5 else ''})"
                      for c, r in only.items())
-    return (f"note: class(es) named by the labeled file but by no LLM label: {what}. Check the spelling: the "
-            "refinement starts only when round 0's labels name every class (rounds.json 'stop_reason')")
+    return (f"note: class(es) named by the labeled file but by no LLM label: {what}. A misspelling? The rounds "
+            "start only when round 0's labels name every class (rounds.json 'stop_reason')")
 
 
 def is_kclass_run(run_dir: str | Path) -> bool:
