@@ -244,3 +244,22 @@ def test_evaluate_refuses_gold_texts_in_another_order(tmp_path):
     g.iloc[::-1].to_csv(d / "gold_rev.csv", index=False)
     r = CliRunner().invoke(app, ["evaluate", str(d / "o"), "--gold", str(d / "gold_rev.csv")])
     assert r.exit_code != 0 and "gold file" in str(r.exception) and "row 2 has the text" in str(r.exception)
+
+
+def test_evaluate_counts_gold_classes_the_run_does_not_have(tmp_path):
+    """Gold rows of a class the run does not have were dropped as if they had no gold: 'accuracy 0.92 on 184 rows'
+    where the run got those 60 rows wrong too."""
+    from silr.multiclass.files import evaluate_kclass
+
+    d, y = _files(tmp_path)
+    assert _refine(d, d / "labeled.csv", d / "o").exit_code == 0
+    gold = NAMES[y].astype(object)
+    pd.DataFrame({"label": gold}).to_csv(d / "gold.csv", index=False)
+    full = evaluate_kclass(d / "o", d / "gold.csv")
+    gold[:30] = "sky"
+    pd.DataFrame({"label": gold}).to_csv(d / "gold_sky.csv", index=False)
+    ev = evaluate_kclass(d / "o", d / "gold_sky.csv")
+    assert ev["n"] == 90 and ev["gold_classes_not_in_run"] == {"sky": 30}
+    right = np.sum(pd.read_csv(d / "o" / "labels.csv")["label"].to_numpy()[30:] == NAMES[y][30:])
+    assert ev["final_accuracy"] == pytest.approx(right / 90) and ev["final_accuracy"] < full["final_accuracy"]
+    assert np.sum(ev["confusion_final"]) == 60

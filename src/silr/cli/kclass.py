@@ -147,6 +147,9 @@ def run_kclass_evaluate(run_dir: Path, gold: Path, *, label_col: str, test: Path
             continue
         typer.echo(f"round {pr['round']}: accuracy {pr['accuracy']:.4f}")
     typer.echo(f"final labels: accuracy {ev['final_accuracy']:.4f} on {ev['n']} rows")
+    if ev.get("gold_classes_not_in_run"):
+        other = ", ".join(f"{c!r} ({n} rows)" for c, n in ev["gold_classes_not_in_run"].items())
+        typer.echo(f"note: gold class(es) the run does not have, counted as wrong: {other}", err=True)
     if "test" in ev:
         typer.echo(f"test set: accuracy {ev['test']['accuracy']:.4f} on {ev['test']['n']} rows "
                    f"(scored by {ev['test']['scored_by']})")

@@ -433,10 +433,15 @@ def evaluate_kclass(run_dir: str | Path, gold: str | Path, *, label_col: str = "
                              f"is {a[i][:60]!r}: give the gold labels in corpus order")
     classes = summary["classes"]
     code = {c: i for i, c in enumerate(classes)}
-    gc = np.array([code.get(v, -1) for v in class_names(g[label_col])])
+    gnames = class_names(g[label_col])
+    # a gold class the run does not have (code K) is a row it cannot get right: counted, not dropped as unknown
+    gc = np.array([-1 if v == "" else code.get(v, len(classes)) for v in gnames])
     per = [res["llm_label"]] + [res[c] for c in res.columns if c.startswith("round_")]
     ev = evaluation(classes, [[code.get(str(v), -1) for v in L] for L in per],
                     [code.get(str(v), -1) for v in res["label"]], gc)
+    other = sorted({v for v, c in zip(gnames, gc) if c == len(classes)})
+    if other:
+        ev["gold_classes_not_in_run"] = {v: int(np.sum(gnames == v)) for v in other}
     if "round0_calibrated" in res.columns:  # round 0 of the rounds: the LLM's argmax calibrated on the labeled rows
         m = gc >= 0
         ev["round0_calibrated_accuracy"] = float(np.mean(

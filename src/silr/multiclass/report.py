@@ -95,10 +95,12 @@ def report_html(summary: dict) -> str:
 
 def evaluation(classes, labels_per_round, final_codes, gold_codes) -> dict:
     """Evaluation against held-out gold (a separate step): accuracy per round and of the handed-back labels, and
-    the final confusion matrix. ``gold_codes`` is -1 where no gold label is known."""
+    the final confusion matrix. ``gold_codes`` is -1 where no gold label is known and K for a gold class the run
+    does not have (wrong in every figure; not in the K x K confusion matrix)."""
     g = np.asarray(gold_codes)
     m = g >= 0
     K = len(classes)
+    mk = m & (g < K)
     return {
         "n": int(m.sum()),
         # round 0 here is the LLM's own labels (labels.csv llm_label); a run whose round 0 was calibrated on the
@@ -106,6 +108,6 @@ def evaluation(classes, labels_per_round, final_codes, gold_codes) -> dict:
         "per_round": [{"round": r, "labels": "llm_label" if r == 0 else f"round_{r}",
                        "accuracy": float(np.mean(np.asarray(L)[m] == g[m]))} for r, L in enumerate(labels_per_round)],
         "final_accuracy": float(np.mean(np.asarray(final_codes)[m] == g[m])),
-        "confusion_final": confusion(g[m], np.asarray(final_codes)[m], K).tolist(),
+        "confusion_final": confusion(g[mk], np.asarray(final_codes)[mk], K).tolist(),
         "classes": [str(c) for c in classes],
     }
