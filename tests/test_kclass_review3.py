@@ -263,3 +263,17 @@ def test_evaluate_counts_gold_classes_the_run_does_not_have(tmp_path):
     right = np.sum(pd.read_csv(d / "o" / "labels.csv")["label"].to_numpy()[30:] == NAMES[y][30:])
     assert ev["final_accuracy"] == pytest.approx(right / 90) and ev["final_accuracy"] < full["final_accuracy"]
     assert np.sum(ev["confusion_final"]) == 60
+
+
+def test_estimator_refuses_gold_classes_that_are_none_of_the_llms():
+    """fit(X, y as names, y_gold as integer codes) made a refiner of 2K classes (the codes read as the strings
+    '0', '1', '2' beside 'a', 'b', 'c'), half of them named by no LLM label, without a word."""
+    from silr.refine import SelfIterativeRefiner
+
+    rng = np.random.default_rng(2)
+    y = np.arange(240) % 3
+    X = np.eye(3)[y] * 3 + rng.normal(size=(240, 3))
+    gold = np.full(240, -1)
+    gold[:40] = y[:40]
+    with pytest.raises(ValueError, match=r"y_gold's classes \(0, 1, 2\) are none of y's \(a, b, c\)"):
+        SelfIterativeRefiner(rounds=1, n_bootstrap=50).fit(X, np.array(["a", "b", "c"])[y], y_gold=gold)

@@ -146,10 +146,14 @@ def _check_kclass(X, y, classes, y_gold, llm_score) -> FitInputs:
             raise ValueError(f"y_gold has shape {g.shape}; expected ({n},): one entry per row of X, -1 where unknown")
         lab = np.flatnonzero(~_unknown_mask(g, classes))
         try:  # a class the LLM never predicted may still appear among the gold labels: it is a class too
-            classes = np.unique(np.concatenate([classes, g[lab].astype(classes.dtype)]))
+            g_lab = g[lab].astype(classes.dtype)
         except (TypeError, ValueError) as e:
             raise ValueError(f"y_gold's values {g[lab][:3].tolist()} do not compare with y's classes "
                              f"({classes.tolist()[:5]})") from e
+        if lab.size and not np.isin(g_lab, classes).any():  # e.g. codes 0/1/2 beside names: 2K classes, half empty
+            raise ValueError(f"y_gold's classes ({', '.join(map(str, np.unique(g_lab)[:5].tolist()))}) are none of y's "
+                             f"({', '.join(map(str, classes.tolist()[:5]))}): name the classes alike in y and y_gold")
+        classes = np.unique(np.concatenate([classes, g_lab]))
     K = classes.size
     s0 = np.searchsorted(classes, y).astype(np.int64)
     y_lab = np.searchsorted(classes, g[lab].astype(classes.dtype)).astype(np.int64) if g is not None else lab
