@@ -277,3 +277,14 @@ def test_estimator_refuses_gold_classes_that_are_none_of_the_llms():
     gold[:40] = y[:40]
     with pytest.raises(ValueError, match=r"y_gold's classes \(0, 1, 2\) are none of y's \(a, b, c\)"):
         SelfIterativeRefiner(rounds=1, n_bootstrap=50).fit(X, np.array(["a", "b", "c"])[y], y_gold=gold)
+
+
+def test_silr_sample_names_k_classes(tmp_path):
+    """`silr sample` on K-class LLM labels said they are not binary labels and to pass --threshold."""
+    from silr.cli import app
+
+    d, _ = _files(tmp_path)
+    r = CliRunner().invoke(app, ["sample", str(d / "corpus.csv"), "--pseudo-col", "llm_label", "--out",
+                                 str(d / "s.csv")])
+    assert r.exit_code != 0 and "holds 3 classes (fruit, road, storm)" in str(r.exception), str(r.exception)
+    assert "uniform random sample" in str(r.exception) and not (d / "s.csv").exists()

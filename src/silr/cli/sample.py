@@ -44,6 +44,14 @@ def sample(
                       "it would be lost)")
     cdf = read_table(corpus, required=[text_col, pseudo_col] + ([score_col] if score_col else []), what="corpus")
     texts = clean_texts(cdf[text_col], what=f"corpus file '{corpus}'", column=text_col)
+    if threshold is None:  # K > 2 classes: the design's strata and estimators are binary
+        from silr.multiclass.files import kclass_classes
+
+        kc = kclass_classes(cdf[pseudo_col][cdf[pseudo_col].astype(str).str.strip() != ""])
+        if kc is not None:
+            raise Failure(f"corpus file '{corpus}': column '{pseudo_col}' holds {len(kc)} classes ({', '.join(kc[:8])}); "
+                          "silr sample designs a labeled sample for two classes; for K classes label a uniform "
+                          "random sample of the corpus rows (their texts and gold labels are the labeled file)")
     pseudo = _pseudo_from_column(cdf, corpus, pseudo_col, threshold)
     score = parse_scores(cdf[score_col], what=f"corpus file '{corpus}'", column=score_col) if score_col else None
     if more is not None or run is not None:
