@@ -9,6 +9,7 @@ the estimator's 'y_gold ... neither a class of y', also with the per-class score
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -288,3 +289,16 @@ def test_silr_sample_names_k_classes(tmp_path):
                                  str(d / "s.csv")])
     assert r.exit_code != 0 and "holds 3 classes (fruit, road, storm)" in str(r.exception), str(r.exception)
     assert "uniform random sample" in str(r.exception) and not (d / "s.csv").exists()
+
+
+def test_out_dot_is_replaced_in_place(tmp_path, monkeypatch):
+    """`--out .` (the working directory): the run folder's files are moved into it (renaming '.' fails)."""
+    d, _ = _files(tmp_path)
+    (d / "w").mkdir()
+    monkeypatch.chdir(d / "w")
+    assert _refine(d, d / "labeled.csv", Path(".")).exit_code == 0
+    (d / "w" / "evaluation.json").write_text("{}")
+    r = _refine(d, d / "labeled.csv", Path("."), "--overwrite", "--no-report")
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert sorted(p.name for p in (d / "w").iterdir()) == ["labels.csv", "model", "report.md", "rounds.json"]
+    assert sorted(p.name for p in d.iterdir() if p.name.startswith(".")) == []

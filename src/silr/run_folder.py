@@ -78,20 +78,23 @@ def write_run(result: RefineResult, out_dir: str | os.PathLike, *, report: bool 
 
 
 def replace_folder(tmp: Path, out: Path, keep: Sequence[str] = ()) -> None:
-    """Move the complete folder ``tmp`` into place as ``out``: an earlier ``out`` (``--overwrite``) goes whole, so
-    none of its files (an evaluation, a report of the earlier run) is left beside the new run's, except the entries
-    named in ``keep`` (written into ``out`` by this same job before), which are moved into the new folder."""
-    if out.exists():
-        for name in keep:
-            if (out / name).exists():
-                os.replace(out / name, tmp / name)
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
+    """Move the complete folder ``tmp`` (beside ``out``) into place as ``out``'s contents: an earlier run's entries
+    there (``--overwrite``) go, so none of its files (an evaluation, a report) is left beside the new run's, except
+    those named in ``keep`` (written into ``out`` by this same job before). ``out`` itself stays (it may be the
+    working directory, ``--out .``)."""
+    if not out.exists():
         tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
+        return
+    old = tmp.with_name(tmp.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    old.mkdir()
+    for p in list(out.iterdir()):
+        if p.name not in keep:
+            os.replace(p, old / p.name)
+    for p in list(tmp.iterdir()):
+        os.replace(p, out / p.name)
+    tmp.rmdir()
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _remove_stale_partials(out: Path) -> None:

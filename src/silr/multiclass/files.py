@@ -329,6 +329,7 @@ def refine_kclass(df: pd.DataFrame, ldf: pd.DataFrame, out: Path, *, pseudo_col:
 
     from silr.run_folder import _remove_stale_partials, replace_folder
 
+    out = Path(out).resolve()  # `--out .`: the folder beside it is the parent's
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(out)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
