@@ -16,8 +16,6 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from silr.io import InputError
-
 WORDS = {0: "apple banana fruit pear", 1: "car engine road wheel", 2: "rain cloud storm wind"}
 NAMES = np.array(["fruit", "road", "storm"])
 
