@@ -300,3 +300,32 @@ def test_out_dot_is_replaced_in_place(tmp_path, monkeypatch):
     assert r.exit_code == 0, (r.output, r.exception)
     assert sorted(p.name for p in (d / "w").iterdir()) == ["labels.csv", "model", "report.md", "rounds.json"]
     assert sorted(p.name for p in d.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("bad", ["text", "gold"])
+def test_silr_run_checks_the_labeled_file_before_annotating(tmp_path, monkeypatch, bad):
+    """`silr run` with 3+ label words and a labeled file with a text not in the corpus (or an empty gold cell)
+    annotated the whole corpus first (69 s for 244 texts with Gemma-3-270M) and failed after, leaving the
+    annotation in --out; the labeled file is checked before."""
+    from silr.cli import app
+
+    d, _ = _files(tmp_path)
+    lab = pd.read_csv(d / "labeled.csv")
+    if bad == "text":
+        lab.loc[2, "text"] = "a text the corpus does not have"
+    else:
+        lab["label"] = lab["label"].astype(object)
+        lab.loc[2, "label"] = None
+    lab.to_csv(d / "lab.csv", index=False)
+
+    def no_annotation(*a, **k):
+        raise AssertionError("annotated before the labeled file was checked")
+
+    monkeypatch.setattr("silr.multiclass.files.annotate_kclass", no_annotation)
+    (d / "job.toml").write_text('[data]\ncorpus = "corpus.csv"\n[labeled]\nfile = "lab.csv"\n[annotator]\n'
+                                'label_words = "fruit,road,storm"\ninstruction = "Which?"\nshots = 0\n'
+                                '[refine]\nbackbone = "ngram"\nrounds = 1\n')
+    r = CliRunner().invoke(app, ["run", str(d / "job.toml"), "--out", str(d / "run")])
+    assert r.exit_code != 0 and "labeled file 'lab.csv'" in str(r.exception) and "row 4" in str(r.exception), \
+        str(r.exception)
+    assert not (d / "run").exists() or not any((d / "run").iterdir())

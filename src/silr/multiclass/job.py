@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from silr.io import InputError
@@ -61,6 +62,19 @@ def run_kclass_job(cfg, out: Path, corpus: pd.DataFrame, labeled: pd.DataFrame, 
             echo(f"note: {n_no_gold} of the {len(labeled)} rows drawn from gold for the labeled sample have no gold "
                  f"label (column '{d.gold_col}' empty): left out of the labeled sample")
             labeled = labeled[has_gold].reset_index(drop=True)
+    if spec is not None and cfg.labeled.file:  # the labeled file's own problems, before a long annotation
+        from silr.io import clean_texts
+
+        gold = class_names(labeled["label"])
+        if (gold == "").any():
+            raise InputError(f"labeled file '{labeled_what}': column '{cfg.labeled.label_col}' is empty on row "
+                             f"{int(np.flatnonzero(gold == '')[0]) + 2}")
+        in_corpus = set(clean_texts(corpus[d.text_col], what=f"corpus file '{corpus_path}'", column=d.text_col))
+        ltexts = clean_texts(labeled["text"], what=f"labeled file '{labeled_what}'", column=d.text_col)
+        out_j = [j for j, t in enumerate(ltexts) if t not in in_corpus]
+        if out_j:
+            raise InputError(f"labeled file '{labeled_what}': row {out_j[0] + 2} has a text that is not in the corpus; "
+                             "K-class refinement needs each labeled row's LLM label (add it to the corpus)")
     t0 = time.perf_counter()
     annotation = None
     if spec is not None:
