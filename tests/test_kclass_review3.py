@@ -329,3 +329,19 @@ def test_silr_run_checks_the_labeled_file_before_annotating(tmp_path, monkeypatc
     assert r.exit_code != 0 and "labeled file 'lab.csv'" in str(r.exception) and "row 4" in str(r.exception), \
         str(r.exception)
     assert not (d / "run").exists() or not any((d / "run").iterdir())
+
+
+@pytest.mark.parametrize("param", [{"selection": "last"}, {"relabel": "stack"}, {"aggregate": "last"},
+                                   {"supervised_weight": 0.5}])
+def test_binary_only_estimator_options_are_refused_with_k_classes(param):
+    """SelfIterativeRefiner(selection="last") (or relabel, aggregate, supervised_weight) with K > 2 classes ran the
+    K-class loop's own choices and ignored the option without a word."""
+    from silr.refine import SelfIterativeRefiner
+
+    rng = np.random.default_rng(3)
+    y = np.arange(150) % 3
+    X = np.eye(3)[y] * 3 + rng.normal(size=(150, 3))
+    gold = np.where(np.arange(150) < 30, y, -1)
+    name = next(iter(param))
+    with pytest.raises(ValueError, match=f"{name}=.* is for two classes"):
+        SelfIterativeRefiner(rounds=1, n_bootstrap=50, **param).fit(X, y, y_gold=gold)

@@ -120,6 +120,14 @@ class KHandBack:
 def fit_refiner_kclass(est, d, on_round=None):
     """Fit ``est`` (a SelfIterativeRefiner) on checked K-class inputs ``d`` and set its fitted attributes."""
     K = d.classes.size
+    # options of the binary loop that the K-class loop does not implement: refused by name, not ignored
+    for name, default in (("aggregate", "running_mean"), ("relabel", "classifier"), ("selection", "paired")):
+        if getattr(est, name) != default:
+            raise ValueError(f"{name}={getattr(est, name)!r} is for two classes; with K = {K} classes the refinement "
+                             f"runs with {name}={default!r}")
+    if est._supervised_weight() > 0:
+        raise ValueError(f"supervised_weight={est.supervised_weight!r} is for two classes; with K = {K} classes the "
+                         "labeled rows do not train the rounds (they estimate T and choose the hand-back)")
     if not d.has_gold:
         import warnings
 
