@@ -345,3 +345,13 @@ def test_binary_only_estimator_options_are_refused_with_k_classes(param):
     name = next(iter(param))
     with pytest.raises(ValueError, match=f"{name}=.* is for two classes"):
         SelfIterativeRefiner(rounds=1, n_bootstrap=50, **param).fit(X, y, y_gold=gold)
+
+
+def test_scores_given_as_the_pseudo_label_column_are_named(tmp_path):
+    """--pseudo-col naming a per-class score column (and a K-class labeled file): every distinct score became a
+    class (a K = 90 run), then an error listing all of them; now one line says what the column holds."""
+    d, _ = _files(tmp_path)
+    r = _refine(d, d / "labeled.csv", d / "o", "--pseudo-col", "llm_logp_road")
+    assert r.exit_code != 0 and "column 'llm_logp_road' holds real-valued scores" in str(r.exception), \
+        str(r.exception)
+    assert len(str(r.exception)) < 400

@@ -210,6 +210,12 @@ def kclass_frames(df: pd.DataFrame, ldf: pd.DataFrame, *, pseudo_col: str, text_
                 raise InputError(f"{name} has no column '{c}'")
     texts_all = clean_texts(df[text_col], what=f"corpus file '{corpus}'", column=text_col)
     ltexts = clean_texts(ldf[text_col], what=f"labeled file '{labeled}'", column=text_col)
+    raw = df[pseudo_col][df[pseudo_col].astype(str).str.strip() != ""].dropna()
+    num = pd.to_numeric(raw, errors="coerce")
+    if len(raw) and num.notna().all() and not (num == num.round()).all():
+        raise InputError(f"corpus file '{corpus}': column '{pseudo_col}' holds real-valued scores, not the LLM's class "
+                         "labels: give the column of labels (e.g. llm_label) as the pseudo-labels and the per-class "
+                         "scores as --score-col PREFIX")
     y_all = class_names(df[pseudo_col])
     keep = y_all != ""
     if not keep.any():
@@ -230,10 +236,10 @@ def kclass_frames(df: pd.DataFrame, ldf: pd.DataFrame, *, pseudo_col: str, text_
     classes = sorted(set(y) | set(gold_lab))
     only = sorted(set(gold_lab) - set(y))  # classes no LLM label names
     if only:
-        llm_cls = ", ".join(sorted(set(y)))
+        llm_cls = _some(sorted(set(y)))
         row = int(np.flatnonzero(gold_lab == only[0])[0]) + 2
         if not set(gold_lab) & set(y):
-            raise InputError(f"labeled file '{labeled}': its classes in column '{label_col}' ({', '.join(sorted(set(gold_lab)))}) "
+            raise InputError(f"labeled file '{labeled}': its classes in column '{label_col}' ({_some(sorted(set(gold_lab)))}) "
                              f"are none of the LLM's labels in column '{pseudo_col}' of corpus file '{corpus}' ({llm_cls}): "
                              "the two files must name the classes alike")
         if len(set(y)) < 3 and not score_prefix:
@@ -267,6 +273,11 @@ def kclass_frames(df: pd.DataFrame, ldf: pd.DataFrame, *, pseudo_col: str, text_
             raise InputError(f"labeled file '{labeled}': row {j + 2} gives text already labeled {gold[i]!r} another label {gold_lab[j]!r}")
         gold[i] = gold_lab[j]
     return texts, y, gold, llm, classes, keep
+
+
+def _some(names, k: int = 8) -> str:
+    """The first ``k`` names, comma-separated ('...' when there are more)."""
+    return ", ".join(map(str, names[:k])) + (f", ... ({len(names)} in all)" if len(names) > k else "")
 
 
 def print_kround(rec: dict) -> None:
