@@ -33,3 +33,29 @@ def test_binary_run_sample_from_gold_leaves_out_draws_without_a_pseudo_label(tmp
     assert n_out > 0 and f"note: {n_out} rows drawn from gold for the labeled sample have no pseudo-label" in r.output
     s = json.loads((tmp_path / "run" / "rounds.json").read_text())
     assert s["n_labeled"] == 50 - n_out
+
+
+def test_binary_run_sample_from_gold_leaves_out_draws_without_gold(tmp_path, monkeypatch):
+    # a drawn row whose gold_col cell is empty has no gold to reveal: it leaves the sample with a note (as in the
+    # K-class job); the run failed with "labeled sample ... rows 2, 4, ..." (rows of the draw, not of any file)
+    from silr.cli import app
+
+    monkeypatch.setenv("SILR_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(1)
+    pos, neg = "great lovely superb fine".split(), "awful dull poor bad".split()
+    rows = []
+    for i in range(160):
+        y = i % 2
+        words = rng.choice(pos if y else neg, 3).tolist() + rng.choice(pos + neg, 1).tolist()
+        s = y if rng.random() < 0.8 else 1 - y
+        rows.append({"text": f"row {i} " + " ".join(words), "gold": "" if i % 7 == 0 else y, "pseudo": s})
+    pd.DataFrame(rows).to_csv(tmp_path / "c.csv", index=False)
+    (tmp_path / "job.toml").write_text('[data]\ncorpus = "c.csv"\npseudo_col = "pseudo"\n'
+                                       '[labeled]\nsample_from_gold = 50\n[refine]\nrounds = 1\nbackbone = "ngram"\n'
+                                       .replace('pseudo_col = "pseudo"\n', 'pseudo_col = "pseudo"\ngold_col = "gold"\n'))
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "job.toml"), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    drawn = np.sort(np.random.default_rng(0).choice(160, 50, replace=False))
+    n_out = int(np.sum(drawn % 7 == 0))
+    assert n_out > 0 and f"note: {n_out} of the 50 rows drawn from gold for the labeled sample have no gold" in r.output
+    assert json.loads((tmp_path / "run" / "rounds.json").read_text())["n_labeled"] == 50 - n_out

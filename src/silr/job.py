@@ -269,6 +269,15 @@ def run_job(
     if d.score_col:
         raise InputError("config: [data] score_col is the per-class score prefix of a K-class job (3+ classes in "
                          "pseudo_col); for two classes give the score column to `silr refine --score-col`")
+    if not lab_cfg.file:  # sample_from_gold: a drawn row whose gold_col cell is empty has no gold to reveal
+        has_gold = labeled["label"].notna().to_numpy() & (labeled["label"].astype(str).str.strip() != "").to_numpy()
+        if not has_gold.any():
+            raise InputError(f"config: [labeled] sample_from_gold drew {len(labeled)} corpus rows, none with a gold "
+                             f"label in [data] gold_col '{d.gold_col}' of corpus file '{corpus_path}'")
+        if not has_gold.all():
+            echo(f"note: {int((~has_gold).sum())} of the {len(labeled)} rows drawn from gold for the labeled sample "
+                 f"have no gold label (column '{d.gold_col}' empty): left out of the labeled sample")
+            labeled = labeled[has_gold].reset_index(drop=True)
     labeled["label"] = parse_binary_labels(labeled["label"], what="labeled sample", column="label")
 
     staging = out.parent / f".{out.name}.staging"
