@@ -131,3 +131,14 @@ def test_kclass_default_risk_adds_the_one_vs_rest_binary_risks(monkeypatch):
     old = SelfIterativeRefiner(rounds=2, n_bootstrap=100).fit(X, noisy, y_gold=gold)
     assert old.rounds_[1]["risk"] == "robust_uu"
     assert not np.array_equal(old.labels_[1:], m.labels_[1:])
+
+
+def test_the_not_started_note_names_the_missing_class():
+    # the review helper's finding: the note gave the class's code ([1]) where the classes have names
+    X, y, noisy, gold = _kclass_data(K=4, n=800, noise=0.3, seed=3)
+    names = np.array(["democrat", "independent", "moderator", "republican"])
+    s = names[np.where(noisy == 2, 0, noisy)]  # the LLM never says 'moderator'; the labeled rows do
+    g = np.where(gold >= 0, names[np.clip(gold, 0, 3)], None).astype(object)
+    g[gold < 0] = -1
+    m = SelfIterativeRefiner(rounds=2, n_bootstrap=200).fit(X, s, y_gold=g)
+    assert m.stop_reason_ == "not_started" and "['moderator']" in m.stop_detail_, m.stop_detail_

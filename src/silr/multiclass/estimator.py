@@ -159,7 +159,7 @@ def fit_refiner_kclass(est, d, on_round=None):
                    later_risk=later, learner=kclass_learner(est.learner), val_fraction=est.val_fraction,
                    default=default, confidence=est.fallback_confidence, probe=bool(est.probe),
                    n_bootstrap=min(est.n_bootstrap, 1000), seed=est.seed, on_round=on_round, stack_probe=stack_probe,
-                   calibrate=calibrate, **anchored)
+                   calibrate=calibrate, class_names=d.classes, **anchored)
     est.classes_ = d.classes
     est.n_classes_ = K
     est.takes_texts_ = False

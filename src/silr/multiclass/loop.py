@@ -168,7 +168,8 @@ def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_
                learner=None, val_fraction=0.125, default="refined", confidence=0.9, probe=True,
                n_bootstrap=1000, seed=0, max_condition=DEFAULT_MAX_CONDITION, on_round=None, stack_bias=None,
                stack_probe=False, inner=True, anchor=None, anchor_l2=None, evidence="onehot",
-               probe_challenge=False, stack_llm=None, calibrate=None, stack_extra=None, flip=None) -> KClassFit:
+               probe_challenge=False, stack_llm=None, calibrate=None, stack_extra=None, flip=None,
+               class_names=None) -> KClassFit:
     """Run the K-class rounds and choose the hand-back. ``s0``: round-0 codes of the corpus; ``y_lab``: gold
     codes of the labeled rows ``lab``; ``llm``: optional ``(n, K)`` LLM scores (log-probabilities).
     ``inner=False``: the stack's inputs (refined, and the probe with ``stack_probe``) are not candidates of their
@@ -180,7 +181,11 @@ def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_
     stack reads as one more input, centred per row, with a coefficient shared by all classes (tried: the binary
     refiners' scores of one-vs-rest); ``flip``: one more challenger of the anchor, the LLM's labels with the rows
     the stack confidently contradicts set to the stack's label (:func:`~silr.multiclass.stack.confident_flips`;
-    judged with the stack's out-of-fold probabilities on the labeled rows; tried)."""
+    judged with the stack's out-of-fold probabilities on the labeled rows; tried); ``class_names``: the classes'
+    names for the notes (codes otherwise)."""
+    def named(codes):
+        return [str(class_names[c]) for c in codes] if class_names is not None else codes.tolist()
+
     template = learner or SoftmaxHeadLearner()
     n = s0.size
     rng = np.random.default_rng(seed)
@@ -206,7 +211,7 @@ def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_
     if empty.size:
         n_planned = 0
         stop, detail = "not_started", (f"refinement not started: no corpus row has pseudo-label class(es) "
-                                       f"{empty.tolist()}, so there are fewer than K unlabeled sets")
+                                       f"{named(empty)}, so there are fewer than K unlabeled sets")
         if calibrator is not None:
             detail += (" (round 0 is the LLM's scores calibrated on the labeled rows: there the class offsets "
                        "outweigh the LLM's evidence for those classes, so the labeled rows rate the LLM weak on them)")
@@ -230,7 +235,7 @@ def fit_kclass(X, s0, y_lab, lab, X_lab, K, *, llm=None, rounds=5, risk="robust_
         rec = _record(r, est_new, **rec_kw)
         gone = np.flatnonzero(np.bincount(new, minlength=K) == 0)
         if gone.size:  # that set is empty next round: its terms of the risk are 0 and T's row is the prior's
-            rec["note"] = f"no corpus row is labeled class(es) {gone.tolist()} after this round"
+            rec["note"] = f"no corpus row is labeled class(es) {named(gone)} after this round"
         learners.append(lr)
         scales.append(scale)
         labels.append(new)
