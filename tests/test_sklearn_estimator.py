@@ -61,6 +61,10 @@ def test_labels_of_any_two_values_map_back():
     np.testing.assert_array_equal(m.transduction_, names[ref.transduction_])
     np.testing.assert_array_equal(m.predict(X), names[ref.predict(X)])
     np.testing.assert_allclose(m.decision_function(X), ref.decision_function(X))
+    # an empty string is unknown too (the review helper's finding: it became a class); '' and None give one fit
+    e = SelfIterativeRefiner(rounds=1, n_bootstrap=200).fit(X, names[s], y_gold=np.where(g >= 0, names[np.maximum(g, 0)], ""))
+    assert list(e.classes_) == ["neg", "pos"]
+    np.testing.assert_array_equal(e.transduction_, m.transduction_)
     # -1 / 1 labels: -1 is a class, so unknown gold is NaN
     pm = np.array([-1, 1])
     m = SelfIterativeRefiner(rounds=1, n_bootstrap=200).fit(X, pm[s], y_gold=np.where(g >= 0, pm[np.maximum(g, 0)], np.nan))

@@ -59,7 +59,8 @@ class FitInputs:
 
 
 def _unknown_mask(g: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Entries of ``y_gold`` that are unknown: -1 (unless -1 is a class), NaN or None."""
+    """Entries of ``y_gold`` that are unknown: -1 (unless -1 is a class), NaN, None or an empty string (unless ''
+    is a class)."""
     minus_one_is_class = bool(np.any([_is_minus_one(c) for c in classes]))
     if g.dtype.kind in "biuf":
         m = np.isnan(g) if g.dtype.kind == "f" else np.zeros(g.shape, dtype=bool)
@@ -69,6 +70,8 @@ def _unknown_mask(g: np.ndarray, classes: np.ndarray) -> np.ndarray:
     m = np.asarray(pd.isna(g), dtype=bool)
     if not minus_one_is_class:
         m |= np.array([_is_minus_one(v) for v in g], dtype=bool)
+    if not any(isinstance(c, str) and not c.strip() for c in classes.tolist()):
+        m |= np.array([isinstance(v, str) and not v.strip() for v in g], dtype=bool)
     return m
 
 
