@@ -39,14 +39,22 @@ def prepare_out_dir(out_dir: str | os.PathLike, *, overwrite: bool) -> Path:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out '{out}' exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"output folder '{out}' is not empty; pass --overwrite to replace it")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise InputError(f"output folder '{out}' is not empty; pass --overwrite to replace it")
+        if not (out / "rounds.json").exists():  # --overwrite replaces a run folder, never a folder of other files
+            names = sorted(p.name for p in out.iterdir())
+            raise InputError(f"output folder '{out}' is not a silr run folder (no rounds.json; it holds "
+                             f"{', '.join(names[:5])}{', ...' if len(names) > 5 else ''}): --overwrite replaces an "
+                             "earlier run's folder only; choose an empty or new folder")
     return out
 
 
 def write_run(result: RefineResult, out_dir: str | os.PathLike, *, report: bool = True) -> Path:
-    """Write the run folder atomically: built in a sibling temp folder, then moved into place."""
-    out = Path(out_dir)
+    """Write the run folder atomically: built in a sibling temp folder, then moved into place (into ``out`` when it
+    exists: ``--out .``)."""
+    given = Path(out_dir)
+    out = given.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(out)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
@@ -64,17 +72,11 @@ def write_run(result: RefineResult, out_dir: str | os.PathLike, *, report: bool 
             from silr.report import write_report
 
             write_report(tmp, rounds=result.summary, labels=result.labels)
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
+    return given
 
 
 def replace_folder(tmp: Path, out: Path, keep: Sequence[str] = ()) -> None:

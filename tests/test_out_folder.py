@@ -1,0 +1,53 @@
+"""The run folder's place: `silr refine --out .` (the working directory) works for two classes too, and
+`--overwrite` replaces an earlier run's folder only, never a folder of other files (with `--out .` it would have
+deleted the corpus beside it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+
+def _inputs(d: Path):
+    rng = np.random.default_rng(0)
+    pos, neg = "great lovely superb fine".split(), "awful dull poor bad".split()
+    rows = []
+    for i in range(200):
+        y = i % 2
+        words = rng.choice(pos if y else neg, 3).tolist() + rng.choice(pos + neg, 1).tolist()
+        rows.append({"text": f"row {i} " + " ".join(words), "label": y, "pseudo": y if rng.random() < 0.8 else 1 - y})
+    df = pd.DataFrame(rows)
+    df[["text", "pseudo"]].to_csv(d / "corpus.csv", index=False)
+    df.iloc[::3][["text", "label"]].to_csv(d / "labeled.csv", index=False)
+
+
+def _refine(d: Path, out: str, *extra):
+    from silr.cli import app
+
+    return CliRunner().invoke(app, ["refine", str(d / "corpus.csv"), "--pseudo-col", "pseudo", "--labeled",
+                                    str(d / "labeled.csv"), "--out", out, "--rounds", "1", "--backbone", "ngram",
+                                    "--no-report", "-q", *extra])
+
+
+def test_binary_out_dot_and_overwrite_only_replaces_a_run_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("SILR_CACHE_DIR", str(tmp_path / "cache"))
+    _inputs(tmp_path)
+    (tmp_path / "w").mkdir()
+    monkeypatch.chdir(tmp_path / "w")
+    r = _refine(tmp_path, ".")
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert {"labels.csv", "rounds.json", "model"} <= {p.name for p in (tmp_path / "w").iterdir()}
+    (tmp_path / "w" / "stale.txt").write_text("x")  # an earlier run's leftover goes with --overwrite
+    r = _refine(tmp_path, ".", "--overwrite")
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "stale.txt" not in {p.name for p in (tmp_path / "w").iterdir()}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left beside it
+    # a folder that is not a run folder (the inputs live there) is refused, and nothing in it is touched
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = _refine(tmp_path, ".", "--overwrite")
+    assert r.exit_code != 0 and "not a silr run folder" in (r.output + str(r.exception))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and (tmp_path / "corpus.csv").exists()
