@@ -62,7 +62,11 @@ def run():
             llm = ((lp - mu).argmax(1), (lpt - mu).argmax(1), lp, lpt)
             t0 = time.time()
             shared = kb.run_corpus_methods(kb._with_ev(Fc, lp), kb._with_ev(Ft, lpt), llm[0], seed)
-            rec = kb.run_cell(task, setting, seed, b, Fc, Ft, llm, shared)
+            try:
+                rec = kb.run_cell(task, setting, seed, b, Fc, Ft, llm, shared)
+            except ValueError as e:  # the refiner's K-column llm_score with fewer classes named (as zero-shot)
+                print(f"{p.name}: not run: {e}", flush=True)
+                continue
             rec.update(commit=kb._commit(), seconds=round(time.time() - t0, 1), scores=str(path.name))
             tmp = p.with_suffix(".tmp")
             tmp.write_text(json.dumps(rec, indent=1))
