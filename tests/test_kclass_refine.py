@@ -142,3 +142,13 @@ def test_the_not_started_note_names_the_missing_class():
     g[gold < 0] = -1
     m = SelfIterativeRefiner(rounds=2, n_bootstrap=200).fit(X, s, y_gold=g)
     assert m.stop_reason_ == "not_started" and "['moderator']" in m.stop_detail_, m.stop_detail_
+
+
+def test_a_binary_refit_drops_the_k_class_fit_s_attributes():
+    # the review helper's finding: refitting one estimator from K classes to two left T_ and n_classes_ behind
+    X, y, noisy, gold = _kclass_data(K=3, n=600, noise=0.3, seed=5)
+    m = SelfIterativeRefiner(rounds=1, n_bootstrap=200).fit(X, noisy, y_gold=gold)
+    assert m.n_classes_ == 3 and len(m.T_) >= 1
+    two = np.where(noisy == 2, 1, noisy)
+    m.fit(X, two, y_gold=np.where(gold == 2, 1, gold))
+    assert list(m.classes_) == [0, 1] and not hasattr(m, "T_") and not hasattr(m, "n_classes_")

@@ -351,6 +351,8 @@ class SelfIterativeRefiner(ClassifierMixin, BaseEstimator):
             n_bootstrap=self.n_bootstrap, seed=self.seed,
             weights=lab_w, threshold_fitted=llm_threshold_fitted is not False,
         )
+        for stale in ("T_", "n_classes_"):  # a K-class fit's attributes do not outlive a binary refit
+            self.__dict__.pop(stale, None)
         self.classes_ = d.classes
         self.takes_texts_ = texts
         self.labels_ = np.vstack(labels)
