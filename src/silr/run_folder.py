@@ -166,8 +166,8 @@ def evaluate_run(
 ) -> dict:
     """Score a finished run against held-out gold labels (a separate step: the run never saw them).
 
-    ``gold`` has one row per corpus row in the same order (a ``label`` column), or is matched by text when
-    both files have ``text_col``. ``test`` optionally names a held-out test file (text, label) scored with
+    ``gold`` has one row per corpus row in the same order (a ``label`` column; rows are matched by position, not by
+    text). ``test`` optionally names a held-out test file (text, label) scored with
     the saved classifier (``test_score_col``: its column of the LLM's scores or labels, the evidence a stack
     needs, as ``silr predict --score-col``). The evaluation is added to ``rounds.json`` and the report is rewritten.
     """
