@@ -11,19 +11,25 @@ import pandas as pd
 from typer.testing import CliRunner
 
 
+def binary_rows(n: int, seed: int) -> pd.DataFrame:
+    """``n`` short texts of two classes (``gold`` alternating), with an 80%-right pseudo-label ``pseudo``."""
+    rng = np.random.default_rng(seed)
+    pos, neg = "great lovely superb fine".split(), "awful dull poor bad".split()
+    rows = []
+    for i in range(n):
+        y = i % 2
+        words = rng.choice(pos if y else neg, 3).tolist() + rng.choice(pos + neg, 1).tolist()
+        rows.append({"text": f"row {i} " + " ".join(words), "gold": y, "pseudo": y if rng.random() < 0.8 else 1 - y})
+    return pd.DataFrame(rows)
+
+
 def test_binary_run_sample_from_gold_leaves_out_draws_without_a_pseudo_label(tmp_path, monkeypatch):
     from silr.cli import app
 
     monkeypatch.setenv("SILR_CACHE_DIR", str(tmp_path / "cache"))
-    rng = np.random.default_rng(0)
-    pos, neg = "great lovely superb fine".split(), "awful dull poor bad".split()
-    rows = []
-    for i in range(160):
-        y = i % 2
-        words = rng.choice(pos if y else neg, 3).tolist() + rng.choice(pos + neg, 1).tolist()
-        s = y if rng.random() < 0.8 else 1 - y
-        rows.append({"text": f"row {i} " + " ".join(words), "gold": y, "pseudo": "" if i % 5 == 0 else s})
-    pd.DataFrame(rows).to_csv(tmp_path / "c.csv", index=False)  # 32 of 160 rows without a pseudo-label
+    df = binary_rows(160, 0).astype({"pseudo": object})
+    df.loc[df.index % 5 == 0, "pseudo"] = ""
+    df.to_csv(tmp_path / "c.csv", index=False)  # 32 of 160 rows without a pseudo-label
     (tmp_path / "job.toml").write_text('[data]\ncorpus = "c.csv"\npseudo_col = "pseudo"\ngold_col = "gold"\n'
                                        '[labeled]\nsample_from_gold = 50\n[refine]\nrounds = 1\nbackbone = "ngram"\n')
     r = CliRunner().invoke(app, ["run", str(tmp_path / "job.toml"), "--out", str(tmp_path / "run")])
@@ -41,18 +47,11 @@ def test_binary_run_sample_from_gold_leaves_out_draws_without_gold(tmp_path, mon
     from silr.cli import app
 
     monkeypatch.setenv("SILR_CACHE_DIR", str(tmp_path / "cache"))
-    rng = np.random.default_rng(1)
-    pos, neg = "great lovely superb fine".split(), "awful dull poor bad".split()
-    rows = []
-    for i in range(160):
-        y = i % 2
-        words = rng.choice(pos if y else neg, 3).tolist() + rng.choice(pos + neg, 1).tolist()
-        s = y if rng.random() < 0.8 else 1 - y
-        rows.append({"text": f"row {i} " + " ".join(words), "gold": "" if i % 7 == 0 else y, "pseudo": s})
-    pd.DataFrame(rows).to_csv(tmp_path / "c.csv", index=False)
-    (tmp_path / "job.toml").write_text('[data]\ncorpus = "c.csv"\npseudo_col = "pseudo"\n'
-                                       '[labeled]\nsample_from_gold = 50\n[refine]\nrounds = 1\nbackbone = "ngram"\n'
-                                       .replace('pseudo_col = "pseudo"\n', 'pseudo_col = "pseudo"\ngold_col = "gold"\n'))
+    df = binary_rows(160, 1).astype({"gold": object})
+    df.loc[df.index % 7 == 0, "gold"] = ""
+    df.to_csv(tmp_path / "c.csv", index=False)
+    (tmp_path / "job.toml").write_text('[data]\ncorpus = "c.csv"\npseudo_col = "pseudo"\ngold_col = "gold"\n'
+                                       '[labeled]\nsample_from_gold = 50\n[refine]\nrounds = 1\nbackbone = "ngram"\n')
     r = CliRunner().invoke(app, ["run", str(tmp_path / "job.toml"), "--out", str(tmp_path / "run")])
     assert r.exit_code == 0, (r.output, r.exception)
     drawn = np.sort(np.random.default_rng(0).choice(160, 50, replace=False))

@@ -6,20 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+from test_job_abstained import binary_rows
 from typer.testing import CliRunner
 
 
 def _inputs(d: Path):
-    rng = np.random.default_rng(0)
-    pos, neg = "great lovely superb fine".split(), "awful dull poor bad".split()
-    rows = []
-    for i in range(200):
-        y = i % 2
-        words = rng.choice(pos if y else neg, 3).tolist() + rng.choice(pos + neg, 1).tolist()
-        rows.append({"text": f"row {i} " + " ".join(words), "label": y, "pseudo": y if rng.random() < 0.8 else 1 - y})
-    df = pd.DataFrame(rows)
+    df = binary_rows(200, 0).rename(columns={"gold": "label"})
     df[["text", "pseudo"]].to_csv(d / "corpus.csv", index=False)
     df.iloc[::3][["text", "label"]].to_csv(d / "labeled.csv", index=False)
 

@@ -306,6 +306,22 @@ def build_prompt(spec: PromptSpec, shots: Sequence[Shot] = ()) -> FewShotPrompt:
     return fp
 
 
+def seeded_candidates(texts: Sequence[str], labels: Sequence[Any], label: Any, rng) -> list[int]:
+    """Positions of the rows labelled ``label``, in an order drawn from ``rng``; empty texts skipped, a repeated text
+    (after :func:`normalize_text`) kept once (its first position in that order). The examples' pool of a few-shot
+    plan (binary :class:`ShotPlan`, K-class :class:`silr.multiclass.shots.KShotPlan`)."""
+    idx = [i for i in range(len(texts)) if labels[i] == label and normalize_text(texts[i])]
+    seen: set[str] = set()
+    ordered = []
+    for j in rng.permutation(len(idx)):
+        k = idx[int(j)]
+        key = normalize_text(texts[k])
+        if key not in seen:
+            seen.add(key)
+            ordered.append(k)
+    return ordered
+
+
 class ShotPlan:
     """Chooses balanced few-shot examples from the labeled sample, deterministically from ``seed``.
 
@@ -325,19 +341,7 @@ class ShotPlan:
             raise ValueError("shots must be >= 0")
         rng = np.random.default_rng(seed)
         # candidates per class, in a seeded order; empty texts and duplicates are skipped
-        self._order: dict[int, list[int]] = {}
-        for c in (1, 0):
-            idx = [i for i in range(len(texts)) if labels[i] == c and normalize_text(texts[i])]
-            perm = rng.permutation(len(idx))
-            seen: set[str] = set()
-            ordered = []
-            for j in perm:
-                k = idx[int(j)]
-                key = normalize_text(texts[k])
-                if key not in seen:
-                    seen.add(key)
-                    ordered.append(k)
-            self._order[c] = ordered
+        self._order: dict[int, list[int]] = {c: seeded_candidates(texts, labels, c, rng) for c in (1, 0)}
         self._texts, self._labels, self._rows = texts, labels, rows
         n_avail = len(self._order[1]) + len(self._order[0])
         k = min(shots, n_avail)

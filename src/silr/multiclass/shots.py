@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from silr.annotate.prompts import normalize_text
+from silr.annotate.prompts import normalize_text, seeded_candidates
 from silr.annotate.types import AnnotationError
 
 __all__ = ["KShotPlan", "score_by_plan", "shots_per_class"]
@@ -46,17 +46,7 @@ class KShotPlan:
         labels = [low[v.lower()] for v in labels]
         self.spec, self.per_class = spec, shots_per_class(shots, len(words))
         rng = np.random.default_rng(seed)
-        self._order: dict[str, list[int]] = {}
-        for w in words:
-            seen, ordered = set(), []
-            idx = [i for i in range(len(texts)) if labels[i] == w and normalize_text(texts[i])]
-            for j in rng.permutation(len(idx)):
-                k = idx[int(j)]
-                key = normalize_text(texts[k])
-                if key not in seen:
-                    seen.add(key)
-                    ordered.append(k)
-            self._order[w] = ordered
+        self._order: dict[str, list[int]] = {w: seeded_candidates(texts, labels, w, rng) for w in words}
         self._texts, self._labels = texts, labels
         self._seq_seed = int(rng.integers(2**31))
         self._chosen = [i for w in words for i in self._order[w][: self.per_class]]
