@@ -136,7 +136,7 @@ def test_cli_refine_and_predict_do_not_move_with_gold_outside_the_labeled_rows(t
                   tmp_path / "labeled.csv", "--out", d / "run", "--backbone", "ngram", "--rounds", 2, "--seed", 0,
                   "--no-report", "--quiet")
         _silr("predict", d / "run", d / "test.csv", "--score-col", "llm_score", "--out", d / "pred.csv", "--quiet")
-        pred = pd.read_csv(d / "pred.csv").drop(columns=["label"]).rename(columns={})
+        pred = pd.read_csv(d / "pred.csv").drop(columns=["input_label"])  # the test file's own gold column
         final = [line for line in p.stderr.splitlines() if line.startswith("final labels:")]
         outs.append(((d / "run" / "labels.csv").read_bytes(), _files(d / "run" / "model"), final,
                      pred.to_csv(index=False)))

@@ -43,3 +43,21 @@ def test_binary_out_dot_and_overwrite_only_replaces_a_run_folder(tmp_path, monke
     r = _refine(tmp_path, ".", "--overwrite")
     assert r.exit_code != 0 and "not a silr run folder" in (r.output + str(r.exception))
     assert sorted(p.name for p in tmp_path.iterdir()) == before and (tmp_path / "corpus.csv").exists()
+
+
+def test_predict_keeps_an_input_column_of_the_same_name(tmp_path, monkeypatch):
+    # the review helper's finding: `silr predict` on a test file with its gold `label` overwrote it with the
+    # prediction; the input's column is now kept as input_label, with a note
+    from silr.cli import app
+
+    monkeypatch.setenv("SILR_CACHE_DIR", str(tmp_path / "cache"))
+    _inputs(tmp_path)
+    assert _refine(tmp_path, str(tmp_path / "run")).exit_code == 0
+    r = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), str(tmp_path / "labeled.csv"), "--out",
+                                 str(tmp_path / "p.csv")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    import pandas as pd
+
+    got, given = pd.read_csv(tmp_path / "p.csv"), pd.read_csv(tmp_path / "labeled.csv")
+    assert (got["input_label"] == given["label"]).all() and {"score", "label", "proba"} <= set(got.columns)
+    assert "kept as 'input_label'" in r.output

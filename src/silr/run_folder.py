@@ -31,7 +31,8 @@ from silr.refine import SelfIterativeRefiner
 if TYPE_CHECKING:
     from silr.texts import RefineResult
 
-__all__ = ["prepare_out_dir", "write_run", "replace_folder", "load_model", "predict_texts", "evaluate_run"]
+__all__ = ["prepare_out_dir", "write_run", "replace_folder", "load_model", "predict_texts", "with_predictions",
+           "evaluate_run"]
 
 
 def prepare_out_dir(out_dir: str | os.PathLike, *, overwrite: bool) -> Path:
@@ -153,6 +154,22 @@ def predict_texts(
     score = refiner.decision_function(X, llm_score=llm_score)
     proba = refiner.predict_proba(X, llm_score=llm_score)[:, 1]
     return pd.DataFrame({"score": score, "label": (score > 0).astype(int), "proba": proba})
+
+
+def with_predictions(df: pd.DataFrame, pred: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """``df`` with ``pred``'s columns added; an input column of the same name (e.g. a test file's gold ``label``)
+    is kept as ``input_<name>``, not overwritten. Returns the frame and a note per renamed column."""
+    df = df.copy()
+    notes = []
+    for c in pred.columns:
+        if c in df.columns:
+            new = f"input_{c}"
+            while new in df.columns or new in pred.columns:
+                new = f"input_{new}"
+            df = df.rename(columns={c: new})
+            notes.append(f"the input's column '{c}' is kept as '{new}' (silr predict writes '{c}')")
+        df[c] = pred[c].to_numpy()
+    return df, notes
 
 
 def evaluate_run(

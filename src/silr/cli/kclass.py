@@ -256,7 +256,10 @@ def run_kclass_predict(run_dir: Path, df, texts, out: Path, *, input: Path, scor
             typer.echo("note: the run handed back the LLM's labels or the stack; without --score-col the refined "
                        "classifier (or the probe) scores the texts alone", err=True)
     pred = predict_texts(run_dir, texts, progress=not quiet, llm_score=llm)
-    for c in pred.columns:
-        df[c] = pred[c].to_numpy()
+    from silr.run_folder import with_predictions
+
+    df, kept = with_predictions(df, pred)
     write_table(df, out)
+    for k in kept if not quiet else []:
+        typer.echo(f"note: {k}", err=True)
     typer.echo(str(out))

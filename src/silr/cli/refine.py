@@ -186,9 +186,12 @@ def predict(
         pred = predict_on_ray(eng, run_dir, texts, llm_score=llm)
     else:
         pred = predict_texts(run_dir, texts, progress=not quiet, llm_score=llm)
-    for c in pred.columns:
-        df[c] = pred[c].to_numpy()
+    from silr.run_folder import with_predictions
+
+    df, kept = with_predictions(df, pred)
     write_table(df, out)
+    for k in kept if not quiet else []:
+        typer.echo(f"note: {k}", err=True)
     note = None if llm is not None else stack_without_llm_note(run_dir, "--score-col COL")
     if note and not quiet:
         typer.echo(f"note: {note}", err=True)
