@@ -204,6 +204,23 @@ def load_config(path: str | os.PathLike) -> JobConfig:
     return config_from_dict(raw, source=f"config '{p}'", base_dir=p.parent)
 
 
+def _drop_draws_without_gold(labeled: pd.DataFrame, gold_col: str, corpus_path, echo) -> tuple[pd.DataFrame, int]:
+    """``[labeled] sample_from_gold``: a drawn row whose gold_col cell is empty has no gold to reveal; it leaves the
+    sample with a note (both the binary and the K-class job). Returns the sample and how many rows left it."""
+    from silr.multiclass.files import class_names
+
+    has_gold = class_names(labeled["label"]) != ""
+    n_out = int((~has_gold).sum())
+    if n_out == len(labeled):
+        raise InputError(f"config: [labeled] sample_from_gold drew {len(labeled)} corpus rows, none with a gold "
+                         f"label in [data] gold_col '{gold_col}' of corpus file '{corpus_path}'")
+    if n_out:
+        echo(f"note: {n_out} of the {len(labeled)} rows drawn from gold for the labeled sample have no gold label "
+             f"(column '{gold_col}' empty): left out of the labeled sample")
+        labeled = labeled[has_gold].reset_index(drop=True)
+    return labeled, n_out
+
+
 def _resolve(cfg: JobConfig, path: str) -> Path:
     p = Path(path)
     return p if p.is_absolute() else Path(cfg.base_dir) / p
@@ -247,6 +264,7 @@ def run_job(
         corpus = corpus.iloc[: a.limit].reset_index(drop=True)
 
     # the labeled sample: a file, or rows of the corpus whose gold is revealed (the labeling budget)
+    n_no_gold = 0
     if lab_cfg.file:
         labeled = read_table(_resolve(cfg, lab_cfg.file), required=[d.text_col, lab_cfg.label_col], what="labeled sample")
         labeled = labeled[[d.text_col, lab_cfg.label_col]].rename(columns={d.text_col: "text", lab_cfg.label_col: "label"})
@@ -256,6 +274,7 @@ def run_job(
         rng = np.random.default_rng(r.seed)
         idx = np.sort(rng.choice(len(corpus), size=min(lab_cfg.sample_from_gold, len(corpus)), replace=False))
         labeled = pd.DataFrame({"text": corpus[d.text_col].iloc[idx].to_numpy(), "label": corpus[d.gold_col].iloc[idx].to_numpy()})
+        labeled, n_no_gold = _drop_draws_without_gold(labeled, d.gold_col, corpus_path, echo)
     else:
         raise InputError("config: [labeled] needs 'file' or 'sample_from_gold'")
     from silr.multiclass.job import kclass_job_spec, run_kclass_job
@@ -265,19 +284,11 @@ def run_job(
         if eng.is_ray:
             raise InputError("config: the K-class path runs on the local engine ([engine] kind = \"local\")")
         return run_kclass_job(cfg, out, corpus, labeled, kspec, corpus_path=corpus_path, progress=progress, echo=echo,
-                              on_round=on_round, labeled_what=str(lab_cfg.file or f"{lab_cfg.sample_from_gold} corpus rows"))
+                              on_round=on_round, labeled_what=str(lab_cfg.file or f"{lab_cfg.sample_from_gold} corpus rows"),
+                              labeled_without_gold=n_no_gold)
     if d.score_col:
         raise InputError("config: [data] score_col is the per-class score prefix of a K-class job (3+ classes in "
                          "pseudo_col); for two classes give the score column to `silr refine --score-col`")
-    if not lab_cfg.file:  # sample_from_gold: a drawn row whose gold_col cell is empty has no gold to reveal
-        has_gold = labeled["label"].notna().to_numpy() & (labeled["label"].astype(str).str.strip() != "").to_numpy()
-        if not has_gold.any():
-            raise InputError(f"config: [labeled] sample_from_gold drew {len(labeled)} corpus rows, none with a gold "
-                             f"label in [data] gold_col '{d.gold_col}' of corpus file '{corpus_path}'")
-        if not has_gold.all():
-            echo(f"note: {int((~has_gold).sum())} of the {len(labeled)} rows drawn from gold for the labeled sample "
-                 f"have no gold label (column '{d.gold_col}' empty): left out of the labeled sample")
-            labeled = labeled[has_gold].reset_index(drop=True)
     labeled["label"] = parse_binary_labels(labeled["label"], what="labeled sample", column="label")
 
     staging = out.parent / f".{out.name}.staging"

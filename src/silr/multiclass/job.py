@@ -33,7 +33,7 @@ def kclass_job_spec(cfg, corpus: pd.DataFrame, labeled: pd.DataFrame):
 
 def run_kclass_job(cfg, out: Path, corpus: pd.DataFrame, labeled: pd.DataFrame, spec, *, corpus_path: Path,
                    labeled_what: str, progress: bool = True, echo: Callable[[str], None] = print,
-                   on_round: Callable | None = None) -> dict:
+                   on_round: Callable | None = None, labeled_without_gold: int = 0) -> dict:
     """The K-class job into the (empty) folder ``out``; returns the summary (``evaluation`` when gold is given).
     ``labeled`` has columns ``text`` and ``label``; gold (``[data] gold_col``) is read only by the evaluation."""
     from silr.cache_keys import default_cache_dir
@@ -51,17 +51,6 @@ def run_kclass_job(cfg, out: Path, corpus: pd.DataFrame, labeled: pd.DataFrame, 
     if spec is not None and d.score_col:
         raise InputError("config: [data] score_col goes with pseudo_col (scores already in the corpus); this job "
                          "annotates, and its annotation writes the per-class scores itself")
-    n_no_gold = 0
-    if not cfg.labeled.file:  # sample_from_gold: a drawn row whose gold_col cell is empty has no gold to reveal
-        has_gold = class_names(labeled["label"]) != ""
-        n_no_gold = int((~has_gold).sum())
-        if n_no_gold == len(labeled):
-            raise InputError(f"config: [labeled] sample_from_gold drew {len(labeled)} corpus rows, none with a gold "
-                             f"label in [data] gold_col '{d.gold_col}' of corpus file '{corpus_path}'")
-        if n_no_gold:
-            echo(f"note: {n_no_gold} of the {len(labeled)} rows drawn from gold for the labeled sample have no gold "
-                 f"label (column '{d.gold_col}' empty): left out of the labeled sample")
-            labeled = labeled[has_gold].reset_index(drop=True)
     if spec is not None and cfg.labeled.file:  # the labeled file's own problems, before a long annotation
         from silr.io import clean_texts
 
@@ -116,8 +105,8 @@ def run_kclass_job(cfg, out: Path, corpus: pd.DataFrame, labeled: pd.DataFrame, 
     summary["config"] = cfg.to_dict()
     if n_lab_out:
         summary["labeled_rows_left_out"] = n_lab_out
-    if n_no_gold:
-        summary["labeled_rows_without_gold"] = n_no_gold
+    if labeled_without_gold:  # sample_from_gold rows with an empty gold cell (run_job left them out)
+        summary["labeled_rows_without_gold"] = labeled_without_gold
     for note in (left_out_note(summary), labeled_only_note(summary)):
         if note:
             echo(note)
