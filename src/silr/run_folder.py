@@ -18,8 +18,9 @@ import os
 import shutil
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,7 @@ from silr.refine import SelfIterativeRefiner
 if TYPE_CHECKING:
     from silr.texts import RefineResult
 
-__all__ = ["prepare_out_dir", "write_run", "replace_folder", "load_model", "predict_texts", "with_predictions",
+__all__ = ["prepare_out_dir", "write_run", "staged_folder", "replace_folder", "load_model", "predict_texts", "with_predictions",
            "evaluate_run"]
 
 
@@ -54,15 +55,7 @@ def prepare_out_dir(out_dir: str | os.PathLike, *, overwrite: bool) -> Path:
 def write_run(result: RefineResult, out_dir: str | os.PathLike, *, report: bool = True) -> Path:
     """Write the run folder atomically: built in a sibling temp folder, then moved into place (into ``out`` when it
     exists: ``--out .``)."""
-    given = Path(out_dir)
-    out = given.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(out)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    with staged_folder(out_dir) as tmp:
         write_table(result.labels, tmp / "labels.csv")
         (tmp / "rounds.json").write_text(json.dumps(result.summary, indent=2, default=json_default))
         model = tmp / "model"
@@ -73,11 +66,26 @@ def write_run(result: RefineResult, out_dir: str | os.PathLike, *, report: bool 
             from silr.report import write_report
 
             write_report(tmp, rounds=result.summary, labels=result.labels)
-        replace_folder(tmp, out)
+    return Path(out_dir)
+
+
+@contextmanager
+def staged_folder(out_dir: str | os.PathLike, keep: Sequence[str] = ()) -> Iterator[Path]:
+    """A run folder built complete before it is seen: yields a temp folder beside ``out_dir`` to write into, then
+    moves it into place (:func:`replace_folder`, ``keep`` as there); on any failure the temp folder is removed and
+    ``out_dir`` is left as it was. Temp folders of killed runs are removed first."""
+    out = Path(out_dir).resolve()  # `--out .`: the temp folder goes beside it, in the parent
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(out)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        replace_folder(tmp, out, keep)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return given
 
 
 def replace_folder(tmp: Path, out: Path, keep: Sequence[str] = ()) -> None:

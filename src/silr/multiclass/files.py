@@ -336,28 +336,15 @@ def refine_kclass(df: pd.DataFrame, ldf: pd.DataFrame, out: Path, *, pseudo_col:
     for r in range(1, model.n_rounds_ + 1):
         res[f"round_{r}"] = model.classes_[model.labels_[r]]
     # built beside ``out`` and moved into place complete: an earlier run's files (--overwrite) do not stay beside it
-    import os
-    import shutil
+    from silr.run_folder import staged_folder
 
-    from silr.run_folder import _remove_stale_partials, replace_folder
-
-    out = Path(out).resolve()  # `--out .`: the folder beside it is the parent's
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(out)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with staged_folder(out, keep_files) as tmp:
         write_table(res, tmp / "labels.csv")
         save_model(model, bb, tmp / "model")
         atomic_write_text(tmp / "rounds.json", json.dumps(summary, indent=1, default=json_default))
         atomic_write_text(tmp / "report.md", report_markdown(summary))
         if report:
             atomic_write_text(tmp / "report.html", report_html(summary))
-        replace_folder(tmp, out, keep_files)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
 
 
