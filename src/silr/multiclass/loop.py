@@ -303,7 +303,9 @@ def _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs
         make_stack = lambda: SharedStack(bias_l2=stack_bias, K=K, anchor_l2=anchor_l2, llm_l2=llm_l2,  # noqa: E731
                                          llm_mode=llm_mode)
         stack_m = make_stack().fit(F[lab], y_lab)
-        oof = _oof(F[lab], y_lab, make_stack, K, seed)
+        # out of fold on the labeled rows (the probabilities too when the flipped labels need them: the same fits)
+        P_lab = _oof(F[lab], y_lab, make_stack, K, seed, proba=True) if flip is not None else None
+        oof = P_lab.argmax(1) if P_lab is not None else _oof(F[lab], y_lab, make_stack, K, seed)
         what = "a * LLM evidence + b * refined score" + (" + g * probe log-probability" if with_probe else "") + \
             (" + h * extra score" if stack_extra is not None else "") + \
             (" + a per-class bias" if stack_bias is not None else "") + \
@@ -313,7 +315,6 @@ def _hand_back(X, labels, lab_labels, estimates, records, learners, scales, aggs
                                "(fitted on the labeled rows; out of fold)"))
         if flip is not None:
             P_all = stack_m.predict_proba(F)
-            P_lab = _oof(F[lab], y_lab, make_stack, K, seed, proba=True)
             thr = class_thresholds(labels[0], P_all) if flip[0] == "cj" else None
             fixed = confident_flips(labels[0], P_all, flip, thr)
             fixed_lab = confident_flips(lab_labels[0], P_lab, flip, thr)
